@@ -1,0 +1,29 @@
+//! MolE on Burn: the model, its losses, checkpoints and weight exchange with the original.
+//!
+//! ```text
+//! SMILES ─(mole-featurize)→ Batch ─→ BatchTensors ─→ MolE ─→ CLS [batch, hidden]
+//!                                                      ├─ prediction_head → [batch, tasks·classes]
+//!                                                      └─ atom_env_head   → [masked atoms, targets]
+//! ```
+
+pub mod batch;
+pub mod checkpoint;
+pub mod loss;
+pub mod model;
+pub mod traits;
+pub mod training;
+
+pub use batch::BatchTensors;
+pub use checkpoint::{export_safetensors, import_safetensors, load_state_dict, to_state_dict, Checkpoint};
+pub use loss::{MaskedLoss, TaskType};
+pub use model::{AtomEnvEmbeddings, AtomEnvHead, AtomEnvHeadConfig, HeadConfig, MolE, MolEConfig};
+pub use traits::{Encoder, LabelledBatch, Model, StepOutput};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Nn(#[from] mole_nn::NnError),
+    #[error("{path}: {why}")]
+    Checkpoint { path: String, why: String },
+}

@@ -1,0 +1,53 @@
+//! Token embeddings: look-up, LayerNorm, padding mask, dropout.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
+use burn::tensor::{backend::Backend, Int, Tensor};
+
+use crate::common_init::{embedding, layer_norm};
+use crate::state::{StateLoader, StateSaver, TorchState};
+use crate::DebertaConfig;
+
+/// DeBERTa's `BertEmbeddings` as MolE configures it: no absolute positions, no token types,
+/// embedding size = hidden size.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings<B: Backend> {
+    pub word_embeddings: Embedding<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertEmbeddings<B> {
+    pub fn new(config: &DebertaConfig, device: &B::Device) -> Self {
+        Self {
+            word_embeddings: embedding(
+                config.vocab_size,
+                config.hidden_size,
+                config.initializer_range,
+                device,
+            ),
+            layer_norm: layer_norm(config.hidden_size, config.layer_norm_eps, device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    /// `input_ids [batch, seq]`, `input_mask [batch, seq]` (1.0 valid, 0.0 padding)
+    /// → `[batch, seq, hidden]`, exactly zero at padded positions (before dropout).
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, input_mask: Tensor<B, 2>) -> Tensor<B, 3> {
+        let embedded = self.layer_norm.forward(self.word_embeddings.forward(input_ids));
+        let masked = embedded * input_mask.unsqueeze_dim::<3>(2);
+        self.dropout.forward(masked)
+    }
+}
+
+impl<B: Backend> TorchState<B> for BertEmbeddings<B> {
+    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
+        loader.embedding(&mut self.word_embeddings, &format!("{prefix}.word_embeddings"));
+        loader.layer_norm(&mut self.layer_norm, &format!("{prefix}.LayerNorm"));
+    }
+
+    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
+        saver.embedding(&self.word_embeddings, &format!("{prefix}.word_embeddings"));
+        saver.layer_norm(&self.layer_norm, &format!("{prefix}.LayerNorm"));
+    }
+}

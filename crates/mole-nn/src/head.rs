@@ -1,0 +1,48 @@
+//! Prediction heads on the CLS state.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::activation::gelu;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::common_init::linear;
+use crate::state::{StateLoader, StateSaver, TorchState};
+
+/// The original `TaskPredictionHead`: dropout → dense → GELU → dropout → classifier.
+#[derive(Module, Debug)]
+pub struct TaskPredictionHead<B: Backend> {
+    pub dense: Linear<B>,
+    pub classifier: Linear<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> TaskPredictionHead<B> {
+    /// `outputs` = num_tasks × num_classes.
+    pub fn new(hidden: usize, outputs: usize, dropout: f64, init_std: f64, device: &B::Device) -> Self {
+        Self {
+            dense: linear(hidden, hidden, init_std, device),
+            classifier: linear(hidden, outputs, init_std, device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// `[batch, hidden]` → `[batch, outputs]`
+    pub fn forward(&self, cls: Tensor<B, 2>) -> Tensor<B, 2> {
+        let x = self.dropout.forward(cls);
+        let x = gelu(self.dense.forward(x));
+        let x = self.dropout.forward(x);
+        self.classifier.forward(x)
+    }
+}
+
+impl<B: Backend> TorchState<B> for TaskPredictionHead<B> {
+    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
+        loader.linear(&mut self.dense, &format!("{prefix}.dense"));
+        loader.linear(&mut self.classifier, &format!("{prefix}.classifier"));
+    }
+
+    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
+        saver.linear(&self.dense, &format!("{prefix}.dense"));
+        saver.linear(&self.classifier, &format!("{prefix}.classifier"));
+    }
+}
