@@ -69,7 +69,8 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     /// `[batch, seq, heads*d]` → `[batch, heads, seq, d]`
     fn split_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
         let [b, n, _] = x.dims();
-        x.reshape([b, n, self.num_heads, self.head_size]).swap_dims(1, 2)
+        x.reshape([b, n, self.num_heads, self.head_size])
+            .swap_dims(1, 2)
     }
 
     /// - `hidden`: `[batch, seq, hidden]`
@@ -127,10 +128,11 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         // original XSoftmax does; its output never reaches a valid position.
         let probs = softmax(logits.mask_fill(blocked.clone(), f32::MIN), 3).mask_fill(blocked, 0.0);
         let dropped = self.dropout.forward(probs.clone());
-        let context = dropped
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, self.num_heads * self.head_size]);
+        let context = dropped.matmul(v).swap_dims(1, 2).reshape([
+            batch,
+            seq,
+            self.num_heads * self.head_size,
+        ]);
 
         AttentionOutput {
             context,

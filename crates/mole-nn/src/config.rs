@@ -14,6 +14,8 @@ use crate::NnError;
 pub struct DebertaConfig {
     /// Input vocabulary size (identifiers + PAD, MASK, UNK, CLS). The original YAML carries a
     /// placeholder (130505) that MolE overrides with `vocab_size_inp`; here it is the real size.
+    /// 0 in a model file means "take it from the vocabulary".
+    #[serde(default)]
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -160,7 +162,10 @@ impl DebertaConfig {
     pub fn validate(&self) -> Result<(), NnError> {
         let bad = |why: String| Err(NnError::Config(why));
         if self.hidden_act != "gelu" {
-            return bad(format!("hidden_act `{}` is not supported (only `gelu`)", self.hidden_act));
+            return bad(format!(
+                "hidden_act `{}` is not supported (only `gelu`)",
+                self.hidden_act
+            ));
         }
         if !self.relative_attention {
             return bad("relative_attention = false is not supported: MolE relies on it".into());
@@ -178,14 +183,19 @@ impl DebertaConfig {
             return bad("share_att_key = false is not supported".into());
         }
         if !matches!(self.norm_rel_ebd.as_str(), "layer_norm" | "none") {
-            return bad(format!("norm_rel_ebd `{}` is not supported", self.norm_rel_ebd));
+            return bad(format!(
+                "norm_rel_ebd `{}` is not supported",
+                self.norm_rel_ebd
+            ));
         }
         if self.num_attention_heads == 0 || self.head_size() == 0 {
             return bad("num_attention_heads and head size must be positive".into());
         }
         for t in self.pos_att_type.split('|').map(str::trim) {
             if !t.is_empty() && t != "c2p" && t != "p2c" {
-                return bad(format!("pos_att_type term `{t}` is not supported (c2p, p2c)"));
+                return bad(format!(
+                    "pos_att_type term `{t}` is not supported (c2p, p2c)"
+                ));
             }
         }
         Ok(())
@@ -206,7 +216,9 @@ impl DebertaConfig {
         } else {
             let value: toml::Value = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
             let table = value.get("model").cloned().unwrap_or(value);
-            table.try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))?
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| parse_err(e.to_string()))?
         };
         cfg.validate()?;
         Ok(cfg)

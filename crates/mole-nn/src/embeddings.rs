@@ -34,7 +34,9 @@ impl<B: Backend> BertEmbeddings<B> {
     /// `input_ids [batch, seq]`, `input_mask [batch, seq]` (1.0 valid, 0.0 padding)
     /// → `[batch, seq, hidden]`, exactly zero at padded positions (before dropout).
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>, input_mask: Tensor<B, 2>) -> Tensor<B, 3> {
-        let embedded = self.layer_norm.forward(self.word_embeddings.forward(input_ids));
+        let embedded = self
+            .layer_norm
+            .forward(self.word_embeddings.forward(input_ids));
         let masked = embedded * input_mask.unsqueeze_dim::<3>(2);
         self.dropout.forward(masked)
     }
@@ -42,7 +44,10 @@ impl<B: Backend> BertEmbeddings<B> {
 
 impl<B: Backend> TorchState<B> for BertEmbeddings<B> {
     fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        loader.embedding(&mut self.word_embeddings, &format!("{prefix}.word_embeddings"));
+        loader.embedding(
+            &mut self.word_embeddings,
+            &format!("{prefix}.word_embeddings"),
+        );
         loader.layer_norm(&mut self.layer_norm, &format!("{prefix}.LayerNorm"));
     }
 

@@ -150,7 +150,10 @@ impl<B: Backend> TorchState<B> for BertEncoder<B> {
         for (l, layer) in self.layers.iter_mut().enumerate() {
             layer.load_torch_state(loader, &format!("{prefix}.layer.{l}"));
         }
-        loader.embedding(&mut self.rel_embeddings, &format!("{prefix}.rel_embeddings"));
+        loader.embedding(
+            &mut self.rel_embeddings,
+            &format!("{prefix}.rel_embeddings"),
+        );
         if let Some(norm) = self.rel_layer_norm.as_mut() {
             loader.layer_norm(norm, &format!("{prefix}.LayerNorm"));
         }

@@ -18,7 +18,13 @@ pub struct TaskPredictionHead<B: Backend> {
 
 impl<B: Backend> TaskPredictionHead<B> {
     /// `outputs` = num_tasks × num_classes.
-    pub fn new(hidden: usize, outputs: usize, dropout: f64, init_std: f64, device: &B::Device) -> Self {
+    pub fn new(
+        hidden: usize,
+        outputs: usize,
+        dropout: f64,
+        init_std: f64,
+        device: &B::Device,
+    ) -> Self {
         Self {
             dense: linear(hidden, hidden, init_std, device),
             classifier: linear(hidden, outputs, init_std, device),

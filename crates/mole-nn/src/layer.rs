@@ -169,7 +169,11 @@ impl<B: Backend> TorchState<B> for BertLayer<B> {
         self.attention
             .output
             .save_torch_state(saver, &format!("{prefix}.attention.output"));
-        saver.linear(&self.intermediate.dense, &format!("{prefix}.intermediate.dense"));
-        self.output.save_torch_state(saver, &format!("{prefix}.output"));
+        saver.linear(
+            &self.intermediate.dense,
+            &format!("{prefix}.intermediate.dense"),
+        );
+        self.output
+            .save_torch_state(saver, &format!("{prefix}.output"));
     }
 }

@@ -33,7 +33,10 @@ impl HostTensor {
     }
 
     pub fn to_tensor<B: Backend, const D: usize>(&self, device: &B::Device) -> Tensor<B, D> {
-        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), self.shape.clone()),
+            device,
+        )
     }
 }
 
@@ -223,7 +226,11 @@ impl<'a, B: Backend> StateLoader<'a, B> {
     }
 
     /// The tensor `name` with `shape`, or `None` (recorded) when absent or mis-shaped.
-    pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Option<Tensor<B, D>> {
+    pub fn tensor<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Option<Tensor<B, D>> {
         match self.dict.tensors.get(name) {
             None => {
                 self.missing.push(name.to_string());

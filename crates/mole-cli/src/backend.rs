@@ -1,0 +1,151 @@
+//! Run-time choice among the backends compiled in (cargo features `flex`, `cuda`, `wgpu`,
+//! `vulkan`, `metal`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+
+/// A `--device` value: `cpu`, `cuda[:N]`, `vulkan[:N]`, `wgpu[:N]`, `metal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Wgpu(usize),
+    Vulkan(usize),
+    Metal,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let (kind, index) = match s.split_once(':') {
+            Some((k, i)) => (
+                k,
+                i.parse::<usize>()
+                    .map_err(|_| anyhow::anyhow!("device `{s}`: `{i}` is not a device index"))?,
+            ),
+            None => (s, 0),
+        };
+        Ok(match kind.to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Self::Cpu,
+            "cuda" | "gpu" => Self::Cuda(index),
+            "wgpu" => Self::Wgpu(index),
+            "vulkan" => Self::Vulkan(index),
+            "metal" => Self::Metal,
+            _ => {
+                bail!("unknown device `{s}`: expected cpu, cuda[:N], vulkan[:N], wgpu[:N] or metal")
+            }
+        })
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+            Self::Wgpu(i) => write!(f, "wgpu:{i}"),
+            Self::Vulkan(i) => write!(f, "vulkan:{i}"),
+            Self::Metal => write!(f, "metal"),
+        }
+    }
+}
+
+/// The backends this binary was compiled with.
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg!(feature = "flex") {
+        v.push("cpu (flex)");
+    }
+    if cfg!(feature = "cuda") {
+        v.push("cuda");
+    }
+    if cfg!(feature = "wgpu") {
+        v.push("wgpu");
+    }
+    if cfg!(feature = "vulkan") {
+        v.push("vulkan");
+    }
+    if cfg!(feature = "metal") {
+        v.push("metal");
+    }
+    v
+}
+
+/// The default device: the first GPU backend compiled in, else the CPU.
+pub fn default_device() -> DeviceSpec {
+    if cfg!(feature = "cuda") {
+        DeviceSpec::Cuda(0)
+    } else if cfg!(feature = "vulkan") {
+        DeviceSpec::Vulkan(0)
+    } else if cfg!(feature = "metal") {
+        DeviceSpec::Metal
+    } else if cfg!(feature = "wgpu") {
+        DeviceSpec::Wgpu(0)
+    } else {
+        DeviceSpec::Cpu
+    }
+}
+
+pub fn missing_feature(spec: DeviceSpec) -> anyhow::Error {
+    let feature = match spec {
+        DeviceSpec::Cpu => "flex",
+        DeviceSpec::Cuda(_) => "cuda",
+        DeviceSpec::Wgpu(_) => "wgpu",
+        DeviceSpec::Vulkan(_) => "vulkan",
+        DeviceSpec::Metal => "metal",
+    };
+    anyhow::anyhow!(
+        "device `{spec}` needs the `{feature}` cargo feature, which this binary was built without \
+         (compiled: {}). Rebuild with `cargo build --release -p mole-cli --features {feature}`.",
+        compiled_backends().join(", ")
+    )
+}
+
+/// Calls `$body` with the type alias `$B` bound to the autodiff backend for `$spec`, and
+/// `$device` to its device. Each arm exists only when its feature is compiled in.
+#[macro_export]
+macro_rules! with_backend {
+    ($spec:expr, |$B:ident, $device:ident| $body:expr) => {{
+        #[allow(unreachable_patterns)]
+        match $spec {
+            #[cfg(feature = "flex")]
+            $crate::backend::DeviceSpec::Cpu => {
+                type $B = burn::backend::Autodiff<burn::backend::Flex>;
+                let $device = burn::backend::flex::FlexDevice;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::DeviceSpec::Cuda(i) => {
+                type $B = burn::backend::Autodiff<burn::backend::Cuda>;
+                let $device = burn::backend::cuda::CudaDevice::new(i);
+                $body
+            }
+            #[cfg(feature = "vulkan")]
+            $crate::backend::DeviceSpec::Vulkan(i) => {
+                type $B = burn::backend::Autodiff<burn::backend::Vulkan>;
+                let $device = burn::backend::wgpu::WgpuDevice::DiscreteGpu(i);
+                $body
+            }
+            #[cfg(feature = "wgpu")]
+            $crate::backend::DeviceSpec::Wgpu(i) => {
+                type $B = burn::backend::Autodiff<burn::backend::Wgpu>;
+                let $device = if i == 0 {
+                    burn::backend::wgpu::WgpuDevice::DefaultDevice
+                } else {
+                    burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)
+                };
+                $body
+            }
+            #[cfg(feature = "metal")]
+            $crate::backend::DeviceSpec::Metal => {
+                type $B = burn::backend::Autodiff<burn::backend::Metal>;
+                let $device = burn::backend::wgpu::WgpuDevice::DefaultDevice;
+                $body
+            }
+            other => Err($crate::backend::missing_feature(other)),
+        }
+    }};
+}

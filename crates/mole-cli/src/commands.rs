@@ -1,0 +1,1339 @@
+//! The subcommands.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use clap::{Args, Subcommand, ValueEnum};
+use mole_featurize::{
+    collate, featurize as featurize_smiles, read_molecules, MoleInput, Vocabulary,
+};
+use mole_metrics::TaskKind;
+use mole_model::{BatchTensors, Checkpoint, HeadConfig, MolE, MolEConfig, TaskType};
+use mole_nn::StateDict;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use crate::backend::{compiled_backends, default_device, DeviceSpec};
+use crate::data::{self, Example};
+use crate::settings::{self, RunSettings};
+use crate::trainer::{self, Objective, TrainJob, TrainOutcome};
+use crate::{with_backend, TrainArgs};
+
+const BUNDLED_VOCAB: &str = include_str!("../assets/vocab_radius0.json");
+
+/// The radius-0 vocabulary shipped with mole (built from the bundled MOSES subset).
+pub fn bundled_vocab() -> Result<Vocabulary> {
+    Vocabulary::from_json_str(BUNDLED_VOCAB).map_err(|e| anyhow!("bundled vocabulary: {e}"))
+}
+
+fn load_vocab(path: Option<&Path>) -> Result<Vocabulary> {
+    match path {
+        Some(p) if !p.as_os_str().is_empty() => Ok(Vocabulary::from_json_file(p)?),
+        _ => bundled_vocab(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// featurize
+
+#[derive(Args)]
+pub struct FeaturizeArgs {
+    /// Input: .smi/.txt (SMILES [name] per line) or .csv/.tsv with a `smiles` column; .gz ok.
+    pub input: PathBuf,
+    /// Output JSON Lines file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Radius-0 vocabulary JSON for `tokens` (default: the bundled vocabulary).
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
+}
+
+/// One output line: the featurisation, or the reason the row was rejected.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum FeaturizeLine {
+    Ok(mole_featurize::FeaturizedMolecule),
+    Err {
+        smiles: String,
+        line: usize,
+        error: String,
+    },
+}
+
+pub fn featurize(args: FeaturizeArgs) -> Result<()> {
+    let vocab = load_vocab(args.vocab.as_deref())?;
+    let reader = read_molecules(&args.input)?;
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut out = out;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} featurize {pos} molecules ({per_sec})")
+            .expect("valid template"),
+    );
+    let (mut rows, mut ok, mut rejected) = (0usize, 0usize, 0usize);
+    // Chunks keep memory bounded on large files while rayon featurises each chunk in parallel.
+    let mut chunk = Vec::with_capacity(8192);
+    let mut reader = reader.peekable();
+    loop {
+        chunk.clear();
+        while chunk.len() < 8192 {
+            match reader.next() {
+                Some(r) => chunk.push(r),
+                None => break,
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let lines: Vec<FeaturizeLine> = chunk
+            .par_iter()
+            .map(|record| match record {
+                Ok(r) => match featurize_smiles(&r.smiles, &vocab) {
+                    Ok(f) => FeaturizeLine::Ok(f),
+                    Err(e) => FeaturizeLine::Err {
+                        smiles: r.smiles.clone(),
+                        line: r.line,
+                        error: e.to_string(),
+                    },
+                },
+                Err(e) => FeaturizeLine::Err {
+                    smiles: String::new(),
+                    line: 0,
+                    error: e.to_string(),
+                },
+            })
+            .collect();
+        for l in &lines {
+            rows += 1;
+            match l {
+                FeaturizeLine::Ok(_) => ok += 1,
+                FeaturizeLine::Err { line, error, .. } => {
+                    rejected += 1;
+                    if rejected <= 5 {
+                        tracing::warn!("{}:{line}: {error}", args.input.display());
+                    }
+                }
+            }
+            serde_json::to_writer(&mut out, l)?;
+            out.write_all(b"\n")?;
+        }
+        bar.set_position(rows as u64);
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    eprintln!("featurize: {rows} rows, {ok} ok, {rejected} rejected");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// vocab
+
+#[derive(Subcommand)]
+pub enum VocabCommand {
+    /// Count Morgan identifiers over a SMILES corpus and keep those seen at least --min-count times.
+    Build {
+        /// SMILES corpora (.smi/.txt/.csv/.tsv, optionally .gz); counts are summed over all.
+        #[arg(required = true)]
+        corpus: Vec<PathBuf>,
+        /// 0 for the input vocabulary, 2 for pretraining targets.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=2))]
+        radius: u32,
+        #[arg(long, default_value_t = 1)]
+        min_count: u64,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print a vocabulary's size and special tokens.
+    Show { vocab: Option<PathBuf> },
+}
+
+pub fn vocab(cmd: VocabCommand) -> Result<()> {
+    match cmd {
+        VocabCommand::Build {
+            corpus,
+            radius,
+            min_count,
+            output,
+        } => {
+            let mut rows = Vec::new();
+            let mut rejects = Vec::new();
+            for c in &corpus {
+                let (r, bad) = data::read_smiles(c)?;
+                rows.extend(r);
+                rejects.extend(bad);
+            }
+            let bar = data::progress_bar(rows.len() as u64, "count");
+            let results: Vec<Result<Vec<u32>, String>> = rows
+                .par_iter()
+                .map(|r| {
+                    bar.inc(1);
+                    let mol = mole_featurize::parse_smiles(&r.smiles).map_err(|e| e.to_string())?;
+                    let envs = mole_featurize::morgan_environments(&mol, radius as usize);
+                    Ok(envs[radius as usize].iter().flatten().copied().collect())
+                })
+                .collect();
+            bar.finish_and_clear();
+            let mut counts = std::collections::HashMap::new();
+            let mut failed = rejects.len();
+            for r in results {
+                match r {
+                    Ok(ids) => {
+                        for id in ids {
+                            *counts.entry(id).or_insert(0u64) += 1;
+                        }
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            let vocab =
+                Vocabulary::build_from_counts(counts.clone(), min_count).with_radius(radius);
+            vocab.save(&output)?;
+            eprintln!(
+                "vocab: {} distinct radius-{radius} identifiers in {} molecules ({failed} unparsable); \
+                 kept {} with count >= {min_count}; vocab_size {} → {}",
+                counts.len(),
+                rows.len(),
+                vocab.num_identifiers(),
+                vocab.vocab_size(),
+                output.display()
+            );
+            Ok(())
+        }
+        VocabCommand::Show { vocab } => {
+            let v = load_vocab(vocab.as_deref())?;
+            println!(
+                "radius {}: {} identifiers, vocab_size {} (PAD {}, MASK {}, UNK {}, CLS {})",
+                v.radius,
+                v.num_identifiers(),
+                v.vocab_size(),
+                v.pad_id(),
+                v.mask_id(),
+                v.unk_id(),
+                v.cls_id()
+            );
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// training commands
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Stage {
+    /// Stage 1: self-supervised masked atom-environment prediction.
+    AtomEnv,
+    /// Stage 2: supervised multitask pretraining (missing labels allowed).
+    Multitask,
+}
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    #[arg(long, value_enum, default_value_t = Stage::AtomEnv)]
+    pub stage: Stage,
+    /// Checkpoint to start from (stage 2 usually starts from stage 1's best.safetensors).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// Pretrained checkpoint whose encoder (and vocabulary) to start from; without it the
+    /// model trains from scratch.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// regression | classification (overrides task.kind).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Label columns, comma-separated (overrides data.label_columns).
+    #[arg(long, value_delimiter = ',')]
+    pub label_cols: Option<Vec<String>>,
+    /// Weight positives by n_neg/n_pos per task.
+    #[arg(long)]
+    pub balanced: bool,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+fn device_of(args: &TrainArgs) -> DeviceSpec {
+    args.device.unwrap_or_else(default_device)
+}
+
+fn run_dir(args: &TrainArgs, default: &str) -> PathBuf {
+    args.out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(default))
+}
+
+pub fn pretrain(args: PretrainArgs) -> Result<()> {
+    if args.stage == Stage::Multitask {
+        let ft = FinetuneArgs {
+            checkpoint: args.checkpoint,
+            task: None,
+            label_cols: None,
+            balanced: false,
+            train: args.train,
+        };
+        supervised(ft, settings::MULTITASK_TOML, "multitask")?;
+        return Ok(());
+    }
+    let a = &args.train;
+    let settings = RunSettings::resolve(
+        settings::PRETRAIN_TOML,
+        a.config.as_deref(),
+        &a.all_overrides(),
+    )?;
+    let p = settings
+        .pretrain
+        .clone()
+        .ok_or_else(|| anyhow!("config has no [pretrain] section"))?;
+    let out = run_dir(a, "pretrain");
+    std::fs::create_dir_all(&out)?;
+
+    let (vocab, init) = match &args.checkpoint {
+        Some(c) => {
+            let (_, vocab, dict) = read_checkpoint_parts(c)?;
+            (vocab, Some(dict))
+        }
+        None => (load_vocab(Some(Path::new(&settings.data.vocab)))?, None),
+    };
+    let corpus = PathBuf::from(&settings.data.train);
+    tracing::info!("reading {}", corpus.display());
+    let (rows, mut rejects) = data::read_smiles(&corpus)
+        .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
+    let (mut examples, bad) = data::featurize_rows(rows, &vocab, true, "featurize");
+    rejects.extend(bad);
+    data::report_rejects(&corpus, &rejects, Some(&out.join("rejects.csv")))?;
+
+    let mut rng = StdRng::seed_from_u64(settings.train.seed);
+    let (train_idx, valid_idx, _) =
+        data::split_indices(&examples, settings.data.valid_fraction, 0.0, &mut rng)?;
+    let counts = data::count_targets(train_idx.iter().map(|&i| &examples[i]));
+    let target_vocab =
+        Vocabulary::build_from_counts(counts, settings.data.target_min_count).with_radius(2);
+    data::assign_targets(&mut examples, &target_vocab);
+    let (train, valid) = take_split(examples, &train_idx, &valid_idx);
+
+    // Majority-class baseline of masked-token accuracy: always predicting the most common target.
+    let mut freq = std::collections::HashMap::new();
+    let mut total = 0u64;
+    for e in &train {
+        for &t in &e.targets {
+            *freq.entry(t).or_insert(0u64) += 1;
+            total += 1;
+        }
+    }
+    let majority = freq.values().max().copied().unwrap_or(0) as f64 / total.max(1) as f64;
+    tracing::info!(
+        "target vocabulary: {} radius-2 environments with count >= {} (vocab_size {}); \
+         majority-class baseline accuracy {:.3}",
+        target_vocab.num_identifiers(),
+        settings.data.target_min_count,
+        target_vocab.vocab_size(),
+        majority
+    );
+
+    let encoder = match &args.checkpoint {
+        Some(c) => read_checkpoint_parts(c)?.0.encoder,
+        None => settings::model_config(&settings.model, vocab.vocab_size())?,
+    };
+    let model_config = MolEConfig {
+        encoder,
+        head: None,
+        atom_env_head: Some(mole_model::AtomEnvHeadConfig {
+            num_targets: target_vocab.vocab_size(),
+        }),
+    };
+    let job = TrainJob {
+        settings: &settings,
+        run_dir: out.clone(),
+        model_config,
+        vocab,
+        target_vocab: Some(target_vocab),
+        train,
+        valid,
+        objective: Objective::AtomEnv {
+            mask_prob: p.mask_prob,
+            span: p.attention_span,
+        },
+        init: init.map(|d| without_heads(d, &["atom_env_head."])),
+        resume: a.resume,
+        extra: serde_json::json!({ "stage": "atom-env", "majority_baseline_accuracy": majority }),
+        interrupt_after: a.interrupt_after,
+    };
+    let outcome = with_backend!(device_of(a), |B, device| trainer::train::<B>(job, &device))?;
+    if let Some(v) = &outcome.final_valid {
+        eprintln!(
+            "pretrain: {} steps; validation masked-token accuracy {:.3} (majority baseline {:.3}); \
+             checkpoint {}",
+            outcome.steps,
+            v["masked_accuracy"].as_f64().unwrap_or(f64::NAN),
+            majority,
+            outcome.best_checkpoint.display()
+        );
+    }
+    Ok(())
+}
+
+fn take_split(examples: Vec<Example>, a: &[usize], b: &[usize]) -> (Vec<Example>, Vec<Example>) {
+    let mut slots: Vec<Option<Example>> = examples.into_iter().map(Some).collect();
+    let take = |slots: &mut Vec<Option<Example>>, idx: &[usize]| {
+        idx.iter()
+            .filter_map(|&i| slots[i].take())
+            .collect::<Vec<_>>()
+    };
+    let first = take(&mut slots, a);
+    let second = take(&mut slots, b);
+    (first, second)
+}
+
+/// Config, vocabulary and tensors of a mole checkpoint, read without a backend.
+fn read_checkpoint_parts(path: &Path) -> Result<(MolEConfig, Vocabulary, StateDict)> {
+    let dict = StateDict::load(path)?;
+    let config: MolEConfig = serde_json::from_str(
+        dict.metadata
+            .get("config")
+            .ok_or_else(|| anyhow!("{}: not a mole checkpoint (no config metadata); use `mole import` for original weights", path.display()))?,
+    )
+    .with_context(|| format!("{}: config metadata", path.display()))?;
+    let vocab = Vocabulary::from_json_str(
+        dict.metadata
+            .get("vocab")
+            .ok_or_else(|| anyhow!("{}: no vocabulary in the checkpoint", path.display()))?,
+    )?;
+    Ok((config, vocab, dict))
+}
+
+fn without_heads(mut dict: StateDict, prefixes: &[&str]) -> StateDict {
+    dict.tensors
+        .retain(|k, _| !prefixes.iter().any(|p| k.starts_with(p)));
+    dict
+}
+
+/// What a supervised run produced.
+pub struct SupervisedOutcome {
+    pub outcome: TrainOutcome,
+    pub test: Option<serde_json::Value>,
+    pub kind: TaskKind,
+}
+
+fn task_kind(kind: &str, num_classes: usize) -> TaskKind {
+    match (kind, num_classes) {
+        ("regression", _) => TaskKind::Regression,
+        (_, 1) => TaskKind::BinaryClassification,
+        (_, c) => TaskKind::MulticlassClassification { num_classes: c },
+    }
+}
+
+pub fn finetune(args: FinetuneArgs) -> Result<SupervisedOutcome> {
+    supervised(args, settings::FINETUNE_TOML, "finetune")
+}
+
+fn supervised(args: FinetuneArgs, base_toml: &str, default_out: &str) -> Result<SupervisedOutcome> {
+    let a = &args.train;
+    let mut overrides = a.all_overrides();
+    if let Some(t) = &args.task {
+        overrides.push(format!("task.kind={t:?}"));
+    }
+    if let Some(cols) = &args.label_cols {
+        overrides.push(format!("data.label_columns={cols:?}"));
+    }
+    if args.balanced {
+        overrides.push("task.balanced_class_weights=true".into());
+    }
+    let settings = RunSettings::resolve(base_toml, a.config.as_deref(), &overrides)?;
+    let out = run_dir(a, default_out);
+    supervised_run(&settings, args.checkpoint.as_deref(), &out, a)
+}
+
+/// Reads, featurises, splits, trains and tests one supervised configuration.
+pub fn supervised_run(
+    settings: &RunSettings,
+    checkpoint: Option<&Path>,
+    out: &Path,
+    a: &TrainArgs,
+) -> Result<SupervisedOutcome> {
+    let task = settings
+        .task
+        .clone()
+        .ok_or_else(|| anyhow!("config has no [task] section"))?;
+    std::fs::create_dir_all(out)?;
+    let (encoder, vocab, init) = match checkpoint {
+        Some(c) => {
+            let (cfg, vocab, dict) = read_checkpoint_parts(c)?;
+            (
+                Some(cfg.encoder),
+                vocab,
+                Some(without_heads(dict, &["prediction_head.", "atom_env_head."])),
+            )
+        }
+        None => (
+            None,
+            load_vocab(Some(Path::new(&settings.data.vocab)))?,
+            None,
+        ),
+    };
+    let path = PathBuf::from(&settings.data.train);
+    let table = data::read_table(
+        &path,
+        &settings.data.smiles_column,
+        &settings.data.label_columns,
+        &settings.data.split_column,
+    )?;
+    if table.label_names.is_empty() {
+        bail!("{}: no label columns", path.display());
+    }
+    let mut rejects = table.rejects;
+    let (examples, bad) = data::featurize_rows(table.rows, &vocab, false, "featurize");
+    rejects.extend(bad);
+    let num_tasks = table.label_names.len();
+    let kind = task_kind(&task.kind, task.num_classes);
+    // Class labels must be class indices.
+    let mut examples_ok = Vec::with_capacity(examples.len());
+    for e in examples {
+        let bad_label = match kind {
+            TaskKind::Regression => None,
+            TaskKind::BinaryClassification => e
+                .labels
+                .iter()
+                .find(|y| !y.is_nan() && **y != 0.0 && **y != 1.0)
+                .map(|y| format!("label {y} is not 0 or 1")),
+            TaskKind::MulticlassClassification { num_classes } => e
+                .labels
+                .iter()
+                .find(|y| {
+                    !y.is_nan() && (y.fract() != 0.0 || **y < 0.0 || **y >= num_classes as f32)
+                })
+                .map(|y| format!("label {y} is not a class index below {num_classes}")),
+        };
+        match bad_label {
+            Some(reason) => rejects.push(data::Reject {
+                line: e.line,
+                smiles: e.smiles,
+                reason,
+            }),
+            None => examples_ok.push(e),
+        }
+    }
+    data::report_rejects(&path, &rejects, Some(&out.join("rejects.csv")))?;
+    let examples = examples_ok;
+
+    let mut rng = StdRng::seed_from_u64(settings.train.seed);
+    let (train_idx, valid_idx, test_idx) = data::split_indices(
+        &examples,
+        settings.data.valid_fraction,
+        settings.data.test_fraction,
+        &mut rng,
+    )?;
+    let test: Vec<Example> = test_idx.iter().map(|&i| examples[i].clone()).collect();
+    let (train, valid) = take_split(examples, &train_idx, &valid_idx);
+    tracing::info!(
+        "{}: {} tasks ({}), split {} / {} / {}",
+        path.display(),
+        num_tasks,
+        table.label_names.join(", "),
+        train.len(),
+        valid.len(),
+        test.len()
+    );
+
+    let positive_weights = (task.balanced_class_weights && kind == TaskKind::BinaryClassification)
+        .then(|| {
+            (0..num_tasks)
+                .map(|t| {
+                    let (mut pos, mut neg) = (0f32, 0f32);
+                    for e in &train {
+                        match e.labels[t] {
+                            y if y.is_nan() => {}
+                            y if y > 0.5 => pos += 1.0,
+                            _ => neg += 1.0,
+                        }
+                    }
+                    if pos > 0.0 {
+                        neg / pos
+                    } else {
+                        1.0
+                    }
+                })
+                .collect()
+        });
+
+    let encoder = match encoder {
+        Some(e) => e,
+        None => settings::model_config(&settings.model, vocab.vocab_size())?,
+    };
+    let model_config = MolEConfig {
+        encoder,
+        head: Some(HeadConfig {
+            task: if task.kind == "regression" {
+                TaskType::Regression
+            } else {
+                TaskType::Classification
+            },
+            num_tasks,
+            num_classes: task.num_classes,
+            dropout: Some(task.head_dropout),
+        }),
+        atom_env_head: None,
+    };
+    let objective = Objective::Supervised {
+        kind,
+        num_tasks,
+        positive_weights,
+    };
+    let job = TrainJob {
+        settings,
+        run_dir: out.to_path_buf(),
+        model_config,
+        vocab: vocab.clone(),
+        target_vocab: None,
+        train,
+        valid,
+        objective: objective.clone(),
+        init,
+        resume: a.resume,
+        extra: serde_json::json!({ "label_names": table.label_names, "task": task.kind }),
+        interrupt_after: a.interrupt_after,
+    };
+    let batch_size = settings.train.batch_size;
+    let seed = settings.train.seed;
+    let (outcome, test_metrics) = with_backend!(device_of(a), |B, device| {
+        let outcome = trainer::train::<B>(job, &device)?;
+        let test_metrics = if test.is_empty() {
+            None
+        } else {
+            let ckpt = Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(
+                &outcome.best_checkpoint,
+                &device,
+            )?;
+            Some(trainer::evaluate(
+                &ckpt.model,
+                &test,
+                &objective,
+                &vocab,
+                batch_size,
+                seed,
+                &device,
+            ))
+        };
+        Ok::<_, anyhow::Error>((outcome, test_metrics))
+    })?;
+    if let Some(t) = &test_metrics {
+        let mut entry = t.clone();
+        entry["kind"] = "test".into();
+        trainer::MetricsLog::open(out)?.write(entry)?;
+        eprintln!("test metrics: {t}");
+    }
+    Ok(SupervisedOutcome {
+        outcome,
+        test: test_metrics,
+        kind,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// evaluate / predict / embed
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// A mole checkpoint with a prediction head (e.g. runs/finetune/best.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Labelled CSV/TSV with a `smiles` column and the checkpoint's label columns.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "smiles")]
+    pub smiles_column: String,
+    /// Label columns (default: those the checkpoint was trained on).
+    #[arg(long, value_delimiter = ',')]
+    pub label_cols: Option<Vec<String>>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Write the metrics JSON here too.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+}
+
+fn checkpoint_labels(extra: &serde_json::Value) -> Vec<String> {
+    extra["label_names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let (config, vocab, dict) = read_checkpoint_parts(&args.checkpoint)?;
+    let head = config.head.clone().ok_or_else(|| {
+        anyhow!(
+            "{}: checkpoint has no prediction head",
+            args.checkpoint.display()
+        )
+    })?;
+    let extra: serde_json::Value = dict
+        .metadata
+        .get("extra")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let labels = args
+        .label_cols
+        .clone()
+        .unwrap_or_else(|| checkpoint_labels(&extra));
+    if labels.len() != head.num_tasks {
+        bail!(
+            "{} label column(s) given, the checkpoint predicts {} task(s); pass --label-cols",
+            labels.len(),
+            head.num_tasks
+        );
+    }
+    let table = data::read_table(&args.data, &args.smiles_column, &labels, "")?;
+    let (examples, mut rejects) = data::featurize_rows(table.rows, &vocab, false, "featurize");
+    rejects.extend(table.rejects);
+    data::report_rejects(&args.data, &rejects, None)?;
+    let kind = task_kind(
+        if head.task == TaskType::Regression {
+            "regression"
+        } else {
+            "classification"
+        },
+        head.num_classes,
+    );
+    let objective = Objective::Supervised {
+        kind,
+        num_tasks: head.num_tasks,
+        positive_weights: None,
+    };
+    let spec = args.device.unwrap_or_else(default_device);
+    let metrics = with_backend!(spec, |B, device| {
+        let ckpt =
+            Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(&args.checkpoint, &device)?;
+        Ok::<_, anyhow::Error>(trainer::evaluate(
+            &ckpt.model,
+            &examples,
+            &objective,
+            &vocab,
+            args.batch_size,
+            0,
+            &device,
+        ))
+    })?;
+    let mut report = metrics.clone();
+    report["molecules"] = examples.len().into();
+    report["rejected"] = rejects.len().into();
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(o) = &args.output {
+        std::fs::write(o, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Molecules: .smi/.txt or .csv/.tsv with a `smiles` column; optionally .gz.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Output CSV: smiles, name, one column per task, error.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Molecules featurised and predicted per chunk (bounds memory).
+    #[arg(long, default_value_t = 16384)]
+    pub chunk_size: usize,
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+}
+
+/// Streams `input` in chunks: featurise in parallel, run `per_batch` on the valid molecules in
+/// length-sorted batches, hand each chunk's rows (with outputs in input order) to `emit`.
+fn stream_molecules<F, E>(
+    input: &Path,
+    vocab: &Vocabulary,
+    chunk_size: usize,
+    batch_size: usize,
+    mut per_batch: F,
+    mut emit: E,
+) -> Result<(usize, usize)>
+where
+    F: FnMut(&[&MoleInput]) -> Result<Vec<Vec<f32>>>,
+    E: FnMut(&RawRowOut, Option<&[f32]>) -> Result<()>,
+{
+    let mut reader = read_molecules(input)?;
+    let (mut ok, mut bad) = (0usize, 0usize);
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} molecules ({per_sec})")
+            .expect("valid template"),
+    );
+    loop {
+        let chunk: Vec<_> = reader.by_ref().take(chunk_size.max(1)).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let featurized: Vec<(RawRowOut, Option<MoleInput>)> = chunk
+            .into_par_iter()
+            .map(|rec| match rec {
+                Ok(r) => match featurize_smiles(&r.smiles, vocab) {
+                    Ok(f) if f.num_atoms > 0 => {
+                        let input = MoleInput::from_featurized(&f, vocab);
+                        (
+                            RawRowOut {
+                                smiles: r.smiles,
+                                name: r.name,
+                                error: None,
+                            },
+                            Some(input),
+                        )
+                    }
+                    Ok(_) => (
+                        RawRowOut {
+                            smiles: r.smiles,
+                            name: r.name,
+                            error: Some("no heavy atoms".into()),
+                        },
+                        None,
+                    ),
+                    Err(e) => (
+                        RawRowOut {
+                            smiles: r.smiles,
+                            name: r.name,
+                            error: Some(e.to_string()),
+                        },
+                        None,
+                    ),
+                },
+                Err(e) => (
+                    RawRowOut {
+                        smiles: String::new(),
+                        name: None,
+                        error: Some(e.to_string()),
+                    },
+                    None,
+                ),
+            })
+            .collect();
+        let mut valid: Vec<usize> = (0..featurized.len())
+            .filter(|&i| featurized[i].1.is_some())
+            .collect();
+        valid.sort_by_key(|&i| featurized[i].1.as_ref().map_or(0, |m| m.len()));
+        let mut outputs: Vec<Option<Vec<f32>>> = vec![None; featurized.len()];
+        for group in valid.chunks(batch_size.max(1)) {
+            let inputs: Vec<&MoleInput> = group
+                .iter()
+                .filter_map(|&i| featurized[i].1.as_ref())
+                .collect();
+            for (&i, o) in group.iter().zip(per_batch(&inputs)?) {
+                outputs[i] = Some(o);
+            }
+        }
+        for ((row, _), out) in featurized.iter().zip(&outputs) {
+            if row.error.is_some() {
+                bad += 1;
+            } else {
+                ok += 1;
+            }
+            emit(row, out.as_deref())?;
+        }
+        bar.inc(featurized.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok((ok, bad))
+}
+
+pub struct RawRowOut {
+    pub smiles: String,
+    pub name: Option<String>,
+    pub error: Option<String>,
+}
+
+fn rows_of<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let [_, w] = t.dims();
+    let flat: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .unwrap_or_default();
+    flat.chunks(w.max(1)).map(|c| c.to_vec()).collect()
+}
+
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let (config, vocab, dict) = read_checkpoint_parts(&args.checkpoint)?;
+    let head = config.head.clone().ok_or_else(|| {
+        anyhow!(
+            "{}: checkpoint has no prediction head",
+            args.checkpoint.display()
+        )
+    })?;
+    let extra: serde_json::Value = dict
+        .metadata
+        .get("extra")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let mut names = checkpoint_labels(&extra);
+    if names.len() != head.num_tasks {
+        names = (0..head.num_tasks).map(|t| format!("task_{t}")).collect();
+    }
+    let mut columns = Vec::new();
+    for n in &names {
+        if head.num_classes > 1 {
+            for c in 0..head.num_classes {
+                columns.push(format!("{n}_class_{c}"));
+            }
+        } else {
+            columns.push(n.clone());
+        }
+    }
+    let mut w = csv::Writer::from_path(&args.output)
+        .with_context(|| format!("{}: cannot create", args.output.display()))?;
+    let mut header = vec!["smiles".to_string(), "name".to_string()];
+    header.extend(columns.iter().cloned());
+    header.push("error".into());
+    w.write_record(&header)?;
+    let spec = args.device.unwrap_or_else(default_device);
+    let (ok, bad) = with_backend!(spec, |B, device| {
+        type I = <B as AutodiffBackend>::InnerBackend;
+        let ckpt = Checkpoint::<I>::load(&args.checkpoint, &device)?;
+        let model: MolE<I> = ckpt.model;
+        stream_molecules(
+            &args.input,
+            &vocab,
+            args.chunk_size,
+            args.batch_size,
+            |inputs| {
+                let batch = BatchTensors::<I>::from_batch(&collate(inputs), &device);
+                let out = model.forward_supervised(&batch, None, None);
+                Ok(rows_of(model.predictions(out.logits)))
+            },
+            |row, out| {
+                let mut rec = vec![row.smiles.clone(), row.name.clone().unwrap_or_default()];
+                match out {
+                    Some(v) => rec.extend(v.iter().map(|x| x.to_string())),
+                    None => rec.extend(std::iter::repeat_n(String::new(), columns.len())),
+                }
+                rec.push(row.error.clone().unwrap_or_default());
+                w.write_record(&rec)?;
+                Ok(())
+            },
+        )
+    })?;
+    w.flush()?;
+    eprintln!(
+        "predict: {ok} predicted, {bad} rejected → {}",
+        args.output.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Output: .npy (float32 [molecules, hidden], NaN rows for rejected molecules, so row i is
+    /// input molecule i) or .csv (smiles, e0..eH).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 16384)]
+    pub chunk_size: usize,
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+}
+
+/// Writes a float32 `.npy` incrementally; the row count in the header is patched at the end.
+struct NpyWriter {
+    file: BufWriter<std::fs::File>,
+    cols: usize,
+    rows: usize,
+}
+
+const NPY_HEADER_LEN: usize = 128;
+
+impl NpyWriter {
+    fn create(path: &Path, cols: usize) -> Result<Self> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
+        let mut w = Self {
+            file: BufWriter::new(file),
+            cols,
+            rows: 0,
+        };
+        w.write_header()?;
+        Ok(w)
+    }
+
+    fn header(&self) -> Vec<u8> {
+        let dict = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+            self.rows, self.cols
+        );
+        let mut h = b"\x93NUMPY\x01\x00".to_vec();
+        let body_len = NPY_HEADER_LEN - 10;
+        let mut body = dict.into_bytes();
+        body.resize(body_len - 1, b' ');
+        body.push(b'\n');
+        h.extend_from_slice(&(body_len as u16).to_le_bytes());
+        h.extend_from_slice(&body);
+        h
+    }
+
+    fn write_header(&mut self) -> Result<()> {
+        use std::io::Seek;
+        let h = self.header();
+        self.file.flush()?;
+        self.file.get_mut().seek(std::io::SeekFrom::Start(0))?;
+        self.file.get_mut().write_all(&h)?;
+        self.file.get_mut().seek(std::io::SeekFrom::End(0))?;
+        Ok(())
+    }
+
+    fn push(&mut self, row: &[f32]) -> Result<()> {
+        for v in row {
+            self.file.write_all(&v.to_le_bytes())?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.file.flush()?;
+        self.write_header()?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+pub fn embed(args: EmbedArgs) -> Result<()> {
+    let (config, vocab, _) = read_checkpoint_parts(&args.checkpoint)?;
+    let hidden = config.encoder.hidden_size;
+    let is_npy = args.output.extension().is_some_and(|e| e == "npy");
+    let is_csv = args.output.extension().is_some_and(|e| e == "csv");
+    if !is_npy && !is_csv {
+        bail!(
+            "{}: output must end in .npy or .csv (parquet is not supported by this build)",
+            args.output.display()
+        );
+    }
+    let mut npy = if is_npy {
+        Some(NpyWriter::create(&args.output, hidden)?)
+    } else {
+        None
+    };
+    let mut csvw = if is_csv {
+        let mut w = csv::Writer::from_path(&args.output)?;
+        let mut header = vec!["smiles".to_string()];
+        header.extend((0..hidden).map(|i| format!("e{i}")));
+        w.write_record(&header)?;
+        Some(w)
+    } else {
+        None
+    };
+    let spec = args.device.unwrap_or_else(default_device);
+    let nan_row = vec![f32::NAN; hidden];
+    let (ok, bad) = with_backend!(spec, |B, device| {
+        type I = <B as AutodiffBackend>::InnerBackend;
+        let ckpt = Checkpoint::<I>::load(&args.checkpoint, &device)?;
+        let model: MolE<I> = ckpt.model;
+        stream_molecules(
+            &args.input,
+            &vocab,
+            args.chunk_size,
+            args.batch_size,
+            |inputs| {
+                let batch = BatchTensors::<I>::from_batch(&collate(inputs), &device);
+                Ok(rows_of(model.embed(&batch)))
+            },
+            |row, out| {
+                let v = out.unwrap_or(&nan_row);
+                if let Some(n) = npy.as_mut() {
+                    n.push(v)?;
+                }
+                if let Some(w) = csvw.as_mut() {
+                    let mut rec = vec![row.smiles.clone()];
+                    rec.extend(v.iter().map(|x| x.to_string()));
+                    w.write_record(&rec)?;
+                }
+                Ok(())
+            },
+        )
+    })?;
+    if let Some(n) = npy {
+        n.finish()?;
+    }
+    if let Some(mut w) = csvw {
+        w.flush()?;
+    }
+    eprintln!(
+        "embed: {ok} embedded, {bad} rejected (NaN rows) → {}",
+        args.output.display()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// benchmark
+
+#[derive(Args)]
+pub struct BenchmarkArgs {
+    /// Number of seeds (random train/valid/test splits), TDC-style.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    /// Pretrained checkpoint to fine-tune from (omit for from-scratch).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    #[arg(long)]
+    pub task: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub label_cols: Option<Vec<String>>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
+    let out = run_dir(&args.train, "benchmark");
+    let mut results = Vec::new();
+    let mut primary_name = String::new();
+    for seed in 0..args.seeds {
+        let mut a = args.train.clone();
+        a.seed = Some(seed);
+        a.out = Some(out.join(format!("seed_{seed}")));
+        let mut overrides = a.all_overrides();
+        if let Some(t) = &args.task {
+            overrides.push(format!("task.kind={t:?}"));
+        }
+        if let Some(cols) = &args.label_cols {
+            overrides.push(format!("data.label_columns={cols:?}"));
+        }
+        let settings =
+            RunSettings::resolve(settings::FINETUNE_TOML, a.config.as_deref(), &overrides)?;
+        let r = supervised_run(
+            &settings,
+            args.checkpoint.as_deref(),
+            a.out.as_deref().unwrap_or(&out),
+            &a,
+        )?;
+        let test = r
+            .test
+            .ok_or_else(|| anyhow!("benchmark needs a test split (data.test_fraction > 0)"))?;
+        primary_name = match r.kind {
+            TaskKind::Regression => "rmse",
+            TaskKind::BinaryClassification => "auroc",
+            TaskKind::MulticlassClassification { .. } => "accuracy",
+        }
+        .to_string();
+        results.push(test);
+    }
+    let mut keys: Vec<String> = results
+        .first()
+        .and_then(|r| r.as_object())
+        .map(|o| {
+            o.keys()
+                .filter(|k| !k.contains("_task_"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    keys.sort();
+    let mut summary = serde_json::Map::new();
+    println!("| metric | mean | std | n |\n|---|---|---|---|");
+    for k in &keys {
+        let vals: Vec<f64> = results.iter().filter_map(|r| r[k].as_f64()).collect();
+        if vals.is_empty() {
+            continue;
+        }
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let std = if vals.len() > 1 {
+            (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (vals.len() - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        println!("| {k} | {mean:.4} | {std:.4} | {} |", vals.len());
+        summary.insert(
+            k.clone(),
+            serde_json::json!({ "mean": mean, "std": std, "values": vals }),
+        );
+    }
+    let report = serde_json::json!({
+        "primary_metric": primary_name,
+        "seeds": args.seeds,
+        "checkpoint": args.checkpoint.as_ref().map(|p| p.display().to_string()),
+        "metrics": summary,
+    });
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("benchmark.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!(
+        "benchmark: {} → {}",
+        primary_name,
+        out.join("benchmark.json").display()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// import / export / info
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Original weights (safetensors; repeat for several files whose union is the state_dict).
+    #[arg(long = "weights", required = true)]
+    pub weights: Vec<PathBuf>,
+    /// Encoder config: JSON/TOML with the original deberta_config fields (or a JSON holding
+    /// `model_config_resolved` / `deberta_config`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Vocabulary JSON the weights were trained with (default: bundled).
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
+    /// Task of the prediction head, when the weights have one.
+    #[arg(long, default_value = "regression")]
+    pub task: String,
+    #[arg(long, default_value_t = 1)]
+    pub num_classes: usize,
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+fn read_encoder_config(path: &Path, vocab_size: usize) -> Result<mole_nn::DebertaConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut cfg: mole_nn::DebertaConfig = if path.extension().is_some_and(|e| e == "json") {
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let inner = v
+            .get("model_config_resolved")
+            .or_else(|| v.get("deberta_config"))
+            .cloned()
+            .unwrap_or(v);
+        serde_json::from_value(inner)
+            .with_context(|| format!("{}: not a DeBERTa config", path.display()))?
+    } else {
+        toml::from_str(&text)
+            .with_context(|| format!("{}: not a DeBERTa config", path.display()))?
+    };
+    cfg.vocab_size = vocab_size;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let vocab = load_vocab(args.vocab.as_deref())?;
+    let encoder = read_encoder_config(&args.config, vocab.vocab_size())?;
+    let mut dict = StateDict::default();
+    for w in &args.weights {
+        dict.extend(StateDict::load(w)?);
+    }
+    if dict.tensors.keys().all(|k| k.starts_with("model.")) {
+        dict = dict.strip_prefix("model.");
+    }
+    let head = dict
+        .tensors
+        .get("prediction_head.classifier.weight")
+        .map(|t| {
+            let outputs = t.shape[0];
+            HeadConfig {
+                task: if args.task == "regression" {
+                    TaskType::Regression
+                } else {
+                    TaskType::Classification
+                },
+                num_tasks: outputs / args.num_classes.max(1),
+                num_classes: args.num_classes,
+                dropout: None,
+            }
+        });
+    let config = MolEConfig {
+        encoder,
+        head,
+        atom_env_head: None,
+    };
+    type I = burn::backend::Flex;
+    let device = Default::default();
+    let model = mole_model::load_state_dict(MolE::<I>::new(&config, &device), &dict, &device)?;
+    Checkpoint {
+        config,
+        model,
+        vocab,
+        target_vocab: None,
+        extra: serde_json::json!({ "imported_from": args.weights }),
+    }
+    .save(&args.output)?;
+    eprintln!(
+        "import: {} tensors → {}",
+        dict.tensors.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A mole checkpoint.
+    pub checkpoint: PathBuf,
+    /// Output safetensors with the original PyTorch names (`MolE.*`, `prediction_head.*`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    let (_, _, mut dict) = read_checkpoint_parts(&args.checkpoint)?;
+    dict.metadata.clear();
+    dict.save(&args.output)?;
+    eprintln!(
+        "export: {} tensors → {}",
+        dict.tensors.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+pub fn info() -> Result<()> {
+    println!("mole {}", env!("CARGO_PKG_VERSION"));
+    println!("compiled backends: {}", compiled_backends().join(", "));
+    println!("default device: {}", default_device());
+    println!("cpu threads: {}", rayon::current_num_threads());
+    for spec in [
+        DeviceSpec::Cpu,
+        DeviceSpec::Cuda(0),
+        DeviceSpec::Vulkan(0),
+        DeviceSpec::Wgpu(0),
+        DeviceSpec::Metal,
+    ] {
+        let probe = std::panic::catch_unwind(|| {
+            with_backend!(spec, |B, device| {
+                let t = Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], &device);
+                let s: f32 = burn::tensor::ElementConversion::elem(t.sum().into_scalar());
+                Ok::<_, anyhow::Error>(s)
+            })
+        });
+        match probe {
+            Ok(Ok(v)) if (v - 6.0).abs() < 1e-6 => println!("  {spec}: available"),
+            Ok(Ok(v)) => println!("  {spec}: wrong result {v}"),
+            Ok(Err(e)) if e.to_string().contains("cargo feature") => {}
+            Ok(Err(e)) => println!("  {spec}: unavailable ({e})"),
+            Err(_) => println!("  {spec}: unavailable (device initialisation failed)"),
+        }
+    }
+    Ok(())
+}

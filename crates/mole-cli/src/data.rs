@@ -1,0 +1,445 @@
+//! Data pipeline: labelled tables and SMILES lists → featurised examples (once per run, in
+//! parallel), bad rows reported and skipped, length-bucketed shuffled batches.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use mole_featurize::{featurize, read_molecules, MoleInput, Vocabulary};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+
+/// One featurised molecule ready for batching.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// 1-based line in the input file.
+    pub line: usize,
+    pub smiles: String,
+    pub input: MoleInput,
+    /// One label per task, NaN = missing (empty for unlabelled data).
+    pub labels: Vec<f32>,
+    /// Radius-2 target token per atom (pretraining only).
+    pub targets: Vec<u32>,
+    /// Value of the split column, when there is one.
+    pub split: Option<String>,
+}
+
+/// A row that could not be used, and why.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub line: usize,
+    pub smiles: String,
+    pub reason: String,
+}
+
+/// Rows read from a file before featurisation.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    pub line: usize,
+    pub smiles: String,
+    pub labels: Vec<f32>,
+    pub split: Option<String>,
+}
+
+/// A labelled table's rows and its label names.
+pub struct Table {
+    pub label_names: Vec<String>,
+    pub rows: Vec<RawRow>,
+    pub rejects: Vec<Reject>,
+}
+
+fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    Ok(if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+fn delimiter_of(path: &Path) -> Result<u8> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".csv") {
+        Ok(b',')
+    } else if name.ends_with(".tsv") {
+        Ok(b'\t')
+    } else if name.ends_with(".parquet") {
+        bail!(
+            "{}: parquet input is not supported by this build; convert it to CSV or TSV \
+             (e.g. `pandas.read_parquet(p).to_csv(q, index=False)`)",
+            path.display()
+        )
+    } else {
+        bail!(
+            "{}: expected a .csv or .tsv file (optionally .gz)",
+            path.display()
+        )
+    }
+}
+
+/// Parses a label cell: empty, `nan`, `NA` → missing (NaN).
+fn parse_label(cell: &str) -> Result<f32, String> {
+    let c = cell.trim();
+    if c.is_empty() || c.eq_ignore_ascii_case("nan") || c.eq_ignore_ascii_case("na") || c == "-" {
+        return Ok(f32::NAN);
+    }
+    c.parse::<f32>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("label `{c}` is not a number"))
+}
+
+/// Reads a CSV/TSV with a SMILES column, label columns (`label_columns`, or every other column
+/// when empty) and an optional split column. Rows with a non-numeric label or an empty SMILES
+/// are rejected with their line number; the rest are kept.
+pub fn read_table(
+    path: &Path,
+    smiles_column: &str,
+    label_columns: &[String],
+    split_column: &str,
+) -> Result<Table> {
+    let delimiter = delimiter_of(path)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(open_maybe_gz(path)?);
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}:1: cannot read the header", path.display()))?
+        .clone();
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
+    let smiles_idx = find(smiles_column).with_context(|| {
+        format!(
+            "{}:1: no `{smiles_column}` column (columns: {})",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let split_idx =
+        if split_column.is_empty() {
+            None
+        } else {
+            Some(find(split_column).with_context(|| {
+                format!("{}:1: no split column `{split_column}`", path.display())
+            })?)
+        };
+    let label_idx: Vec<usize> = if label_columns.is_empty() {
+        (0..headers.len())
+            .filter(|&i| i != smiles_idx && Some(i) != split_idx)
+            .collect()
+    } else {
+        label_columns
+            .iter()
+            .map(|c| {
+                find(c).with_context(|| format!("{}:1: no label column `{c}`", path.display()))
+            })
+            .collect::<Result<_>>()?
+    };
+    let label_names = label_idx
+        .iter()
+        .map(|&i| headers[i].trim().to_string())
+        .collect();
+    let mut rows = Vec::new();
+    let mut rejects = Vec::new();
+    for (k, record) in reader.records().enumerate() {
+        let line = k + 2;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                rejects.push(Reject {
+                    line,
+                    smiles: String::new(),
+                    reason: format!("unreadable row: {e}"),
+                });
+                continue;
+            }
+        };
+        let smiles = record.get(smiles_idx).unwrap_or("").trim().to_string();
+        if smiles.is_empty() {
+            rejects.push(Reject {
+                line,
+                smiles,
+                reason: "empty SMILES".into(),
+            });
+            continue;
+        }
+        let labels: Result<Vec<f32>, String> = label_idx
+            .iter()
+            .map(|&i| parse_label(record.get(i).unwrap_or("")))
+            .collect();
+        match labels {
+            Ok(labels) => rows.push(RawRow {
+                line,
+                smiles,
+                labels,
+                split: split_idx
+                    .and_then(|i| record.get(i))
+                    .map(|s| s.trim().to_string()),
+            }),
+            Err(reason) => rejects.push(Reject {
+                line,
+                smiles,
+                reason,
+            }),
+        }
+    }
+    Ok(Table {
+        label_names,
+        rows,
+        rejects,
+    })
+}
+
+/// Reads an unlabelled SMILES list (.smi/.txt/.csv/.tsv, optionally gzipped).
+pub fn read_smiles(path: &Path) -> Result<(Vec<RawRow>, Vec<Reject>)> {
+    let mut rows = Vec::new();
+    let mut rejects = Vec::new();
+    for record in read_molecules(path)? {
+        match record {
+            Ok(r) => rows.push(RawRow {
+                line: r.line,
+                smiles: r.smiles,
+                labels: Vec::new(),
+                split: None,
+            }),
+            Err(e) => rejects.push(Reject {
+                line: 0,
+                smiles: String::new(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((rows, rejects))
+}
+
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, ETA {eta})",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Radius-2 identifier stored for an atom that has none (an isolated atom).
+pub const NO_ENVIRONMENT: u32 = u32::MAX;
+
+/// Featurises rows in parallel. With `keep_r2`, `Example::targets` holds each atom's raw
+/// radius-2 identifier ([`NO_ENVIRONMENT`] when missing), to be mapped by
+/// [`assign_targets`]. Rows whose SMILES fail are returned as rejects with the parser's reason.
+pub fn featurize_rows(
+    rows: Vec<RawRow>,
+    vocab: &Vocabulary,
+    keep_r2: bool,
+    what: &str,
+) -> (Vec<Example>, Vec<Reject>) {
+    let bar = progress_bar(rows.len() as u64, what);
+    let results: Vec<Result<Example, Reject>> = rows
+        .into_par_iter()
+        .map(|row| {
+            let out = match featurize(&row.smiles, vocab) {
+                Ok(f) if f.num_atoms == 0 => Err(Reject {
+                    line: row.line,
+                    smiles: row.smiles,
+                    reason: "molecule has no heavy atoms".into(),
+                }),
+                Ok(f) => {
+                    let targets = if keep_r2 {
+                        f.morgan_r2
+                            .iter()
+                            .map(|id| id.unwrap_or(NO_ENVIRONMENT))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(Example {
+                        line: row.line,
+                        input: MoleInput::from_featurized(&f, vocab),
+                        smiles: row.smiles,
+                        labels: row.labels,
+                        targets,
+                        split: row.split,
+                    })
+                }
+                Err(e) => Err(Reject {
+                    line: row.line,
+                    smiles: row.smiles,
+                    reason: e.to_string(),
+                }),
+            };
+            bar.inc(1);
+            out
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut examples = Vec::with_capacity(results.len());
+    let mut rejects = Vec::new();
+    for r in results {
+        match r {
+            Ok(e) => examples.push(e),
+            Err(r) => rejects.push(r),
+        }
+    }
+    (examples, rejects)
+}
+
+/// Counts radius-2 identifiers over `examples` (after `featurize_rows(.., keep_r2 = true, ..)`).
+pub fn count_targets<'a>(
+    examples: impl Iterator<Item = &'a Example>,
+) -> std::collections::HashMap<u32, u64> {
+    let mut counts = std::collections::HashMap::new();
+    for e in examples {
+        for &id in &e.targets {
+            if id != NO_ENVIRONMENT {
+                *counts.entry(id).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Replaces raw radius-2 identifiers by target tokens (UNK for rare or missing ones).
+pub fn assign_targets(examples: &mut [Example], target_vocab: &Vocabulary) {
+    for e in examples {
+        for t in &mut e.targets {
+            *t = if *t == NO_ENVIRONMENT {
+                target_vocab.unk_id()
+            } else {
+                target_vocab.token(*t)
+            };
+        }
+    }
+}
+
+/// Logs how many rows were rejected with the first few reasons, and writes all of them to
+/// `rejects_path` (CSV: line, smiles, reason) when there are any.
+pub fn report_rejects(
+    source: &Path,
+    rejects: &[Reject],
+    rejects_path: Option<&Path>,
+) -> Result<()> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(
+        "{}: {} row(s) rejected and skipped",
+        source.display(),
+        rejects.len()
+    );
+    for r in rejects.iter().take(5) {
+        tracing::warn!(
+            "  {}:{}: {} ({})",
+            source.display(),
+            r.line,
+            r.reason,
+            r.smiles
+        );
+    }
+    if let Some(path) = rejects_path {
+        let mut w = csv::Writer::from_path(path)
+            .with_context(|| format!("{}: cannot write rejects", path.display()))?;
+        w.write_record(["line", "smiles", "reason"])?;
+        for r in rejects {
+            w.write_record([r.line.to_string(), r.smiles.clone(), r.reason.clone()])?;
+        }
+        w.flush()?;
+        tracing::warn!("  all rejected rows: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Shuffles, then groups molecules of similar size: pools of 50 batches are sorted by length
+/// and cut into batches, and the batches are shuffled, so padding stays small while the order
+/// stays random.
+pub fn length_bucketed_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    rng: &mut StdRng,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.shuffle(rng);
+    let pool = batch_size * 50;
+    let mut batches = Vec::new();
+    for chunk in order.chunks(pool) {
+        let mut chunk = chunk.to_vec();
+        chunk.sort_by_key(|&i| lengths[i]);
+        batches.extend(chunk.chunks(batch_size).map(|c| c.to_vec()));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Batches in input order (prediction), sorted by nothing.
+pub fn sequential_batches(n: usize, batch_size: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .collect::<Vec<_>>()
+        .chunks(batch_size)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// Splits example indices into train/valid/test: by the split column when present (values
+/// `train`/`valid`|`val`|`validation`/`test`), else at random with `seed`.
+pub fn split_indices(
+    examples: &[Example],
+    valid_fraction: f64,
+    test_fraction: f64,
+    rng: &mut StdRng,
+) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    if examples.iter().any(|e| e.split.is_some()) {
+        let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, e) in examples.iter().enumerate() {
+            match e.split.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("train") => tr.push(i),
+                Some("valid" | "val" | "validation") => va.push(i),
+                Some("test") => te.push(i),
+                other => bail!(
+                    "line {}: split value `{}` is not train, valid or test",
+                    e.line,
+                    other.unwrap_or("")
+                ),
+            }
+        }
+        return Ok((tr, va, te));
+    }
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.shuffle(rng);
+    let n = order.len();
+    let n_test = (n as f64 * test_fraction).round() as usize;
+    let n_valid = (n as f64 * valid_fraction).round() as usize;
+    let test = order[..n_test].to_vec();
+    let valid = order[n_test..n_test + n_valid].to_vec();
+    let train = order[n_test + n_valid..].to_vec();
+    Ok((train, valid, test))
+}
+
+/// Writes `bytes` to `path` via a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f =
+            File::create(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all().ok();
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}

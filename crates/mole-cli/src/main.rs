@@ -1,0 +1,154 @@
+//! `mole`: featurise molecules, pretrain, fine-tune, evaluate, predict and embed with MolE.
+
+mod backend;
+mod commands;
+mod data;
+mod settings;
+mod trainer;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::DeviceSpec;
+
+#[derive(Parser)]
+#[command(
+    name = "mole",
+    version,
+    about = "MolE molecular foundation model: featurize, pretrain, fine-tune, evaluate, predict, embed",
+    long_about = "MolE in pure Rust on Burn.\n\nTypical path: `mole pretrain` (self-supervised, \
+                  bundled corpus) → `mole finetune --checkpoint runs/pretrain/best.safetensors \
+                  --data datasets/esol.csv` → `mole predict` / `mole embed`.\n\nLogs go to stderr \
+                  (set RUST_LOG=debug for more); every training run writes config.toml, \
+                  metrics.jsonl and checkpoints to its run directory."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by the training commands.
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Run configuration (TOML). Defaults to the bundled configs/<stage>.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any config field: --set section.field=value (repeatable), e.g. --set train.lr=1e-4.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Run directory for config.toml, metrics.jsonl and checkpoints.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Training data (overrides data.train).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Model size preset (tiny, small, base) or model TOML (overrides `model`).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimiser steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Random seed: data order, masking, dropout and splits are reproducible from it.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Device: cpu, cuda[:N], vulkan[:N], wgpu, metal (among the compiled backends).
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+    /// Continue from the run directory's last resumable checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Testing aid: stop with an error after N steps, as if killed.
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The flags as `--set` overrides, applied after the explicit ones.
+    pub fn all_overrides(&self) -> Vec<String> {
+        let mut o = self.overrides.clone();
+        let mut push = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                o.push(format!("{k}={v}"));
+            }
+        };
+        push(
+            "data.train",
+            self.data
+                .as_ref()
+                .map(|p| format!("{:?}", p.display().to_string())),
+        );
+        push("model", self.model.as_ref().map(|m| format!("{m:?}")));
+        push("train.epochs", self.epochs.map(|v| v.to_string()));
+        push("train.max_steps", self.max_steps.map(|v| v.to_string()));
+        push("train.batch_size", self.batch_size.map(|v| v.to_string()));
+        push("train.lr", self.lr.map(|v| format!("{v:e}")));
+        push("train.seed", self.seed.map(|v| v.to_string()));
+        o
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Featurize molecules: Morgan atom environments (radius 0-2), tokens, distances → JSON Lines.
+    Featurize(commands::FeaturizeArgs),
+    /// Build or inspect vocabularies.
+    #[command(subcommand)]
+    Vocab(commands::VocabCommand),
+    /// Pretrain: stage 1 masked atom-environment prediction (default), or stage 2 supervised multitask.
+    Pretrain(commands::PretrainArgs),
+    /// Fine-tune on a labelled property set (regression or classification).
+    Finetune(commands::FinetuneArgs),
+    /// Compute metrics of a checkpoint on a labelled file.
+    Evaluate(commands::EvaluateArgs),
+    /// Predict properties for a SMILES file; writes CSV, streaming in bounded memory.
+    Predict(commands::PredictArgs),
+    /// Write CLS embeddings of molecules to .npy or .csv.
+    Embed(commands::EmbedArgs),
+    /// TDC-style benchmark: for each seed, split → fine-tune → test metric; mean ± std.
+    Benchmark(commands::BenchmarkArgs),
+    /// Import weights of the original PyTorch MolE (safetensors) into a mole checkpoint.
+    Import(commands::ImportArgs),
+    /// Export a mole checkpoint to safetensors with the original PyTorch parameter names.
+    Export(commands::ExportArgs),
+    /// Show the compiled backends and the devices found.
+    Info,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Featurize(a) => commands::featurize(a),
+        Command::Vocab(c) => commands::vocab(c),
+        Command::Pretrain(a) => commands::pretrain(a),
+        Command::Finetune(a) => commands::finetune(a).map(|_| ()),
+        Command::Evaluate(a) => commands::evaluate(a),
+        Command::Predict(a) => commands::predict(a),
+        Command::Embed(a) => commands::embed(a),
+        Command::Benchmark(a) => commands::benchmark(a),
+        Command::Import(a) => commands::import(a),
+        Command::Export(a) => commands::export(a),
+        Command::Info => commands::info(),
+    }
+}

@@ -1,0 +1,202 @@
+//! Run configuration: TOML files in `configs/` (embedded in the binary as defaults), with
+//! `--set section.field=value` overrides and flags for the common fields.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use mole_nn::DebertaConfig;
+use serde::{Deserialize, Serialize};
+
+pub const PRETRAIN_TOML: &str = include_str!("../../../configs/pretrain.toml");
+pub const MULTITASK_TOML: &str = include_str!("../../../configs/multitask.toml");
+pub const FINETUNE_TOML: &str = include_str!("../../../configs/finetune.toml");
+const TINY_TOML: &str = include_str!("../../../configs/tiny.toml");
+const SMALL_TOML: &str = include_str!("../../../configs/small.toml");
+const BASE_TOML: &str = include_str!("../../../configs/base.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub max_steps: usize,
+    pub lr: f64,
+    pub warmup_fraction: f64,
+    pub grad_clip: f64,
+    pub adam_beta1: f32,
+    pub adam_beta2: f32,
+    pub adam_eps: f32,
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+    pub validate_every: usize,
+    pub early_stopping_patience: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    pub train: String,
+    #[serde(default)]
+    pub valid_fraction: f64,
+    #[serde(default)]
+    pub test_fraction: f64,
+    #[serde(default)]
+    pub vocab: String,
+    #[serde(default = "default_min_count")]
+    pub target_min_count: u64,
+    #[serde(default = "default_smiles_col")]
+    pub smiles_column: String,
+    #[serde(default)]
+    pub label_columns: Vec<String>,
+    #[serde(default)]
+    pub split_column: String,
+}
+
+fn default_min_count() -> u64 {
+    5
+}
+fn default_smiles_col() -> String {
+    "smiles".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSettings {
+    pub mask_prob: f64,
+    pub attention_span: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSettings {
+    /// `regression` or `classification`.
+    pub kind: String,
+    pub num_classes: usize,
+    pub balanced_class_weights: bool,
+    pub head_dropout: f64,
+}
+
+/// One run's whole configuration, as saved beside its checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// Preset name (`tiny`, `small`, `base`) or path of a model TOML.
+    pub model: String,
+    pub data: DataSettings,
+    pub train: TrainSettings,
+    #[serde(default)]
+    pub pretrain: Option<PretrainSettings>,
+    #[serde(default)]
+    pub task: Option<TaskSettings>,
+}
+
+impl RunSettings {
+    /// Parses `base_toml` (or the file `config`, when given), applies `overrides`
+    /// (`section.field=value`, value in TOML syntax or a bare string) and validates.
+    pub fn resolve(base_toml: &str, config: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        let text = match config {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?,
+            None => base_toml.to_string(),
+        };
+        let mut value: toml::Value = toml::from_str(&text).with_context(|| match config {
+            Some(p) => format!("{}: invalid TOML", p.display()),
+            None => "embedded config: invalid TOML".into(),
+        })?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let settings: Self = value
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("config: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.train;
+        if t.batch_size == 0 {
+            bail!("train.batch_size must be at least 1");
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            bail!("train.lr must be a positive number");
+        }
+        if !(0.0..=1.0).contains(&t.warmup_fraction) {
+            bail!("train.warmup_fraction must be within [0, 1]");
+        }
+        if !(0.0..1.0).contains(&(self.data.valid_fraction + self.data.test_fraction)) {
+            bail!("data.valid_fraction + data.test_fraction must be below 1");
+        }
+        if let Some(p) = &self.pretrain {
+            if !(p.mask_prob > 0.0 && p.mask_prob < 1.0) {
+                bail!("pretrain.mask_prob must be within (0, 1)");
+            }
+        }
+        if let Some(task) = &self.task {
+            if task.kind != "regression" && task.kind != "classification" {
+                bail!(
+                    "task.kind must be `regression` or `classification`, not `{}`",
+                    task.kind
+                );
+            }
+            if task.num_classes == 0 {
+                bail!("task.num_classes must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("settings serialise")
+    }
+}
+
+/// `a.b=value`: sets key `b` of table `a`. The value is parsed as TOML (numbers, booleans,
+/// arrays, quoted strings) and falls back to a bare string.
+pub fn apply_override(root: &mut toml::Value, assignment: &str) -> Result<()> {
+    let (path, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set `{assignment}`: expected section.field=value"))?;
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|t| t.get("v").cloned())
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    let mut node = root;
+    for (i, key) in keys.iter().enumerate() {
+        let table = node.as_table_mut().ok_or_else(|| {
+            anyhow!(
+                "--set `{assignment}`: `{}` is not a section",
+                keys[..i].join(".")
+            )
+        })?;
+        if i + 1 == keys.len() {
+            table.insert(key.to_string(), parsed);
+            return Ok(());
+        }
+        node = table
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    Ok(())
+}
+
+/// The encoder config of a preset name or model TOML path, sized for `vocab_size`.
+pub fn model_config(model: &str, vocab_size: usize) -> Result<DebertaConfig> {
+    let text = match model {
+        "tiny" => TINY_TOML.to_string(),
+        "small" => SMALL_TOML.to_string(),
+        "base" => BASE_TOML.to_string(),
+        path => std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "model `{path}` is neither a preset (tiny, small, base) nor a readable TOML file"
+            )
+        })?,
+    };
+    let mut cfg: DebertaConfig =
+        toml::from_str(&text).with_context(|| format!("model config `{model}`"))?;
+    cfg.vocab_size = vocab_size;
+    cfg.validate()?;
+    Ok(cfg)
+}

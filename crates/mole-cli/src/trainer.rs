@@ -1,0 +1,662 @@
+//! The training loop shared by `pretrain` (both stages) and `finetune`: Adam with the
+//! original's epsilon, linear warm-up then constant learning rate, global-norm clipping,
+//! validation, best/last checkpoints, early stopping and exact resume.
+//!
+//! Determinism: the batch order of epoch `e` comes from `seed + e`, the masking of step `s` and
+//! the backend's dropout RNG from `seed` and `s`, so a run resumed from a checkpoint repeats the
+//! uninterrupted run's trajectory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
+use mole_featurize::{collate, Vocabulary};
+use mole_metrics::{MetricsCollection, TaskKind};
+use mole_model::training::clip_global_norm;
+use mole_model::{BatchTensors, Checkpoint, MolE, MolEConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{length_bucketed_batches, progress_bar, sequential_batches, Example};
+use crate::settings::RunSettings;
+
+/// What the model learns.
+#[derive(Debug, Clone)]
+pub enum Objective {
+    /// Masked atom-environment prediction (stage 1).
+    AtomEnv { mask_prob: f64, span: i64 },
+    /// Supervised tasks on the CLS state (stage 2 and fine-tuning).
+    Supervised {
+        kind: TaskKind,
+        num_tasks: usize,
+        /// Per-task weight of positive entries (balanced class weights), binary tasks only.
+        positive_weights: Option<Vec<f32>>,
+    },
+}
+
+/// Everything a training run needs.
+pub struct TrainJob<'a> {
+    pub settings: &'a RunSettings,
+    pub run_dir: PathBuf,
+    pub model_config: MolEConfig,
+    pub vocab: Vocabulary,
+    pub target_vocab: Option<Vocabulary>,
+    pub train: Vec<Example>,
+    pub valid: Vec<Example>,
+    pub objective: Objective,
+    /// Weights to start from (e.g. a pretrained encoder); tensors the model lacks are an error,
+    /// tensors it has and the dict lacks keep their fresh initialisation.
+    pub init: Option<mole_nn::StateDict>,
+    pub resume: bool,
+    /// Extra metadata saved in checkpoints (label names, task).
+    pub extra: serde_json::Value,
+    /// Test hook: fail as if killed after this many steps of this process.
+    pub interrupt_after: Option<usize>,
+}
+
+/// Position in the run, saved with every resumable checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epoch: usize,
+    pub batch_in_epoch: usize,
+    pub global_step: usize,
+    pub best_valid_loss: f64,
+    pub validations_without_improvement: usize,
+    pub finished: bool,
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            batch_in_epoch: 0,
+            global_step: 0,
+            best_valid_loss: f64::INFINITY,
+            validations_without_improvement: 0,
+            finished: false,
+        }
+    }
+}
+
+/// Result of a run.
+pub struct TrainOutcome {
+    pub best_checkpoint: PathBuf,
+    pub last_checkpoint: PathBuf,
+    pub final_valid: Option<serde_json::Value>,
+    pub steps: usize,
+}
+
+/// Appends JSON lines to `metrics.jsonl`.
+pub struct MetricsLog {
+    file: std::fs::File,
+}
+
+impl MetricsLog {
+    pub fn open(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join("metrics.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        Ok(Self { file })
+    }
+
+    pub fn write(&mut self, value: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{value}")?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+fn step_seed(seed: u64, step: usize) -> u64 {
+    // SplitMix64 of (seed, step): independent, reproducible streams per step.
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Host-side masking of one pretraining batch.
+pub struct MaskedBatch {
+    pub input_ids: Vec<i64>,
+    /// `[batch * seq * seq]`
+    pub span_mask: Vec<bool>,
+    /// Flat `b * seq + i` positions of the masked atoms.
+    pub positions: Vec<i64>,
+    pub targets: Vec<i64>,
+}
+
+/// Masks ~`mask_prob` of each molecule's atoms (at least one): 80% become MASK, 10% a random
+/// identifier token, 10% stay; builds the attention-span mask (a masked query sees keys with
+/// relative position ≤ 1 or > `span`, never padding).
+pub fn mask_batch(
+    examples: &[&Example],
+    batch: &mole_featurize::Batch,
+    vocab: &Vocabulary,
+    mask_prob: f64,
+    span: i64,
+    rng: &mut StdRng,
+) -> MaskedBatch {
+    let (b, n) = (batch.batch_size, batch.seq_len);
+    let mut input_ids = batch.input_ids.clone();
+    let mut masked = vec![false; b * n];
+    let mut positions = Vec::new();
+    let mut targets = Vec::new();
+    let n_ids = vocab.num_identifiers().max(1) as u32;
+    for (k, ex) in examples.iter().enumerate() {
+        let atoms = ex.input.len() - 1;
+        let n_mask = ((atoms as f64 * mask_prob).round() as usize).clamp(1, atoms);
+        let chosen = rand::seq::index::sample(rng, atoms, n_mask);
+        let mut chosen: Vec<usize> = chosen.into_iter().collect();
+        chosen.sort_unstable();
+        for a in chosen {
+            let pos = k * n + a + 1;
+            masked[pos] = true;
+            positions.push(pos as i64);
+            targets.push(i64::from(ex.targets[a]));
+            let r: f64 = rng.random();
+            if r < 0.8 {
+                input_ids[pos] = i64::from(vocab.mask_id());
+            } else if r < 0.9 {
+                input_ids[pos] = i64::from(rng.random_range(1..=n_ids));
+            }
+        }
+    }
+    let mut span_mask = vec![false; b * n * n];
+    for k in 0..b {
+        for i in 0..n {
+            if !batch.input_mask[k * n + i] {
+                continue;
+            }
+            for j in 0..n {
+                if !batch.input_mask[k * n + j] {
+                    continue;
+                }
+                let rel = batch.relative_pos[k * n * n + i * n + j];
+                span_mask[k * n * n + i * n + j] = !masked[k * n + i] || rel <= 1 || rel > span;
+            }
+        }
+    }
+    MaskedBatch {
+        input_ids,
+        span_mask,
+        positions,
+        targets,
+    }
+}
+
+/// Labels `[batch, tasks]` and optional per-entry weights of a supervised batch.
+fn label_tensors<B: Backend>(
+    examples: &[&Example],
+    num_tasks: usize,
+    positive_weights: Option<&Vec<f32>>,
+    device: &B::Device,
+) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    let b = examples.len();
+    let labels: Vec<f32> = examples
+        .iter()
+        .flat_map(|e| e.labels.iter().copied())
+        .collect();
+    let weights = positive_weights.map(|pw| {
+        let w: Vec<f32> = examples
+            .iter()
+            .flat_map(|e| {
+                e.labels
+                    .iter()
+                    .enumerate()
+                    .map(|(t, &y)| if y > 0.5 { pw[t] } else { 1.0 })
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(w, [b, num_tasks]), device)
+    });
+    (
+        Tensor::from_data(TensorData::new(labels, [b, num_tasks]), device),
+        weights,
+    )
+}
+
+/// Loss (and accuracy numerator for pretraining) of one batch; the tensors stay on the device.
+struct BatchLoss<B: Backend> {
+    loss: Tensor<B, 1>,
+    correct: Option<Tensor<B, 1, Int>>,
+    count: usize,
+    predictions: Option<Tensor<B, 2>>,
+}
+
+fn batch_loss<B: Backend>(
+    model: &MolE<B>,
+    examples: &[&Example],
+    objective: &Objective,
+    vocab: &Vocabulary,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> BatchLoss<B> {
+    let inputs: Vec<_> = examples.iter().map(|e| &e.input).collect();
+    let batch = collate(&inputs);
+    match objective {
+        Objective::AtomEnv { mask_prob, span } => {
+            let m = mask_batch(examples, &batch, vocab, *mask_prob, *span, rng);
+            let (b, n) = (batch.batch_size, batch.seq_len);
+            let mut tensors = BatchTensors::<B>::from_batch(&batch, device);
+            tensors.input_ids = Tensor::from_data(TensorData::new(m.input_ids, [b, n]), device);
+            let span_mask: Tensor<B, 3, Bool> =
+                Tensor::from_data(TensorData::new(m.span_mask, [b, n, n]), device);
+            let count = m.positions.len();
+            let positions: Tensor<B, 1, Int> =
+                Tensor::from_data(TensorData::new(m.positions, [count]), device);
+            let targets: Tensor<B, 1, Int> =
+                Tensor::from_data(TensorData::new(m.targets, [count]), device);
+            let (logits, loss) =
+                model.forward_atom_env(&tensors, span_mask, positions, targets.clone());
+            let correct = logits.argmax(1).reshape([count]).equal(targets).int().sum();
+            BatchLoss {
+                loss,
+                correct: Some(correct),
+                count,
+                predictions: None,
+            }
+        }
+        Objective::Supervised {
+            num_tasks,
+            positive_weights,
+            ..
+        } => {
+            let tensors = BatchTensors::<B>::from_batch(&batch, device);
+            let (labels, weights) =
+                label_tensors::<B>(examples, *num_tasks, positive_weights.as_ref(), device);
+            let out = model.forward_supervised(&tensors, Some(labels), weights);
+            let loss = out.loss.expect("labels given").loss;
+            BatchLoss {
+                loss,
+                correct: None,
+                count: examples.len(),
+                predictions: Some(model.predictions(out.logits)),
+            }
+        }
+    }
+}
+
+/// Evaluates `examples` in eval mode (no dropout): mean loss, and either masked-token accuracy
+/// (pretraining, with a fixed masking seed) or the task metrics.
+pub fn evaluate<B: Backend>(
+    model: &MolE<B>,
+    examples: &[Example],
+    objective: &Objective,
+    vocab: &Vocabulary,
+    batch_size: usize,
+    seed: u64,
+    device: &B::Device,
+) -> serde_json::Value {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED);
+    let mut loss_sum = 0.0f64;
+    let mut weight_sum = 0.0f64;
+    let mut correct = 0i64;
+    let mut masked = 0usize;
+    let mut metrics = match objective {
+        Objective::Supervised {
+            kind, num_tasks, ..
+        } => Some(MetricsCollection::new(*kind, *num_tasks)),
+        Objective::AtomEnv { .. } => None,
+    };
+    for idx in sequential_batches(examples.len(), batch_size) {
+        let batch: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
+        let out = batch_loss(model, &batch, objective, vocab, &mut rng, device);
+        let l: f32 = out.loss.into_scalar().elem();
+        loss_sum += f64::from(l) * out.count as f64;
+        weight_sum += out.count as f64;
+        if let Some(c) = out.correct {
+            correct += c.into_scalar().elem::<i64>();
+            masked += out.count;
+        }
+        if let (Some(m), Some(p)) = (metrics.as_mut(), out.predictions) {
+            let preds: Vec<f32> = p
+                .into_data()
+                .convert::<f32>()
+                .into_vec()
+                .unwrap_or_default();
+            let labels: Vec<f32> = batch
+                .iter()
+                .flat_map(|e| e.labels.iter().copied())
+                .collect();
+            m.update(&preds, &labels);
+        }
+    }
+    let mut out = serde_json::json!({ "loss": loss_sum / weight_sum.max(1.0) });
+    if masked > 0 {
+        out["masked_accuracy"] = serde_json::json!(correct as f64 / masked as f64);
+    }
+    if let Some(m) = metrics {
+        for (k, v) in m.compute() {
+            out[k] = if v.is_finite() {
+                serde_json::json!(v)
+            } else {
+                serde_json::Value::Null
+            };
+        }
+    }
+    out
+}
+
+fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+}
+
+/// Runs training to the end (or until early stopping) and returns where the checkpoints are.
+pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Result<TrainOutcome> {
+    let s = &job.settings.train;
+    let run_dir = &job.run_dir;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create", run_dir.display()))?;
+    crate::data::write_atomic(
+        &run_dir.join("config.toml"),
+        job.settings.to_toml().as_bytes(),
+    )?;
+    if job.train.is_empty() {
+        bail!("no training molecules left after featurisation");
+    }
+
+    let steps_per_epoch = job.train.len().div_ceil(s.batch_size);
+    let mut total_steps = s.epochs * steps_per_epoch;
+    if s.max_steps > 0 {
+        total_steps = total_steps.min(s.max_steps);
+    }
+    let warmup = ((s.warmup_fraction * total_steps as f64).round() as usize).max(1);
+    let lr_at = |step: usize| -> f64 {
+        if step < warmup {
+            s.lr * (step + 1) as f64 / warmup as f64
+        } else {
+            s.lr
+        }
+    };
+
+    let mut model: MolE<B> = MolE::new(&job.model_config, device);
+    if let Some(init) = &job.init {
+        model = load_partial(model, init, device)?;
+    }
+    let mut optim = AdamConfig::new()
+        .with_beta_1(s.adam_beta1)
+        .with_beta_2(s.adam_beta2)
+        .with_epsilon(s.adam_eps)
+        .init::<B, MolE<B>>();
+
+    let resume_dir = run_dir.join("resume");
+    let mut state = TrainState::default();
+    if job.resume && resume_dir.join("state.json").exists() {
+        let text = std::fs::read_to_string(resume_dir.join("state.json"))?;
+        state = serde_json::from_str(&text).context("resume/state.json")?;
+        model = model
+            .load_file(resume_dir.join("model"), &recorder(), device)
+            .context("loading resume/model.mpk")?;
+        let record = recorder()
+            .load(resume_dir.join("optim").into(), device)
+            .context("loading resume/optim.mpk")?;
+        optim = optim.load_record(record);
+        tracing::info!(
+            "resuming {} at epoch {}, step {}",
+            run_dir.display(),
+            state.epoch + 1,
+            state.global_step
+        );
+    } else if job.resume {
+        tracing::warn!(
+            "--resume: no checkpoint in {}, starting fresh",
+            resume_dir.display()
+        );
+    }
+    if state.finished {
+        tracing::info!("run already finished; nothing to resume");
+    }
+
+    let mut log = MetricsLog::open(run_dir)?;
+    let lengths: Vec<usize> = job.train.iter().map(|e| e.input.len()).collect();
+    let num_params = model.num_params();
+    tracing::info!(
+        "training {} molecules ({} validation), {} parameters, {} steps ({} per epoch), batch {}",
+        job.train.len(),
+        job.valid.len(),
+        num_params,
+        total_steps,
+        steps_per_epoch,
+        s.batch_size
+    );
+
+    let save_resumable = |model: &MolE<B>, optim_record, state: &TrainState| -> Result<()> {
+        let tmp = run_dir.join("resume.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        model
+            .clone()
+            .save_file(tmp.join("model"), &recorder())
+            .context("saving model record")?;
+        recorder()
+            .record(optim_record, tmp.join("optim"))
+            .context("saving optimizer record")?;
+        std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+        // Swap in the complete folder; an interruption leaves either the old or the new one.
+        let old = run_dir.join("resume.old");
+        let _ = std::fs::remove_dir_all(&old);
+        if resume_dir.exists() {
+            std::fs::rename(&resume_dir, &old)?;
+        }
+        std::fs::rename(&tmp, &resume_dir)?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    };
+    let save_model = |model: &MolE<B>, path: &Path, extra: serde_json::Value| -> Result<()> {
+        let ckpt = Checkpoint {
+            config: job.model_config.clone(),
+            model: model.clone().valid(),
+            vocab: job.vocab.clone(),
+            target_vocab: job.target_vocab.clone(),
+            extra,
+        };
+        ckpt.save(path)?;
+        Ok(())
+    };
+
+    let best_path = run_dir.join("best.safetensors");
+    let last_path = run_dir.join("last.safetensors");
+    let mut final_valid = None;
+    let mut steps_this_process = 0usize;
+    let started = Instant::now();
+    let bar = progress_bar(total_steps as u64, "train");
+    bar.set_position(state.global_step as u64);
+
+    'epochs: while !state.finished && state.epoch < s.epochs && state.global_step < total_steps {
+        let mut epoch_rng = StdRng::seed_from_u64(s.seed.wrapping_add(state.epoch as u64));
+        let batches = length_bucketed_batches(&lengths, s.batch_size, &mut epoch_rng);
+        let mut running_loss: Option<Tensor<B::InnerBackend, 1>> = None;
+        let mut running_correct: Option<Tensor<B::InnerBackend, 1, Int>> = None;
+        let mut running_count = 0usize;
+        let mut running_batches = 0usize;
+        while state.batch_in_epoch < batches.len() {
+            let idx = &batches[state.batch_in_epoch];
+            let examples: Vec<&Example> = idx.iter().map(|&i| &job.train[i]).collect();
+            let seed = step_seed(s.seed, state.global_step);
+            B::seed(device, seed);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let out = batch_loss(
+                &model,
+                &examples,
+                &job.objective,
+                &job.vocab,
+                &mut rng,
+                device,
+            );
+            let lr = lr_at(state.global_step);
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            let grads = clip_global_norm(&model, grads, s.grad_clip);
+            model = optim.step(lr, model, grads);
+
+            let detached = out.loss.inner();
+            running_loss = Some(match running_loss.take() {
+                Some(t) => t + detached,
+                None => detached,
+            });
+            if let Some(c) = out.correct {
+                let c = c.inner();
+                running_correct = Some(match running_correct.take() {
+                    Some(t) => t + c,
+                    None => c,
+                });
+            }
+            running_count += out.count;
+            running_batches += 1;
+            state.global_step += 1;
+            state.batch_in_epoch += 1;
+            steps_this_process += 1;
+            bar.inc(1);
+
+            if state.global_step % s.log_every.max(1) == 0 || state.global_step == total_steps {
+                let loss_sum: f32 = running_loss.take().map_or(0.0, |t| t.into_scalar().elem());
+                let mut entry = serde_json::json!({
+                    "kind": "train",
+                    "epoch": state.epoch + 1,
+                    "step": state.global_step,
+                    "lr": lr,
+                    "loss": loss_sum / running_batches.max(1) as f32,
+                    "elapsed_s": started.elapsed().as_secs_f64(),
+                });
+                if let Some(c) = running_correct.take() {
+                    let c: i64 = c.into_scalar().elem();
+                    entry["masked_accuracy"] =
+                        serde_json::json!(c as f64 / running_count.max(1) as f64);
+                }
+                bar.set_message(format!(
+                    "loss {:.4}",
+                    loss_sum / running_batches.max(1) as f32
+                ));
+                tracing::info!("{entry}");
+                log.write(entry)?;
+                running_batches = 0;
+                running_count = 0;
+            }
+            if state.global_step % s.checkpoint_every.max(1) == 0 {
+                save_resumable(&model, optim.to_record(), &state)?;
+            }
+            if job.interrupt_after.is_some_and(|n| steps_this_process >= n) {
+                bar.abandon();
+                bail!("interrupted after {steps_this_process} steps (test hook)");
+            }
+            if state.global_step >= total_steps {
+                break;
+            }
+        }
+        let epoch_done = state.batch_in_epoch >= batches.len() || state.global_step >= total_steps;
+        if !epoch_done {
+            continue;
+        }
+        let epoch_number = state.epoch + 1;
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+        let last_epoch = state.epoch >= s.epochs || state.global_step >= total_steps;
+
+        if !job.valid.is_empty() && (epoch_number % s.validate_every.max(1) == 0 || last_epoch) {
+            let valid = evaluate(
+                &model.valid(),
+                &job.valid,
+                &job.objective,
+                &job.vocab,
+                s.batch_size,
+                s.seed,
+                device,
+            );
+            let vloss = valid["loss"].as_f64().unwrap_or(f64::INFINITY);
+            let mut entry = valid.clone();
+            entry["kind"] = "valid".into();
+            entry["epoch"] = epoch_number.into();
+            entry["step"] = state.global_step.into();
+            tracing::info!("{entry}");
+            log.write(entry)?;
+            if vloss < state.best_valid_loss {
+                state.best_valid_loss = vloss;
+                state.validations_without_improvement = 0;
+                let mut extra = job.extra.clone();
+                extra["step"] = state.global_step.into();
+                extra["epoch"] = epoch_number.into();
+                extra["valid"] = valid.clone();
+                save_model(&model, &best_path, extra)?;
+            } else {
+                state.validations_without_improvement += 1;
+            }
+            final_valid = Some(valid);
+            if s.early_stopping_patience > 0
+                && state.validations_without_improvement >= s.early_stopping_patience
+            {
+                tracing::info!(
+                    "early stopping: no validation improvement in {} validations",
+                    s.early_stopping_patience
+                );
+                state.finished = true;
+            }
+        }
+        if last_epoch {
+            state.finished = true;
+        }
+        save_resumable(&model, optim.to_record(), &state)?;
+        if state.finished {
+            break 'epochs;
+        }
+    }
+    bar.finish_and_clear();
+    state.finished = true;
+
+    let mut extra = job.extra.clone();
+    extra["step"] = state.global_step.into();
+    extra["epoch"] = state.epoch.into();
+    save_model(&model, &last_path, extra)?;
+    if !best_path.exists() {
+        std::fs::copy(&last_path, &best_path)?;
+    }
+    tracing::info!(
+        "done: {} steps in {:.1}s; best {}, last {}",
+        state.global_step,
+        started.elapsed().as_secs_f64(),
+        best_path.display(),
+        last_path.display()
+    );
+    Ok(TrainOutcome {
+        best_checkpoint: best_path,
+        last_checkpoint: last_path,
+        final_valid,
+        steps: state.global_step,
+    })
+}
+
+/// Loads the tensors of `dict` that the model has (e.g. a pretrained encoder into a model with a
+/// new head). Tensors of the dict the model lacks, or with the wrong shape, are an error.
+pub fn load_partial<B: Backend>(
+    model: MolE<B>,
+    dict: &mole_nn::StateDict,
+    device: &B::Device,
+) -> Result<MolE<B>> {
+    let mut full = mole_model::to_state_dict(&model);
+    let mut unknown = Vec::new();
+    for (name, t) in &dict.tensors {
+        match full.tensors.get_mut(name) {
+            Some(slot) if slot.shape == t.shape => *slot = t.clone(),
+            Some(slot) => bail!(
+                "initial weights: `{name}` has shape {:?}, the model expects {:?}",
+                t.shape,
+                slot.shape
+            ),
+            None => unknown.push(name.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        tracing::info!(
+            "initial weights: {} tensor(s) not used by this model (e.g. {})",
+            unknown.len(),
+            unknown[0]
+        );
+    }
+    Ok(mole_model::load_state_dict(model, &full, device)?)
+}
