@@ -1,16 +1,22 @@
-//! Model inputs: one molecule's tokens and relative positions, and padded batches.
+//! Model inputs: one molecule as token ids plus relative positions, and padded batches.
 
-/// One molecule as the model reads it.
+use crate::vocab::Vocabulary;
+use crate::FeaturizedMolecule;
+
+/// One molecule ready for the model: CLS followed by the atom tokens, and the
+/// (n+1) x (n+1) relative-position matrix (row-major): topological distance + 1 between atoms,
+/// 0 in the CLS row and column and between atoms of different fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoleInput {
-    /// CLS followed by one token per heavy atom.
     pub input_ids: Vec<u32>,
-    /// `(n+1) × (n+1)` row-major: topological distance + 1 between atoms; 0 in the CLS row and
-    /// column and between atoms of different fragments.
     pub relative_pos: Vec<u32>,
 }
 
 impl MoleInput {
+    pub fn from_featurized(f: &FeaturizedMolecule, vocab: &Vocabulary) -> Self {
+        Self::from_parts(&f.tokens, &f.dist, vocab.cls_id())
+    }
+
     /// From atom tokens (no CLS) and the distance matrix (-1 between fragments).
     pub fn from_parts(tokens: &[u32], dist: &[Vec<i32>], cls_id: u32) -> Self {
         let n = tokens.len();
@@ -22,17 +28,17 @@ impl MoleInput {
         for (i, row) in dist.iter().enumerate().take(n) {
             for (j, &d) in row.iter().enumerate().take(n) {
                 if d >= 0 {
-                    relative_pos[(i + 1) * len + j + 1] = d as u32 + 1;
+                    relative_pos[(i + 1) * len + (j + 1)] = d as u32 + 1;
                 }
             }
         }
-        Self {
+        MoleInput {
             input_ids,
             relative_pos,
         }
     }
 
-    /// Tokens including CLS.
+    /// Sequence length (atoms + CLS).
     pub fn len(&self) -> usize {
         self.input_ids.len()
     }
@@ -42,43 +48,46 @@ impl MoleInput {
     }
 }
 
-/// A padded batch in host memory, row-major.
+/// A padded batch, flattened row-major: `input_ids`/`input_mask` are `[B, N]`,
+/// `relative_pos` is `[B, N, N]`; padding is token 0, mask false, relative position 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub batch_size: usize,
     pub seq_len: usize,
-    /// `[batch * seq]`, PAD = 0.
     pub input_ids: Vec<i64>,
-    /// `[batch * seq]`, true for CLS and atoms.
     pub input_mask: Vec<bool>,
-    /// `[batch * seq * seq]`, 0 at padding.
     pub relative_pos: Vec<i64>,
 }
 
-/// Pads `inputs` to the longest: PAD 0, mask false, relative position 0.
+/// Pads every input to the longest one.
 pub fn collate(inputs: &[&MoleInput]) -> Batch {
-    let b = inputs.len();
-    let n = inputs.iter().map(|m| m.len()).max().unwrap_or(0);
-    let mut batch = Batch {
-        batch_size: b,
-        seq_len: n,
-        input_ids: vec![0; b * n],
-        input_mask: vec![false; b * n],
-        relative_pos: vec![0; b * n * n],
-    };
-    for (k, m) in inputs.iter().enumerate() {
+    let batch_size = inputs.len();
+    let seq_len = inputs.iter().map(|m| m.len()).max().unwrap_or(0);
+    let mut input_ids = vec![0i64; batch_size * seq_len];
+    let mut input_mask = vec![false; batch_size * seq_len];
+    let mut relative_pos = vec![0i64; batch_size * seq_len * seq_len];
+    for (b, m) in inputs.iter().enumerate() {
         let len = m.len();
-        for (i, &t) in m.input_ids.iter().enumerate() {
-            batch.input_ids[k * n + i] = i64::from(t);
-            batch.input_mask[k * n + i] = true;
+        for (k, &id) in m.input_ids.iter().enumerate() {
+            input_ids[b * seq_len + k] = i64::from(id);
+            input_mask[b * seq_len + k] = true;
         }
+        let base = b * seq_len * seq_len;
         for i in 0..len {
-            let src = &m.relative_pos[i * len..(i + 1) * len];
-            let dst = &mut batch.relative_pos[k * n * n + i * n..k * n * n + i * n + len];
+            let Some(src) = m.relative_pos.get(i * len..(i + 1) * len) else {
+                break;
+            };
+            let dst = &mut relative_pos[base + i * seq_len..base + i * seq_len + len];
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d = i64::from(s);
             }
         }
     }
-    batch
+    Batch {
+        batch_size,
+        seq_len,
+        input_ids,
+        input_mask,
+        relative_pos,
+    }
 }

@@ -1,80 +1,128 @@
-//! Vocabularies: Morgan identifier → token id, in the original MolE's layout.
+//! Vocabulary: Morgan identifier (u32) → token id.
 //!
-//! Identifiers get ids `1..=N`; `PAD = 0`, `MASK = N + 1`, `UNK = N + 2`, `CLS = N + 3`, as the
-//! original `open_dictionary` assigns them, so `vocab_size = N + 4`. The same type serves the
-//! radius-2 target vocabulary of pretraining (`radius = 2`).
+//! Token ids: PAD = 0, identifiers 1..=N, MASK = N+1, UNK = N+2, CLS = N+3, vocabulary size
+//! N+4 (the layout of the original MolE `open_dictionary`). The same type serves the radius-0
+//! input vocabulary and the radius-2 pretraining-target vocabulary (`radius` says which).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Errors reading or writing a vocabulary.
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
+    #[error("cannot read vocabulary {path}: {source}")]
+    Read {
+        path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a vocabulary file: {why}")]
-    Format { path: String, why: String },
+    #[error("cannot write vocabulary {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid vocabulary JSON{}: {source}", path_suffix(.path))]
+    Json {
+        path: Option<PathBuf>,
+        source: serde_json::Error,
+    },
+    #[error("invalid vocabulary{}: {reason}", path_suffix(.path))]
+    Invalid {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+}
+
+fn path_suffix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vocabulary {
+    identifier_to_token: HashMap<u32, u32>,
+    /// identifiers[token - 1]
+    identifiers: Vec<u32>,
+    /// Morgan radius whose identifiers this vocabulary indexes (0 for model inputs).
+    pub radius: u32,
 }
 
 #[derive(Serialize, Deserialize)]
-struct VocabFile {
-    identifier_to_token: std::collections::BTreeMap<String, u32>,
-    #[serde(default)]
-    special_tokens: Option<std::collections::BTreeMap<String, u32>>,
-    #[serde(default)]
-    vocab_size: Option<usize>,
-    #[serde(default)]
-    num_identifiers: Option<usize>,
-    #[serde(default)]
-    radius: Option<u32>,
+struct SpecialTokens {
+    #[serde(rename = "PAD")]
+    pad: u32,
+    #[serde(rename = "MASK")]
+    mask: u32,
+    #[serde(rename = "UNK")]
+    unk: u32,
+    #[serde(rename = "CLS")]
+    cls: u32,
 }
 
-/// Identifier → token id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Vocabulary {
-    to_token: HashMap<u32, u32>,
-    /// `token id - 1` → identifier.
-    identifiers: Vec<u32>,
+#[derive(Serialize, Deserialize)]
+struct VocabularyFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default)]
     radius: u32,
+    num_identifiers: Option<usize>,
+    special_tokens: Option<SpecialTokens>,
+    vocab_size: Option<usize>,
+    identifier_to_token: std::collections::BTreeMap<String, u32>,
 }
 
 impl Vocabulary {
-    pub const PAD: u32 = 0;
-
-    /// A vocabulary of `identifiers` in token order (the first gets id 1).
-    pub fn from_identifiers(identifiers: Vec<u32>, radius: u32) -> Self {
-        let to_token = identifiers
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| (id, i as u32 + 1))
-            .collect();
-        Self {
-            to_token,
+    /// Builds a vocabulary from identifiers listed in token order (token ids 1..=N).
+    pub fn from_identifiers(identifiers: Vec<u32>, radius: u32) -> Result<Self, VocabError> {
+        let mut identifier_to_token = HashMap::with_capacity(identifiers.len());
+        for (i, &id) in identifiers.iter().enumerate() {
+            if identifier_to_token.insert(id, i as u32 + 1).is_some() {
+                return Err(VocabError::Invalid {
+                    path: None,
+                    reason: format!("identifier {id} listed twice"),
+                });
+            }
+        }
+        Ok(Vocabulary {
+            identifier_to_token,
             identifiers,
             radius,
-        }
+        })
     }
 
-    /// Keeps identifiers seen at least `min_count` times; ids by descending count, ties by
-    /// ascending identifier (deterministic).
-    pub fn build_from_counts(counts: &HashMap<u32, u64>, min_count: u64, radius: u32) -> Self {
-        let mut kept: Vec<(u32, u64)> = counts
-            .iter()
-            .filter(|(_, &c)| c >= min_count)
-            .map(|(&id, &c)| (id, c))
+    /// Identifiers seen at least `min_count` times, most frequent first (ties: smaller
+    /// identifier first), get tokens 1..=N.
+    pub fn build_from_counts(counts: HashMap<u32, u64>, min_count: u64) -> Vocabulary {
+        let mut entries: Vec<(u32, u64)> = counts
+            .into_iter()
+            .filter(|&(_, c)| c >= min_count)
             .collect();
-        kept.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        Self::from_identifiers(kept.into_iter().map(|(id, _)| id).collect(), radius)
+        entries.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let identifiers = entries.into_iter().map(|(id, _)| id).collect();
+        // identifiers are unique (they were HashMap keys)
+        Self::from_identifiers(identifiers, 0).unwrap_or_else(|_| Vocabulary {
+            identifier_to_token: HashMap::new(),
+            identifiers: Vec::new(),
+            radius: 0,
+        })
     }
+
+    /// Sets the Morgan radius the vocabulary indexes (builder style).
+    pub fn with_radius(mut self, radius: u32) -> Self {
+        self.radius = radius;
+        self
+    }
+
+    /// Padding token id (always 0).
+    pub const PAD: u32 = 0;
 
     pub fn pad_id(&self) -> u32 {
         Self::PAD
+    }
+    /// Morgan radius this vocabulary indexes (same as the `radius` field).
+    pub fn radius(&self) -> u32 {
+        self.radius
     }
     pub fn mask_id(&self) -> u32 {
         self.identifiers.len() as u32 + 1
@@ -85,129 +133,143 @@ impl Vocabulary {
     pub fn cls_id(&self) -> u32 {
         self.identifiers.len() as u32 + 3
     }
-    /// Number of token ids, specials included.
-    pub fn vocab_size(&self) -> usize {
-        self.identifiers.len() + 4
-    }
-    pub fn len(&self) -> usize {
-        self.vocab_size()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.identifiers.is_empty()
-    }
+    /// Number of identifiers N (tokens 1..=N).
     pub fn num_identifiers(&self) -> usize {
         self.identifiers.len()
     }
-    /// Which Morgan radius the identifiers are (0: inputs, 2: pretraining targets).
-    pub fn radius(&self) -> u32 {
-        self.radius
+    /// Total number of token ids, N + 4.
+    pub fn vocab_size(&self) -> usize {
+        self.identifiers.len() + 4
     }
-
-    /// Token of `identifier`, UNK when unknown.
+    /// Same as [`Vocabulary::vocab_size`].
+    pub fn len(&self) -> usize {
+        self.vocab_size()
+    }
+    /// Never empty: the special tokens are always there.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    /// Token of an identifier, UNK when it is not in the vocabulary.
     pub fn token(&self, identifier: u32) -> u32 {
-        self.to_token
+        self.identifier_to_token
             .get(&identifier)
             .copied()
             .unwrap_or_else(|| self.unk_id())
     }
-
-    /// Identifier of an identifier token (`None` for specials and out-of-range ids).
+    /// Identifier of a token, `None` for special or out-of-range tokens.
     pub fn identifier_of(&self, token: u32) -> Option<u32> {
-        (token as usize)
-            .checked_sub(1)
-            .and_then(|i| self.identifiers.get(i))
-            .copied()
+        let index = usize::try_from(token).ok()?.checked_sub(1)?;
+        self.identifiers.get(index).copied()
+    }
+    /// Identifiers in token order.
+    pub fn identifiers(&self) -> &[u32] {
+        &self.identifiers
     }
 
-    pub fn from_json_str(text: &str) -> Result<Self, VocabError> {
-        Self::parse(text, "<string>")
+    pub fn from_json_str(json: &str) -> Result<Self, VocabError> {
+        Self::parse(json, None)
     }
 
-    pub fn from_json_file(path: &Path) -> Result<Self, VocabError> {
-        let text = std::fs::read_to_string(path).map_err(|e| VocabError::Io {
-            path: path.display().to_string(),
-            source: e,
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self, VocabError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| VocabError::Read {
+            path: path.to_path_buf(),
+            source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&text, Some(path.to_path_buf()))
     }
 
-    fn parse(text: &str, source: &str) -> Result<Self, VocabError> {
-        let bad = |why: String| VocabError::Format {
-            path: source.to_string(),
-            why,
+    fn parse(json: &str, path: Option<PathBuf>) -> Result<Self, VocabError> {
+        let file: VocabularyFile =
+            serde_json::from_str(json).map_err(|source| VocabError::Json {
+                path: path.clone(),
+                source,
+            })?;
+        let invalid = |reason: String| VocabError::Invalid {
+            path: path.clone(),
+            reason,
         };
-        let file: VocabFile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let n = file.identifier_to_token.len();
         let mut identifiers = vec![None; n];
-        for (key, token) in &file.identifier_to_token {
+        for (key, &token) in &file.identifier_to_token {
             let id: u32 = key
+                .trim()
                 .parse()
-                .map_err(|_| bad(format!("identifier `{key}` is not an unsigned 32-bit integer")))?;
-            let slot = (*token as usize)
-                .checked_sub(1)
+                .map_err(|_| invalid(format!("key {key:?} is not a u32 identifier")))?;
+            let slot = usize::try_from(token)
+                .ok()
+                .and_then(|t| t.checked_sub(1))
                 .and_then(|i| identifiers.get_mut(i))
-                .ok_or_else(|| bad(format!("token {token} of `{key}` is outside 1..={n}")))?;
-            if slot.replace(id).is_some() {
-                return Err(bad(format!("token {token} is used twice")));
+                .ok_or_else(|| invalid(format!("token {token} outside 1..={n}")))?;
+            if slot.is_some() {
+                return Err(invalid(format!("token {token} used twice")));
             }
+            *slot = Some(id);
         }
-        let identifiers: Vec<u32> = identifiers.into_iter().map(|x| x.unwrap_or(0)).collect();
-        let vocab = Self::from_identifiers(identifiers, file.radius.unwrap_or(0));
-        if let Some(size) = file.vocab_size {
-            if size != vocab.vocab_size() {
-                return Err(bad(format!(
-                    "vocab_size {size} disagrees with {n} identifiers + 4 special tokens"
+        let identifiers: Vec<u32> = identifiers.into_iter().flatten().collect();
+        let vocab = Self::from_identifiers(identifiers, file.radius).map_err(|e| match e {
+            VocabError::Invalid { reason, .. } => invalid(reason),
+            other => other,
+        })?;
+        if let Some(expected) = file.num_identifiers {
+            if expected != n {
+                return Err(invalid(format!(
+                    "num_identifiers is {expected} but {n} identifiers are listed"
                 )));
             }
         }
-        if let Some(special) = &file.special_tokens {
-            let expect = [
-                ("PAD", vocab.pad_id()),
-                ("MASK", vocab.mask_id()),
-                ("UNK", vocab.unk_id()),
-                ("CLS", vocab.cls_id()),
-            ];
-            for (name, id) in expect {
-                if let Some(&got) = special.get(name) {
-                    if got != id {
-                        return Err(bad(format!("special token {name} = {got}, expected {id}")));
-                    }
-                }
+        if let Some(size) = file.vocab_size {
+            if size != vocab.vocab_size() {
+                return Err(invalid(format!(
+                    "vocab_size is {size}, expected {}",
+                    vocab.vocab_size()
+                )));
+            }
+        }
+        if let Some(s) = &file.special_tokens {
+            let expected = (0, vocab.mask_id(), vocab.unk_id(), vocab.cls_id());
+            if (s.pad, s.mask, s.unk, s.cls) != expected {
+                return Err(invalid(format!(
+                    "special tokens PAD/MASK/UNK/CLS = {}/{}/{}/{}, expected {}/{}/{}/{}",
+                    s.pad, s.mask, s.unk, s.cls, expected.0, expected.1, expected.2, expected.3
+                )));
             }
         }
         Ok(vocab)
     }
 
-    /// The JSON form (the same layout as the original vocabulary's JSON export).
+    /// JSON in the fixture format (plus `radius`).
     pub fn to_json_string(&self) -> String {
-        let file = VocabFile {
+        let file = VocabularyFile {
+            description: Some(format!(
+                "Morgan radius-{} atom identifier (uint32, as decimal string key) -> token id",
+                self.radius
+            )),
+            radius: self.radius,
+            num_identifiers: Some(self.num_identifiers()),
+            special_tokens: Some(SpecialTokens {
+                pad: self.pad_id(),
+                mask: self.mask_id(),
+                unk: self.unk_id(),
+                cls: self.cls_id(),
+            }),
+            vocab_size: Some(self.vocab_size()),
             identifier_to_token: self
                 .identifiers
                 .iter()
                 .enumerate()
                 .map(|(i, id)| (id.to_string(), i as u32 + 1))
                 .collect(),
-            special_tokens: Some(
-                [
-                    ("PAD".to_string(), self.pad_id()),
-                    ("MASK".to_string(), self.mask_id()),
-                    ("UNK".to_string(), self.unk_id()),
-                    ("CLS".to_string(), self.cls_id()),
-                ]
-                .into_iter()
-                .collect(),
-            ),
-            vocab_size: Some(self.vocab_size()),
-            num_identifiers: Some(self.num_identifiers()),
-            radius: Some(self.radius),
         };
-        serde_json::to_string_pretty(&file).expect("vocabulary serialises")
+        // serialising plain strings and integers cannot fail
+        serde_json::to_string_pretty(&file).unwrap_or_default()
     }
 
-    pub fn save(&self, path: &Path) -> Result<(), VocabError> {
-        std::fs::write(path, self.to_json_string()).map_err(|e| VocabError::Io {
-            path: path.display().to_string(),
-            source: e,
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), VocabError> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_json_string()).map_err(|source| VocabError::Write {
+            path: path.to_path_buf(),
+            source,
         })
     }
 }

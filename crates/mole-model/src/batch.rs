@@ -19,7 +19,10 @@ impl<B: Backend> BatchTensors<B> {
         let (b, n) = (batch.batch_size, batch.seq_len);
         Self {
             input_ids: Tensor::from_data(TensorData::new(batch.input_ids.clone(), [b, n]), device),
-            input_mask: Tensor::from_data(TensorData::new(batch.input_mask.clone(), [b, n]), device),
+            input_mask: Tensor::from_data(
+                TensorData::new(batch.input_mask.clone(), [b, n]),
+                device,
+            ),
             relative_pos: Tensor::from_data(
                 TensorData::new(batch.relative_pos.clone(), [b, n, n]),
                 device,

@@ -98,7 +98,8 @@ impl<B: Backend> Checkpoint<B> {
         dict.metadata
             .insert("vocab".into(), self.vocab.to_json_string());
         if let Some(t) = &self.target_vocab {
-            dict.metadata.insert("target_vocab".into(), t.to_json_string());
+            dict.metadata
+                .insert("target_vocab".into(), t.to_json_string());
         }
         dict.metadata.insert("extra".into(), self.extra.to_string());
         dict.save(path)?;
@@ -127,10 +128,12 @@ impl<B: Backend> Checkpoint<B> {
         };
         let config: MolEConfig =
             serde_json::from_str(meta("config")?).map_err(|e| bad(format!("config: {e}")))?;
-        let vocab = Vocabulary::from_json_str(meta("vocab")?)
-            .map_err(|e| bad(format!("vocab: {e}")))?;
+        let vocab =
+            Vocabulary::from_json_str(meta("vocab")?).map_err(|e| bad(format!("vocab: {e}")))?;
         let target_vocab = match dict.metadata.get("target_vocab") {
-            Some(s) => Some(Vocabulary::from_json_str(s).map_err(|e| bad(format!("target_vocab: {e}")))?),
+            Some(s) => {
+                Some(Vocabulary::from_json_str(s).map_err(|e| bad(format!("target_vocab: {e}")))?)
+            }
             None => None,
         };
         let extra = dict

@@ -10,11 +10,13 @@ pub mod batch;
 pub mod checkpoint;
 pub mod loss;
 pub mod model;
-pub mod traits;
 pub mod training;
+pub mod traits;
 
 pub use batch::BatchTensors;
-pub use checkpoint::{export_safetensors, import_safetensors, load_state_dict, to_state_dict, Checkpoint};
+pub use checkpoint::{
+    export_safetensors, import_safetensors, load_state_dict, to_state_dict, Checkpoint,
+};
 pub use loss::{MaskedLoss, TaskType};
 pub use model::{AtomEnvEmbeddings, AtomEnvHead, AtomEnvHeadConfig, HeadConfig, MolE, MolEConfig};
 pub use traits::{Encoder, LabelledBatch, Model, StepOutput};

@@ -72,8 +72,8 @@ pub fn masked_bce_with_logits<B: Backend>(
     weights: Option<Tensor<B, 1>>,
 ) -> MaskedLoss<B> {
     let (labels, valid) = split_nan(labels);
-    let elements = logits.clone().clamp_min(0.0) - logits.clone() * labels
-        + logits.abs().neg().exp().log1p();
+    let elements =
+        logits.clone().clamp_min(0.0) - logits.clone() * labels + logits.abs().neg().exp().log1p();
     reduce(elements, valid, weights)
 }
 

@@ -95,9 +95,9 @@ impl<B: Backend> AtomEnvEmbeddings<B> {
             Some(m) => AttentionMask::Pairs(m),
             None => AttentionMask::Tokens(batch.input_mask.clone()),
         };
-        let out = self
-            .encoder
-            .forward(embedded.clone(), &mask, batch.relative_pos.clone(), request);
+        let out =
+            self.encoder
+                .forward(embedded.clone(), &mask, batch.relative_pos.clone(), request);
         (embedded, out)
     }
 }
@@ -106,13 +106,15 @@ impl<B: Backend> TorchState<B> for AtomEnvEmbeddings<B> {
     fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
         self.embeddings
             .load_torch_state(loader, &format!("{prefix}.embeddings"));
-        self.encoder.load_torch_state(loader, &format!("{prefix}.encoder"));
+        self.encoder
+            .load_torch_state(loader, &format!("{prefix}.encoder"));
     }
 
     fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
         self.embeddings
             .save_torch_state(saver, &format!("{prefix}.embeddings"));
-        self.encoder.save_torch_state(saver, &format!("{prefix}.encoder"));
+        self.encoder
+            .save_torch_state(saver, &format!("{prefix}.encoder"));
     }
 }
 

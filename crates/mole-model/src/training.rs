@@ -37,7 +37,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
             let coef = self.coef.clone().reshape([1; D]);
-            self.grads.register::<B::InnerBackend, D>(param.id, g * coef);
+            self.grads
+                .register::<B::InnerBackend, D>(param.id, g * coef);
         }
     }
 }
@@ -102,7 +103,10 @@ impl<B: AutodiffBackend> ModuleMapper<B> for GradsAsValues<'_, B> {
 
 /// Gradients under the original parameter names and layouts (a parameter without gradient
 /// reads as zeros).
-pub fn grads_as_state_dict<B: AutodiffBackend>(model: &MolE<B>, grads: &GradientsParams) -> StateDict {
+pub fn grads_as_state_dict<B: AutodiffBackend>(
+    model: &MolE<B>,
+    grads: &GradientsParams,
+) -> StateDict {
     let mapped = model.clone().map(&mut GradsAsValues::<B> {
         grads,
         _b: core::marker::PhantomData,

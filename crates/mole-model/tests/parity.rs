@@ -9,12 +9,12 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
 use mole_featurize::Batch;
+use mole_model::training::{clip_global_norm, grads_as_state_dict};
 use mole_model::{
     checkpoint::{load_state_dict, to_state_dict},
     BatchTensors, HeadConfig, MolE, MolEConfig, TaskType,
 };
 use mole_nn::{DebertaConfig, EncoderRequest, HostTensor, StateDict};
-use mole_model::training::{clip_global_norm, grads_as_state_dict};
 
 type B = Flex;
 type AD = Autodiff<Flex>;
@@ -56,10 +56,9 @@ struct FixtureBatch {
 }
 
 fn load_batch() -> FixtureBatch {
-    let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("batch.json")).unwrap(),
-    )
-    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("batch.json")).unwrap())
+            .unwrap();
     let ids: Vec<Vec<i64>> = serde_json::from_value(v["input_ids"].clone()).unwrap();
     let mask: Vec<Vec<u8>> = serde_json::from_value(v["input_mask"].clone()).unwrap();
     let rel: Vec<Vec<Vec<i64>>> = serde_json::from_value(v["relative_pos"].clone()).unwrap();
@@ -154,14 +153,26 @@ fn check_forward(variant: &str) {
             first_layer_terms: true,
         };
         let (embedded, out) = model.mole.forward(&inputs, None, &request);
-        let exp = |k: &str| fx.expected.tensors.get(k).unwrap_or_else(|| panic!("no {k}"));
+        let exp = |k: &str| {
+            fx.expected
+                .tensors
+                .get(k)
+                .unwrap_or_else(|| panic!("no {k}"))
+        };
         let mut report = Vec::new();
 
         let hidden = exp("embeddings").shape[2];
-        report.push(("embeddings", max_abs_diff(&host(embedded), exp("embeddings"), |_| true)));
+        report.push((
+            "embeddings",
+            max_abs_diff(&host(embedded), exp("embeddings"), |_| true),
+        ));
         report.push((
             "rel_embeddings_normed",
-            max_abs_diff(&host(out.rel_embeddings.clone()), exp("rel_embeddings_normed"), |_| true),
+            max_abs_diff(
+                &host(out.rel_embeddings.clone()),
+                exp("rel_embeddings_normed"),
+                |_| true,
+            ),
         ));
         for (l, h) in out.all_hidden.iter().enumerate() {
             let key = format!("hidden_states.{l}");
@@ -176,7 +187,10 @@ fn check_forward(variant: &str) {
             }
         }
         let terms = out.first_layer_terms.clone().unwrap();
-        report.push(("content_scores.0", max_abs_diff(&host(terms.content), exp("content_scores.0"), |_| true)));
+        report.push((
+            "content_scores.0",
+            max_abs_diff(&host(terms.content), exp("content_scores.0"), |_| true),
+        ));
         // The fixture stores position terms for every (i, j); compare where both tokens are valid
         // (elsewhere they are never used, and the original computes them on padded garbage too).
         let pair_valid = |i: usize| {
@@ -185,10 +199,19 @@ fn check_forward(variant: &str) {
             let bi = i / (n * n * fx.config.num_attention_heads);
             valid(bi * n + qi) && valid(bi * n + j)
         };
-        report.push(("c2p.0", max_abs_diff(&host(terms.c2p.unwrap()), exp("c2p.0"), pair_valid)));
-        report.push(("p2c.0", max_abs_diff(&host(terms.p2c.unwrap()), exp("p2c.0"), pair_valid)));
+        report.push((
+            "c2p.0",
+            max_abs_diff(&host(terms.c2p.unwrap()), exp("c2p.0"), pair_valid),
+        ));
+        report.push((
+            "p2c.0",
+            max_abs_diff(&host(terms.p2c.unwrap()), exp("p2c.0"), pair_valid),
+        ));
         let cls = mole_model::model::cls_state(out.last_hidden);
-        report.push(("cls_embedding", max_abs_diff(&host(cls), exp("cls_embedding"), |_| true)));
+        report.push((
+            "cls_embedding",
+            max_abs_diff(&host(cls), exp("cls_embedding"), |_| true),
+        ));
 
         let (labels, key) = if classification {
             (fb.labels_classification.clone(), "classification")
@@ -208,7 +231,10 @@ fn check_forward(variant: &str) {
             println!("{variant} {key}: {name} max abs diff {d:e}");
         }
         for (name, d) in &report {
-            assert!(*d <= ACT_TOL, "{variant}: {name} differs by {d:e} > {ACT_TOL:e}");
+            assert!(
+                *d <= ACT_TOL,
+                "{variant}: {name} differs by {d:e} > {ACT_TOL:e}"
+            );
         }
 
         // Loss: relative error <= 1e-5.
@@ -226,10 +252,14 @@ fn check_forward(variant: &str) {
             .filter(|(_, v)| *v > 0.5)
             .map(|(e, _)| e)
             .collect();
-        let want_el: Vec<f32> = serde_json::from_value(fx.json[key]["loss_elements"].clone()).unwrap();
+        let want_el: Vec<f32> =
+            serde_json::from_value(fx.json[key]["loss_elements"].clone()).unwrap();
         assert_eq!(kept.len(), want_el.len());
         for (g, w) in kept.iter().zip(&want_el) {
-            assert!(((g - w) / w.abs().max(1e-6)).abs() <= 1e-5, "{variant} {key} element {g} vs {w}");
+            assert!(
+                ((g - w) / w.abs().max(1e-6)).abs() <= 1e-5,
+                "{variant} {key} element {g} vs {w}"
+            );
         }
         // Dims sanity of the fixture vs ours.
         assert_eq!(exp("embeddings").shape, vec![b, n, hidden]);
@@ -254,8 +284,10 @@ fn supervised_loss(model: &MolE<AD>, fb: &FixtureBatch, classification: bool) ->
     } else {
         (fb.labels_regression.clone(), 1)
     };
-    let labels_t =
-        Tensor::<AD, 2>::from_data(TensorData::new(labels, [fb.batch.batch_size, tasks]), &device);
+    let labels_t = Tensor::<AD, 2>::from_data(
+        TensorData::new(labels, [fb.batch.batch_size, tasks]),
+        &device,
+    );
     model
         .forward_supervised(&inputs, Some(labels_t), None)
         .loss
@@ -270,7 +302,11 @@ fn check_grads(variant: &str) {
     let last_layer = fx.config.num_hidden_layers - 1;
     let noise_param = format!("MolE.encoder.layer.{last_layer}.attention.self.key_proj.bias");
     for classification in [false, true] {
-        let key = if classification { "classification" } else { "regression" };
+        let key = if classification {
+            "classification"
+        } else {
+            "regression"
+        };
         let model: MolE<AD> = load_model(&fx, classification);
         let loss = supervised_loss(&model, &fb, classification);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -278,12 +314,24 @@ fn check_grads(variant: &str) {
         let expected = StateDict::load(&fx.dir.join(format!("grads_{key}.safetensors"))).unwrap();
         let mut checked = 0;
         for name in &names {
-            let Some(want) = expected.tensors.get(name) else { continue };
-            let got = ours.tensors.get(name).unwrap_or_else(|| panic!("no grad for {name}"));
+            let Some(want) = expected.tensors.get(name) else {
+                continue;
+            };
+            let got = ours
+                .tensors
+                .get(name)
+                .unwrap_or_else(|| panic!("no grad for {name}"));
             let scale = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let d = max_abs_diff(got, want, |_| true);
-            let tol = if *name == noise_param { 1e-6 } else { 1e-4 * scale };
-            assert!(d <= tol, "{variant} {key}: grad {name} differs by {d:e} (tol {tol:e}, max|g| {scale:e})");
+            let tol = if *name == noise_param {
+                1e-6
+            } else {
+                1e-4 * scale
+            };
+            assert!(
+                d <= tol,
+                "{variant} {key}: grad {name} differs by {d:e} (tol {tol:e}, max|g| {scale:e})"
+            );
             checked += 1;
         }
         println!("{variant} {key}: {checked} gradients match");
@@ -291,7 +339,10 @@ fn check_grads(variant: &str) {
         // Global norm before clipping, as recorded by the original.
         let norm = mole_model::training::global_grad_norm::<AD, _>(&model, &grads);
         let want = fx.json[key]["grad_global_l2_norm"].as_f64().unwrap() as f32;
-        assert!(((norm - want) / want).abs() <= 1e-4, "{variant} {key}: grad norm {norm} vs {want}");
+        assert!(
+            ((norm - want) / want).abs() <= 1e-4,
+            "{variant} {key}: grad norm {norm} vs {want}"
+        );
     }
 }
 
@@ -320,7 +371,11 @@ fn clipped_adam_step_matches_torch() {
         .init::<AD, MolE<AD>>();
     let model = optim.step(1e-3, model, grads);
     let after = to_state_dict(&model.valid());
-    let want = StateDict::load(&fx.dir.join("params_after_adam_step1_regression.safetensors")).unwrap();
+    let want = StateDict::load(
+        &fx.dir
+            .join("params_after_adam_step1_regression.safetensors"),
+    )
+    .unwrap();
     assert_eq!(after.tensors.len(), want.tensors.len());
     for (name, w) in &want.tensors {
         let g = &after.tensors[name];
@@ -329,8 +384,13 @@ fn clipped_adam_step_matches_torch() {
     }
     // The second step's loss matches the recorded history.
     let loss2 = supervised_loss(&model, &fb, false).into_scalar();
-    let want2 = fx.json["adam_regression"]["history"][1]["loss_before_step"].as_f64().unwrap() as f32;
-    assert!(((loss2 - want2) / want2).abs() <= 1e-5, "loss after one step {loss2} vs {want2}");
+    let want2 = fx.json["adam_regression"]["history"][1]["loss_before_step"]
+        .as_f64()
+        .unwrap() as f32;
+    assert!(
+        ((loss2 - want2) / want2).abs() <= 1e-5,
+        "loss after one step {loss2} vs {want2}"
+    );
 }
 
 #[test]
@@ -364,7 +424,11 @@ fn import_checkpoint_export_round_trip_is_byte_identical() {
     for (name, t) in &original.tensors {
         let e = &exported.tensors[name];
         assert_eq!(e.shape, t.shape, "{name}");
-        let same_bits = e.data.iter().zip(&t.data).all(|(a, b)| a.to_bits() == b.to_bits());
+        let same_bits = e
+            .data
+            .iter()
+            .zip(&t.data)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same_bits, "{name} changed in the round trip");
     }
     // Lightning-prefixed names load too.
@@ -372,7 +436,12 @@ fn import_checkpoint_export_round_trip_is_byte_identical() {
     for (k, v) in &original.tensors {
         prefixed.tensors.insert(format!("model.{k}"), v.clone());
     }
-    load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &prefixed, &device).unwrap();
+    load_state_dict(
+        MolE::<B>::new(&model_config(&fx, false), &device),
+        &prefixed,
+        &device,
+    )
+    .unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -384,13 +453,23 @@ fn unknown_missing_and_misshaped_tensors_are_all_reported() {
     dict.tensors.remove("MolE.encoder.rel_embeddings.weight");
     dict.tensors.insert(
         "MolE.encoder.extra.weight".into(),
-        HostTensor { shape: vec![1], data: vec![0.0] },
+        HostTensor {
+            shape: vec![1],
+            data: vec![0.0],
+        },
     );
     let t = dict.tensors.get_mut("prediction_head.dense.bias").unwrap();
-    *t = HostTensor { shape: vec![3], data: vec![0.0; 3] };
-    let err = load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &dict, &device)
-        .unwrap_err()
-        .to_string();
+    *t = HostTensor {
+        shape: vec![3],
+        data: vec![0.0; 3],
+    };
+    let err = load_state_dict(
+        MolE::<B>::new(&model_config(&fx, false), &device),
+        &dict,
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("MolE.encoder.rel_embeddings.weight"), "{err}");
     assert!(err.contains("MolE.encoder.extra.weight"), "{err}");
     assert!(err.contains("prediction_head.dense.bias"), "{err}");
@@ -427,6 +506,9 @@ fn padding_invariance_single_vs_batched() {
             .zip(&batched.data[m * h..(m + 1) * h])
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(d <= 1e-5, "molecule {m}: CLS alone vs batched differs by {d:e}");
+        assert!(
+            d <= 1e-5,
+            "molecule {m}: CLS alone vs batched differs by {d:e}"
+        );
     }
 }

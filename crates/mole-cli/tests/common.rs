@@ -1,0 +1,63 @@
+//! Helpers shared by the CLI integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn shared() -> PathBuf {
+    repo_root().join("../shared")
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mole-cli-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `mole` from the repository root.
+pub fn mole(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mole"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("mole runs")
+}
+
+/// Runs `mole` and fails the test with its stderr when it does not succeed.
+pub fn mole_ok(args: &[&str]) -> Output {
+    let out = mole(args);
+    assert!(
+        out.status.success(),
+        "mole {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Parsed lines of a run's metrics.jsonl.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn last_of_kind(run: &Path, kind: &str) -> serde_json::Value {
+    metrics(run)
+        .into_iter()
+        .rev()
+        .find(|m| m["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} entry in {}", run.display()))
+}

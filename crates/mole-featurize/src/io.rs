@@ -1,0 +1,215 @@
+//! Reading molecule files: `.smi`/`.txt` (SMILES, optional name after whitespace) and
+//! `.csv`/`.tsv` with a `smiles` column (header matched case-insensitively; an optional
+//! `name` or `id` column gives the name), each optionally gzip-compressed (`.gz`).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// One molecule of an input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoleculeRecord {
+    /// 1-based line in the file.
+    pub line: usize,
+    pub smiles: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: read error: {reason}")]
+    Read {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: unsupported file type (expected .smi, .txt, .csv or .tsv, optionally .gz)")]
+    UnsupportedFormat { path: PathBuf },
+    #[error("{path}:{line}: {reason}")]
+    Format {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Smi,
+    Delimited(u8),
+}
+
+fn detect_format(path: &Path) -> Option<(Format, bool)> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    let (stem, gz) = match name.strip_suffix(".gz") {
+        Some(s) => (s.to_string(), true),
+        None => (name, false),
+    };
+    let ext = stem.rsplit('.').next()?;
+    let format = match ext {
+        "smi" | "smiles" | "txt" => Format::Smi,
+        "csv" => Format::Delimited(b','),
+        "tsv" => Format::Delimited(b'\t'),
+        _ => return None,
+    };
+    Some((format, gz))
+}
+
+/// Iterator over the molecules of a file.
+pub struct MoleculeReader {
+    path: PathBuf,
+    inner: ReaderKind,
+}
+
+enum ReaderKind {
+    Smi {
+        lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
+        line: usize,
+    },
+    Delimited {
+        records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
+        smiles_column: usize,
+        name_column: Option<usize>,
+    },
+    Done,
+}
+
+/// Opens a molecule file; the format comes from the extension.
+pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError> {
+    let path = path.as_ref().to_path_buf();
+    let (format, gz) =
+        detect_format(&path).ok_or_else(|| IoError::UnsupportedFormat { path: path.clone() })?;
+    let file = File::open(&path).map_err(|source| IoError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let reader: Box<dyn Read + Send> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(file)
+    };
+    let inner = match format {
+        Format::Smi => ReaderKind::Smi {
+            lines: BufReader::new(reader).lines(),
+            line: 0,
+        },
+        Format::Delimited(delimiter) => {
+            let mut csv_reader = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .has_headers(true)
+                .flexible(true)
+                .from_reader(reader);
+            let headers = csv_reader
+                .headers()
+                .map_err(|e| IoError::Read {
+                    path: path.clone(),
+                    line: 1,
+                    reason: e.to_string(),
+                })?
+                .clone();
+            let find = |name: &str| {
+                headers
+                    .iter()
+                    .position(|h| h.trim().eq_ignore_ascii_case(name))
+            };
+            let smiles_column = find("smiles").ok_or_else(|| IoError::Format {
+                path: path.clone(),
+                line: 1,
+                reason: "no 'smiles' column in the header".to_string(),
+            })?;
+            let name_column = find("name").or_else(|| find("id"));
+            ReaderKind::Delimited {
+                records: csv_reader.into_records(),
+                smiles_column,
+                name_column,
+            }
+        }
+    };
+    Ok(MoleculeReader { path, inner })
+}
+
+impl Iterator for MoleculeReader {
+    type Item = Result<MoleculeRecord, IoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            ReaderKind::Done => None,
+            ReaderKind::Smi { lines, line } => loop {
+                *line += 1;
+                let text = match lines.next()? {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let err = IoError::Read {
+                            path: self.path.clone(),
+                            line: *line,
+                            reason: e.to_string(),
+                        };
+                        self.inner = ReaderKind::Done;
+                        return Some(Err(err));
+                    }
+                };
+                let trimmed = text.trim();
+                if trimmed.is_empty() {
+                    continue;
+                }
+                let mut parts = trimmed.splitn(2, char::is_whitespace);
+                let smiles = parts.next().unwrap_or_default().to_string();
+                let name = parts
+                    .next()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string);
+                return Some(Ok(MoleculeRecord {
+                    line: *line,
+                    smiles,
+                    name,
+                }));
+            },
+            ReaderKind::Delimited {
+                records,
+                smiles_column,
+                name_column,
+            } => loop {
+                let record = match records.next()? {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+                        let err = IoError::Read {
+                            path: self.path.clone(),
+                            line,
+                            reason: e.to_string(),
+                        };
+                        self.inner = ReaderKind::Done;
+                        return Some(Err(err));
+                    }
+                };
+                let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+                if record.iter().all(|f| f.trim().is_empty()) {
+                    continue;
+                }
+                let Some(smiles) = record.get(*smiles_column) else {
+                    return Some(Err(IoError::Format {
+                        path: self.path.clone(),
+                        line,
+                        reason: "row has no smiles field".to_string(),
+                    }));
+                };
+                let name = name_column
+                    .and_then(|c| record.get(c))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string);
+                return Some(Ok(MoleculeRecord {
+                    line,
+                    smiles: smiles.trim().to_string(),
+                    name,
+                }));
+            },
+        }
+    }
+}

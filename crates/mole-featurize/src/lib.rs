@@ -1,0 +1,69 @@
+//! Pure-Rust featurisation for MolE: SMILES → RDKit-compatible molecular graph → Morgan
+//! atom-environment identifiers (radius 0, 1, 2), topological distances, vocabulary tokens
+//! and padded model batches.
+//!
+//! The sanitisation reproduces RDKit's `MolFromSmiles` (hydrogen handling, valence model,
+//! kekulisation, default aromaticity model) so that the identifiers match RDKit exactly.
+
+mod aromaticity;
+pub mod batch;
+mod elements;
+pub mod io;
+mod kekulize;
+pub mod molecule;
+pub mod morgan;
+mod rings;
+mod sanitize;
+pub mod smiles;
+pub mod vocab;
+
+use serde::{Deserialize, Serialize};
+
+pub use batch::{collate, Batch, MoleInput};
+pub use io::{read_molecules, IoError, MoleculeReader, MoleculeRecord};
+pub use molecule::{Atom, Bond, BondType, Molecule};
+pub use morgan::{distance_matrix, morgan_environments};
+pub use smiles::{parse_smiles, SmilesError};
+pub use vocab::{VocabError, Vocabulary};
+
+/// Everything the model needs from one molecule (the fields of the featurisation fixture).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeaturizedMolecule {
+    pub smiles: String,
+    pub num_atoms: usize,
+    pub morgan_r0: Vec<u32>,
+    pub morgan_r1: Vec<Option<u32>>,
+    pub morgan_r2: Vec<Option<u32>>,
+    /// Vocabulary token of each atom's radius-0 identifier (UNK if unknown); no CLS.
+    pub tokens: Vec<u32>,
+    pub dist: Vec<Vec<i32>>,
+}
+
+/// Parses `smiles` and computes identifiers, tokens and distances.
+pub fn featurize(smiles: &str, vocab: &Vocabulary) -> Result<FeaturizedMolecule, SmilesError> {
+    let mol = parse_smiles(smiles)?;
+    Ok(featurize_molecule(smiles, &mol, vocab))
+}
+
+/// Featurises an already parsed molecule.
+pub fn featurize_molecule(smiles: &str, mol: &Molecule, vocab: &Vocabulary) -> FeaturizedMolecule {
+    let mut envs = morgan_environments(mol, 2).into_iter();
+    let r0: Vec<u32> = envs
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.unwrap_or(0))
+        .collect();
+    let morgan_r1 = envs.next().unwrap_or_default();
+    let morgan_r2 = envs.next().unwrap_or_default();
+    let tokens = r0.iter().map(|&id| vocab.token(id)).collect();
+    FeaturizedMolecule {
+        smiles: smiles.to_string(),
+        num_atoms: mol.num_atoms(),
+        morgan_r0: r0,
+        morgan_r1,
+        morgan_r2,
+        tokens,
+        dist: distance_matrix(mol),
+    }
+}
