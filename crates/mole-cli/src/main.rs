@@ -1,6 +1,7 @@
 //! `mole`: featurise molecules, pretrain, fine-tune, evaluate, predict and embed with MolE.
 
 mod backend;
+mod bench;
 mod commands;
 mod data;
 mod settings;
@@ -120,6 +121,8 @@ enum Command {
     Export(commands::ExportArgs),
     /// Show the compiled backends and the devices found.
     Info,
+    /// Measure featurisation, inference and training throughput (mol/s, FLOPs, MFU, memory).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -150,5 +153,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => commands::import(a),
         Command::Export(a) => commands::export(a),
         Command::Info => commands::info(),
+        Command::Bench(a) => bench::bench(a),
     }
 }

@@ -67,7 +67,8 @@ pub struct TrainState {
     pub epoch: usize,
     pub batch_in_epoch: usize,
     pub global_step: usize,
-    pub best_valid_loss: f64,
+    /// `None` until the first validation (JSON has no infinity).
+    pub best_valid_loss: Option<f64>,
     pub validations_without_improvement: usize,
     pub finished: bool,
 }
@@ -78,7 +79,7 @@ impl Default for TrainState {
             epoch: 0,
             batch_in_epoch: 0,
             global_step: 0,
-            best_valid_loss: f64::INFINITY,
+            best_valid_loss: None,
             validations_without_improvement: 0,
             finished: false,
         }
@@ -377,6 +378,8 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
         }
     };
 
+    // Initial weights come from the backend RNG: seed it so the same seed gives the same model.
+    B::seed(device, s.seed);
     let mut model: MolE<B> = MolE::new(&job.model_config, device);
     if let Some(init) = &job.init {
         model = load_partial(model, init, device)?;
@@ -576,8 +579,8 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
             entry["step"] = state.global_step.into();
             tracing::info!("{entry}");
             log.write(entry)?;
-            if vloss < state.best_valid_loss {
-                state.best_valid_loss = vloss;
+            if state.best_valid_loss.is_none_or(|best| vloss < best) {
+                state.best_valid_loss = Some(vloss);
                 state.validations_without_improvement = 0;
                 let mut extra = job.extra.clone();
                 extra["step"] = state.global_step.into();

@@ -147,7 +147,7 @@ fn pretrain_finetune_evaluate_predict_embed() {
     assert_eq!(rows.len(), 1128);
     let mut src = csv::Reader::from_path(repo_root().join("datasets/esol.csv")).unwrap();
     for (row, s) in rows.iter().zip(src.records()) {
-        assert_eq!(&row[0], &s.unwrap()[0]);
+        assert_eq!(&row[0], s.unwrap()[0].trim());
         assert!(row[2].parse::<f64>().unwrap().is_finite());
     }
 
