@@ -61,28 +61,73 @@ fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
     })
 }
 
-fn delimiter_of(path: &Path) -> Result<u8> {
+/// Table kinds by file name: CSV, TSV (optionally gzipped) or parquet.
+enum TableKind {
+    Delimited(u8),
+    Parquet,
+}
+
+fn table_kind(path: &Path) -> Result<TableKind> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    if name.ends_with(".parquet") {
+        return Ok(TableKind::Parquet);
+    }
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     if name.ends_with(".csv") {
-        Ok(b',')
+        Ok(TableKind::Delimited(b','))
     } else if name.ends_with(".tsv") {
-        Ok(b'\t')
-    } else if name.ends_with(".parquet") {
-        bail!(
-            "{}: parquet input is not supported by this build; convert it to CSV or TSV \
-             (e.g. `pandas.read_parquet(p).to_csv(q, index=False)`)",
-            path.display()
-        )
+        Ok(TableKind::Delimited(b'\t'))
     } else {
         bail!(
-            "{}: expected a .csv or .tsv file (optionally .gz)",
+            "{}: expected a .csv, .tsv (optionally .gz) or .parquet file",
             path.display()
         )
+    }
+}
+
+/// Header and rows (with their 1-based line numbers; for parquet the row number + 1, counting
+/// the header as line 1 like a CSV) of a table, each cell as a string.
+type Cells = (
+    Vec<String>,
+    Box<dyn Iterator<Item = (usize, Result<Vec<String>, String>)>>,
+);
+
+fn table_cells(path: &Path) -> Result<Cells> {
+    match table_kind(path)? {
+        TableKind::Parquet => {
+            let (headers, rows) = mole_featurize::read_parquet_strings(path)?;
+            let rows = rows.into_iter().enumerate().map(|(i, r)| (i + 2, Ok(r)));
+            Ok((headers, Box::new(rows)))
+        }
+        TableKind::Delimited(delimiter) => {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .flexible(true)
+                .from_reader(open_maybe_gz(path)?);
+            let headers = reader
+                .headers()
+                .with_context(|| format!("{}:1: cannot read the header", path.display()))?
+                .iter()
+                .map(str::to_string)
+                .collect();
+            let rows = reader.into_records().enumerate().map(|(k, r)| {
+                let line = r
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.position())
+                    .map_or(k + 2, |p| p.line() as usize);
+                (
+                    line,
+                    r.map(|r| r.iter().map(str::to_string).collect())
+                        .map_err(|e| format!("unreadable row: {e}")),
+                )
+            });
+            Ok((headers, Box::new(rows)))
+        }
     }
 }
 
@@ -107,15 +152,7 @@ pub fn read_table(
     label_columns: &[String],
     split_column: &str,
 ) -> Result<Table> {
-    let delimiter = delimiter_of(path)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_reader(open_maybe_gz(path)?);
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{}:1: cannot read the header", path.display()))?
-        .clone();
+    let (headers, records) = table_cells(path)?;
     let find = |name: &str| {
         headers
             .iter()
@@ -125,7 +162,7 @@ pub fn read_table(
         format!(
             "{}:1: no `{smiles_column}` column (columns: {})",
             path.display(),
-            headers.iter().collect::<Vec<_>>().join(", ")
+            headers.join(", ")
         )
     })?;
     let split_idx =
@@ -154,20 +191,23 @@ pub fn read_table(
         .collect();
     let mut rows = Vec::new();
     let mut rejects = Vec::new();
-    for (k, record) in reader.records().enumerate() {
-        let line = k + 2;
+    for (line, record) in records {
         let record = match record {
             Ok(r) => r,
-            Err(e) => {
+            Err(reason) => {
                 rejects.push(Reject {
                     line,
                     smiles: String::new(),
-                    reason: format!("unreadable row: {e}"),
+                    reason,
                 });
                 continue;
             }
         };
-        let smiles = record.get(smiles_idx).unwrap_or("").trim().to_string();
+        if record.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let cell = |i: usize| record.get(i).map_or("", String::as_str);
+        let smiles = cell(smiles_idx).trim().to_string();
         if smiles.is_empty() {
             rejects.push(Reject {
                 line,
@@ -176,10 +216,8 @@ pub fn read_table(
             });
             continue;
         }
-        let labels: Result<Vec<f32>, String> = label_idx
-            .iter()
-            .map(|&i| parse_label(record.get(i).unwrap_or("")))
-            .collect();
+        let labels: Result<Vec<f32>, String> =
+            label_idx.iter().map(|&i| parse_label(cell(i))).collect();
         match labels {
             Ok(labels) => rows.push(RawRow {
                 line,

@@ -329,3 +329,32 @@ fn bad_rows_are_reported_and_skipped() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cuda") && err.contains("feature"), "{err}");
 }
+
+#[test]
+fn multitask_stage_trains_with_missing_labels() {
+    let dir = scratch("multitask");
+    let run = dir.join("mt");
+    mole_ok(&[
+        "pretrain",
+        "--stage",
+        "multitask",
+        "--epochs",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    // 12 Tox21 tasks, each scored on its own labelled rows.
+    let test = last_of_kind(&run, "test");
+    for t in 0..12 {
+        assert!(test.get(format!("auroc_task_{t}")).is_some(), "{test}");
+    }
+    let loss = test["loss"].as_f64().unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "{test}");
+    let ckpt = mole_nn::StateDict::load(&run.join("best.safetensors")).unwrap();
+    let extra: serde_json::Value = serde_json::from_str(&ckpt.metadata["extra"]).unwrap();
+    assert_eq!(extra["label_names"].as_array().unwrap().len(), 12);
+    assert_eq!(
+        ckpt.tensors["prediction_head.classifier.weight"].shape,
+        vec![12, 64]
+    );
+}

@@ -28,7 +28,7 @@ pub enum IoError {
         line: usize,
         reason: String,
     },
-    #[error("{path}: unsupported file type (expected .smi, .txt, .csv or .tsv, optionally .gz)")]
+    #[error("{path}: unsupported file type (expected .smi, .txt, .csv or .tsv, optionally .gz, or .parquet)")]
     UnsupportedFormat { path: PathBuf },
     #[error("{path}:{line}: {reason}")]
     Format {
@@ -42,6 +42,7 @@ pub enum IoError {
 enum Format {
     Smi,
     Delimited(u8),
+    Parquet,
 }
 
 fn detect_format(path: &Path) -> Option<(Format, bool)> {
@@ -55,6 +56,7 @@ fn detect_format(path: &Path) -> Option<(Format, bool)> {
         "smi" | "smiles" | "txt" => Format::Smi,
         "csv" => Format::Delimited(b','),
         "tsv" => Format::Delimited(b'\t'),
+        "parquet" if !gz => Format::Parquet,
         _ => return None,
     };
     Some((format, gz))
@@ -76,6 +78,13 @@ enum ReaderKind {
         smiles_column: usize,
         name_column: Option<usize>,
     },
+    /// A whole table already read (parquet); `line` is the 1-based row number.
+    Rows {
+        rows: std::vec::IntoIter<Vec<String>>,
+        smiles_column: usize,
+        name_column: Option<usize>,
+        row: usize,
+    },
     Done,
 }
 
@@ -84,6 +93,29 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
     let path = path.as_ref().to_path_buf();
     let (format, gz) =
         detect_format(&path).ok_or_else(|| IoError::UnsupportedFormat { path: path.clone() })?;
+    if format == Format::Parquet {
+        let (headers, rows) = read_parquet_strings(&path)?;
+        let find = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(name))
+        };
+        let smiles_column = find("smiles").ok_or_else(|| IoError::Format {
+            path: path.clone(),
+            line: 1,
+            reason: format!("no 'smiles' column (columns: {})", headers.join(", ")),
+        })?;
+        let name_column = find("name").or_else(|| find("id"));
+        return Ok(MoleculeReader {
+            path,
+            inner: ReaderKind::Rows {
+                rows: rows.into_iter(),
+                smiles_column,
+                name_column,
+                row: 0,
+            },
+        });
+    }
     let file = File::open(&path).map_err(|source| IoError::Open {
         path: path.clone(),
         source,
@@ -98,6 +130,7 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
             lines: BufReader::new(reader).lines(),
             line: 0,
         },
+        Format::Parquet => unreachable!("handled above"),
         Format::Delimited(delimiter) => {
             let mut csv_reader = csv::ReaderBuilder::new()
                 .delimiter(delimiter)
@@ -139,6 +172,29 @@ impl Iterator for MoleculeReader {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
             ReaderKind::Done => None,
+            ReaderKind::Rows {
+                rows,
+                smiles_column,
+                name_column,
+                row,
+            } => loop {
+                let values = rows.next()?;
+                *row += 1;
+                let smiles = values.get(*smiles_column).map(|s| s.trim()).unwrap_or("");
+                if smiles.is_empty() {
+                    continue;
+                }
+                let name = name_column
+                    .and_then(|c| values.get(c))
+                    .map(|s| s.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string);
+                return Some(Ok(MoleculeRecord {
+                    line: *row,
+                    smiles: smiles.to_string(),
+                    name,
+                }));
+            },
             ReaderKind::Smi { lines, line } => loop {
                 *line += 1;
                 let text = match lines.next()? {
@@ -212,4 +268,54 @@ impl Iterator for MoleculeReader {
             },
         }
     }
+}
+
+/// Reads a whole parquet file as strings: the top-level column names and one `Vec<String>` per
+/// row (nulls become empty strings, numbers their decimal form).
+pub fn read_parquet_strings(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), IoError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let bad = |reason: String| IoError::Format {
+        path: path.to_path_buf(),
+        line: 0,
+        reason,
+    };
+    let file = File::open(path).map_err(|source| IoError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader =
+        SerializedFileReader::new(file).map_err(|e| bad(format!("not a parquet file: {e}")))?;
+    let headers: Vec<String> = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    let mut rows = Vec::new();
+    let iter = reader
+        .get_row_iter(None)
+        .map_err(|e| bad(format!("cannot read rows: {e}")))?;
+    for (i, row) in iter.enumerate() {
+        let row = row.map_err(|e| IoError::Read {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        let values = row
+            .get_column_iter()
+            .map(|(_, field)| match field {
+                Field::Null => String::new(),
+                Field::Str(s) => s.clone(),
+                Field::Double(v) => v.to_string(),
+                Field::Float(v) => v.to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        rows.push(values);
+    }
+    Ok((headers, rows))
 }

@@ -20,7 +20,7 @@ pub mod vocab;
 use serde::{Deserialize, Serialize};
 
 pub use batch::{collate, Batch, MoleInput};
-pub use io::{read_molecules, IoError, MoleculeReader, MoleculeRecord};
+pub use io::{read_molecules, read_parquet_strings, IoError, MoleculeReader, MoleculeRecord};
 pub use molecule::{Atom, Bond, BondType, Molecule};
 pub use morgan::{distance_matrix, morgan_environments};
 pub use smiles::{parse_smiles, SmilesError};
