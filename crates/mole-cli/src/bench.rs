@@ -134,6 +134,8 @@ struct ModelResult {
     mean_padded_seq_len: f64,
     /// Matmul FLOPs of one forward pass per molecule (padded), mean over the timed batches.
     forward_gflop_per_molecule: f64,
+    /// Fractions of the forward FLOPs by kind.
+    forward_flop_split: FlopSplit,
     inference: Option<Timing>,
     training: Option<Timing>,
 }
@@ -431,19 +433,21 @@ fn bench_models<B: AutodiffBackend>(
             // (mean padded length, forward FLOPs per molecule) over the first `iters` batches.
             let stats = |iters: usize| {
                 let used = (0..iters).map(|i| &batches[i % batches.len()].batch);
-                let (seq, flops) = used.fold((0.0, 0.0), |(s, f), b| {
+                let (seq, split) = used.fold((0.0, FlopSplit::default()), |(s, f), b| {
                     (
                         s + b.seq_len as f64,
-                        f + forward_flops_per_molecule(encoder, b.seq_len, bs, 1),
+                        f.add_scaled(forward_flop_split(encoder, b.seq_len, bs, 1), 1.0),
                     )
                 });
-                (seq / iters as f64, flops / iters as f64)
+                let k = 1.0 / iters as f64;
+                (seq * k, FlopSplit::default().add_scaled(split, k))
             };
-            let (mean_seq, fwd_flops) = stats(if plan.inference {
+            let (mean_seq, split) = stats(if plan.inference {
                 plan.iters
             } else {
                 plan.train_iters
             });
+            let fwd_flops = split.total();
             eprintln!(
                 "bench: {size} batch {bs}: {} layers × {} hidden, padded length {mean_seq:.1}",
                 encoder.num_hidden_layers, encoder.hidden_size
@@ -458,6 +462,7 @@ fn bench_models<B: AutodiffBackend>(
                 batch_size: bs,
                 mean_padded_seq_len: mean_seq,
                 forward_gflop_per_molecule: fwd_flops / 1e9,
+                forward_flop_split: FlopSplit::default().add_scaled(split, 1.0 / fwd_flops),
                 inference: None,
                 training: None,
             };
@@ -478,7 +483,7 @@ fn bench_models<B: AutodiffBackend>(
                     device,
                     &mut result.parameters,
                 );
-                let (_, train_flops) = stats(plan.train_iters);
+                let train_flops = stats(plan.train_iters).1.total();
                 result.training = Some(timing(
                     plan.train_iters,
                     bs,
@@ -600,28 +605,71 @@ fn time_training<B: AutodiffBackend>(
     seconds
 }
 
+/// Forward matmul FLOPs per molecule by kind (see [`forward_flop_split`]).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct FlopSplit {
+    /// Q/K/V/O projections of the tokens.
+    pub projections: f64,
+    pub feed_forward: f64,
+    /// Content scores q·kᵀ and the context probs·v.
+    pub content_attention: f64,
+    /// c2p and p2c: q·K_rᵀ and k·Q_rᵀ against the whole relative table.
+    pub relative_attention: f64,
+    /// Key/query projections of the relative table (once per batch, shared by its molecules).
+    pub relative_table: f64,
+    /// The supervised head on the CLS state.
+    pub head: f64,
+}
+
+impl FlopSplit {
+    pub fn total(&self) -> f64 {
+        self.projections
+            + self.feed_forward
+            + self.content_attention
+            + self.relative_attention
+            + self.relative_table
+            + self.head
+    }
+
+    fn add_scaled(self, o: FlopSplit, k: f64) -> FlopSplit {
+        FlopSplit {
+            projections: self.projections + k * o.projections,
+            feed_forward: self.feed_forward + k * o.feed_forward,
+            content_attention: self.content_attention + k * o.content_attention,
+            relative_attention: self.relative_attention + k * o.relative_attention,
+            relative_table: self.relative_table + k * o.relative_table,
+            head: self.head + k * o.head,
+        }
+    }
+}
+
 /// Matmul FLOPs (2 per multiply-add) of one forward pass, per molecule, for a batch of
 /// `batch` molecules padded to `seq` tokens, with a head of `outputs` outputs. Per layer and
 /// molecule: Q/K/V/O projections `4·2·n·h·a`, feed-forward `2·2·n·h·f`, content scores and
 /// context `2·2·n²·a`, c2p/p2c `2·n·R·a` each (q·K_rᵀ against the whole `R`-row table); per
 /// layer and batch: the table's key/query projections `2·R·h·a` each. Head: `2·h·h + 2·h·out`.
 /// Element-wise work (softmax, LayerNorm, GELU, gathers) is not counted.
-pub fn forward_flops_per_molecule(
+pub fn forward_flop_split(
     cfg: &DebertaConfig,
     seq: usize,
     batch: usize,
     outputs: usize,
-) -> f64 {
+) -> FlopSplit {
     let n = seq as f64;
     let h = cfg.hidden_size as f64;
     let a = cfg.all_head_size() as f64;
     let f = cfg.intermediate_size as f64;
     let r = cfg.relative_table_size() as f64;
+    let l = cfg.num_hidden_layers as f64;
     let pos_terms = f64::from(u8::from(cfg.uses_c2p()) + u8::from(cfg.uses_p2c()));
-    let per_mol = 8.0 * n * h * a + 4.0 * n * h * f + 4.0 * n * n * a + pos_terms * 2.0 * n * r * a;
-    let per_batch = pos_terms * 2.0 * r * h * a;
-    let layers = cfg.num_hidden_layers as f64;
-    layers * (per_mol + per_batch / batch.max(1) as f64) + 2.0 * h * h + 2.0 * h * outputs as f64
+    FlopSplit {
+        projections: l * 8.0 * n * h * a,
+        feed_forward: l * 4.0 * n * h * f,
+        content_attention: l * 4.0 * n * n * a,
+        relative_attention: l * pos_terms * 2.0 * n * r * a,
+        relative_table: l * pos_terms * 2.0 * r * h * a / batch.max(1) as f64,
+        head: 2.0 * h * h + 2.0 * h * outputs as f64,
+    }
 }
 
 fn print_model_table(models: &[ModelResult], peak: Option<f64>) {
@@ -706,12 +754,12 @@ mod tests {
     fn flops_of_base_are_plausible() {
         let cfg = DebertaConfig::base(200);
         // ~85 M parameters, 26 tokens: about 2 · 85e6 · 26 ≈ 4.4 GFLOP plus attention.
-        let g = forward_flops_per_molecule(&cfg, 26, 32, 1) / 1e9;
+        let g = forward_flop_split(&cfg, 26, 32, 1).total() / 1e9;
         assert!((4.0..6.0).contains(&g), "{g}");
         // Larger batches share the relative-table projections.
         assert!(
-            forward_flops_per_molecule(&cfg, 26, 64, 1)
-                < forward_flops_per_molecule(&cfg, 26, 32, 1)
+            forward_flop_split(&cfg, 26, 64, 1).total()
+                < forward_flop_split(&cfg, 26, 32, 1).total()
         );
     }
 }

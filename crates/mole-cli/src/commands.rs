@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::backend::{compiled_backends, default_device, DeviceSpec};
 use crate::data::{self, Example};
 use crate::settings::{self, RunSettings};
-use crate::trainer::{self, Objective, TrainJob, TrainOutcome};
+use crate::trainer::{self, Objective, TrainJob};
 use crate::{with_backend, TrainArgs};
 
 const BUNDLED_VOCAB: &str = include_str!("../assets/vocab_radius0.json");
@@ -423,7 +423,7 @@ fn without_heads(mut dict: StateDict, prefixes: &[&str]) -> StateDict {
 
 /// What a supervised run produced.
 pub struct SupervisedOutcome {
-    pub outcome: TrainOutcome,
+    pub best_checkpoint: PathBuf,
     pub test: Option<serde_json::Value>,
     pub kind: TaskKind,
 }
@@ -636,7 +636,7 @@ pub fn supervised_run(
         eprintln!("test metrics: {t}");
     }
     Ok(SupervisedOutcome {
-        outcome,
+        best_checkpoint: outcome.best_checkpoint,
         test: test_metrics,
         kind,
     })
@@ -1141,6 +1141,10 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
             TaskKind::MulticlassClassification { .. } => "accuracy",
         }
         .to_string();
+        eprintln!(
+            "benchmark seed {seed}: {} → test {test}",
+            r.best_checkpoint.display()
+        );
         results.push(test);
     }
     let mut keys: Vec<String> = results
@@ -1334,6 +1338,64 @@ pub fn info() -> Result<()> {
             Ok(Err(e)) => println!("  {spec}: unavailable ({e})"),
             Err(_) => println!("  {spec}: unavailable (device initialisation failed)"),
         }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// parity
+
+#[derive(Args)]
+pub struct ParityArgs {
+    /// The parity fixture folder (batch.json, small_l2_h64/, medium_l4_h128/).
+    #[arg(long, default_value = "../shared/fixtures/parity")]
+    pub fixtures: PathBuf,
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+    /// Multiply every tolerance by this factor (for reduced-precision backends; state why).
+    #[arg(long, default_value_t = 1.0)]
+    pub tolerance_scale: f64,
+    /// Also write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn parity(args: ParityArgs) -> Result<()> {
+    let spec = args.device.unwrap_or_else(default_device);
+    let base = mole_model::parity::Tolerances::default();
+    let k = args.tolerance_scale;
+    let tol = mole_model::parity::Tolerances {
+        activation: base.activation * k,
+        loss: base.loss * k,
+        gradient: base.gradient * k,
+        adam: base.adam * k,
+    };
+    let report = with_backend!(spec, |B, device| {
+        Ok::<_, anyhow::Error>(mole_model::parity::check_all::<B>(
+            &args.fixtures,
+            tol,
+            &device,
+        )?)
+    })?;
+    for c in &report.checks {
+        println!(
+            "{} {:<72} {:.3e} (tolerance {:.1e})",
+            if c.passed() { "ok  " } else { "FAIL" },
+            c.name,
+            c.error,
+            c.tolerance
+        );
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    let failures = report.failures().len();
+    println!(
+        "parity on {spec}: {} checks, {failures} failed",
+        report.checks.len()
+    );
+    if failures > 0 {
+        bail!("{failures} parity check(s) failed on {spec}");
     }
     Ok(())
 }

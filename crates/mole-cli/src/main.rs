@@ -119,6 +119,8 @@ enum Command {
     Import(commands::ImportArgs),
     /// Export a mole checkpoint to safetensors with the original PyTorch parameter names.
     Export(commands::ExportArgs),
+    /// Check numerical parity with the original PyTorch MolE on its recorded fixtures, on a device.
+    Parity(commands::ParityArgs),
     /// Show the compiled backends and the devices found.
     Info,
     /// Measure featurisation, inference and training throughput (mol/s, FLOPs, MFU, memory).
@@ -152,6 +154,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Benchmark(a) => commands::benchmark(a),
         Command::Import(a) => commands::import(a),
         Command::Export(a) => commands::export(a),
+        Command::Parity(a) => commands::parity(a),
         Command::Info => commands::info(),
         Command::Bench(a) => bench::bench(a),
     }

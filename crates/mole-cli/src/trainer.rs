@@ -89,7 +89,6 @@ impl Default for TrainState {
 /// Result of a run.
 pub struct TrainOutcome {
     pub best_checkpoint: PathBuf,
-    pub last_checkpoint: PathBuf,
     pub final_valid: Option<serde_json::Value>,
     pub steps: usize,
 }
@@ -628,7 +627,6 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
     );
     Ok(TrainOutcome {
         best_checkpoint: best_path,
-        last_checkpoint: last_path,
         final_valid,
         steps: state.global_step,
     })

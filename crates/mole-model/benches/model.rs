@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use mole_featurize::{collate, featurize, Batch, MoleInput, Vocabulary};
@@ -77,7 +76,7 @@ fn model_config(size: &str, vocab_size: usize) -> MolEConfig {
 fn bench_size(c: &mut Criterion, size: &str, batch: &Batch, labels: &[f32], vocab_size: usize) {
     type Inner = Flex;
     type Ad = Autodiff<Flex>;
-    let device = <Inner as Backend>::Device::default();
+    let device = burn::backend::flex::FlexDevice;
     let config = model_config(size, vocab_size);
     let slow = size == "base";
 

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod loss;
 pub mod model;
+pub mod parity;
 pub mod training;
 pub mod traits;
 

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# GPU check for a machine with an NVIDIA GPU and no Rust toolchain.
+#
+# usage: scripts/gpu-check.sh MOLE_BINARY FIXTURES_DIR [PEAK_TFLOPS]
+#   MOLE_BINARY   a `mole` built with `cargo build --release -p mole-cli --features cuda`
+#   FIXTURES_DIR  the shared fixtures folder (holds featurize/tdc_featurized.jsonl)
+#   PEAK_TFLOPS   peak dense TFLOP/s of the GPU for f32 (for MFU; default: none)
+# env: MOLE_BENCH_ITERS (default 20), MOLE_BENCH_SIZES (tiny,small,base),
+#      MOLE_BENCH_BATCHES (32,64), MOLE_BENCH_JSON (default: gpu-bench.json), CUDA_HOME.
+# Prints everything; exits non-zero on the first failure.
+set -euo pipefail
+
+if [ $# -lt 2 ]; then
+  sed -n '2,11p' "$0"
+  exit 2
+fi
+MOLE="$1"
+FIXTURES="$2"
+PEAK="${3:-}"
+ITERS="${MOLE_BENCH_ITERS:-20}"
+SIZES="${MOLE_BENCH_SIZES:-tiny,small,base}"
+BATCHES="${MOLE_BENCH_BATCHES:-32,64}"
+JSON="${MOLE_BENCH_JSON:-gpu-bench.json}"
+MOLECULES="$FIXTURES/featurize/tdc_featurized.jsonl"
+
+[ -x "$MOLE" ] || { echo "gpu-check: $MOLE is not an executable" >&2; exit 1; }
+[ -f "$MOLECULES" ] || { echo "gpu-check: $MOLECULES not found" >&2; exit 1; }
+
+# The CUDA runtime libraries (nvrtc, cublas, ...) must be on the loader path.
+for dir in "${CUDA_HOME:-}/lib64" "${CUDA_PATH:-}/lib64" /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 \
+           /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+  if [ -d "$dir" ] && ls "$dir"/libnvrtc.so* >/dev/null 2>&1; then
+    export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "gpu-check: CUDA libraries from $dir"
+    break
+  fi
+done
+
+echo "== date: $(date -u '+%Y-%m-%d %H:%M UTC'), host: $(uname -srm)"
+echo "== nvidia-smi"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi
+else
+  echo "gpu-check: nvidia-smi not found (continuing)"
+fi
+
+echo "== $MOLE info"
+"$MOLE" info | tee /tmp/gpu-check-info.$$
+if ! grep -q "cuda:0: available" /tmp/gpu-check-info.$$; then
+  rm -f /tmp/gpu-check-info.$$
+  echo "gpu-check: FAILED: cuda:0 is not available (binary built without --features cuda, or no driver/libraries)" >&2
+  exit 1
+fi
+rm -f /tmp/gpu-check-info.$$
+
+# TODO(parity): GPU parity against the PyTorch fixtures, once `mole parity` exists; adjust its
+# arguments to the final interface.
+if "$MOLE" parity --help >/dev/null 2>&1; then
+  echo "== $MOLE parity --device cuda"
+  "$MOLE" parity --device cuda --fixtures "$FIXTURES"
+fi
+
+# Peak GPU memory while the benchmark runs (sampled every 200 ms).
+SMI_PID=""
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > /tmp/gpu-check-mem.$$ 2>/dev/null &
+  SMI_PID=$!
+fi
+stop_smi() {
+  if [ -n "$SMI_PID" ]; then
+    kill "$SMI_PID" 2>/dev/null || true
+    wait "$SMI_PID" 2>/dev/null || true
+    SMI_PID=""
+  fi
+}
+trap stop_smi EXIT
+
+echo "== $MOLE bench --device cuda --sizes $SIZES --batch-sizes $BATCHES"
+ARGS=(bench --device cuda --sizes "$SIZES" --batch-sizes "$BATCHES" --molecules "$MOLECULES"
+      --warmup "$ITERS" --iters "$ITERS" --json "$JSON")
+if [ -n "$PEAK" ]; then
+  ARGS+=(--peak-tflops "$PEAK")
+fi
+"$MOLE" "${ARGS[@]}"
+
+stop_smi
+if [ -s /tmp/gpu-check-mem.$$ ]; then
+  echo "== peak GPU memory used during the benchmark: $(sort -n /tmp/gpu-check-mem.$$ | tail -1) MiB (whole GPU, nvidia-smi)"
+fi
+rm -f /tmp/gpu-check-mem.$$
+echo "== results: $JSON"
+echo "gpu-check: OK"
