@@ -29,6 +29,7 @@ bench options:
   --peak-tflops T     peak TFLOP/s of the GPU, for MFU
   --molecules FILE    molecules (default: mole bench's default)
   --out FILE          report (default docs/benchmarks.md)
+  --report-only       rewrite the report from the last run's results (target/xtask-bench)
 ";
 
 fn main() {
@@ -70,6 +71,7 @@ struct BenchOptions {
     peak_tflops: Option<String>,
     molecules: Option<String>,
     out: PathBuf,
+    report_only: bool,
 }
 
 impl BenchOptions {
@@ -86,6 +88,7 @@ impl BenchOptions {
             peak_tflops: None,
             molecules: None,
             out: root().join("docs/benchmarks.md"),
+            report_only: false,
         };
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -102,6 +105,7 @@ impl BenchOptions {
                 "--peak-tflops" => o.peak_tflops = Some(value()?),
                 "--molecules" => o.molecules = Some(value()?),
                 "--out" => o.out = PathBuf::from(value()?),
+                "--report-only" => o.report_only = true,
                 "-h" | "--help" => {
                     print!("{USAGE}");
                     std::process::exit(0);
@@ -150,6 +154,10 @@ struct Run {
 
 fn bench(o: BenchOptions) -> Result<()> {
     let root = root();
+    let tmp = root.join("target/xtask-bench");
+    if o.report_only {
+        return report_from(&o, &tmp);
+    }
     let mut build = cargo();
     build.args(["build", "--release", "-p", "mole-cli"]);
     if let Some(f) = &o.features {
@@ -173,6 +181,8 @@ fn bench(o: BenchOptions) -> Result<()> {
             "--measurement-time",
             "3",
         ]))?;
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::write(tmp.join("criterion.txt"), &text)?;
         Some(parse_criterion(&text))
     };
 
@@ -186,8 +196,13 @@ fn bench(o: BenchOptions) -> Result<()> {
         }
     }
 
-    let tmp = root.join("target/xtask-bench");
     std::fs::create_dir_all(&tmp)?;
+    for old in std::fs::read_dir(&tmp)? {
+        let old = old?.path();
+        if old.extension().is_some_and(|e| e == "json") {
+            std::fs::remove_file(old)?;
+        }
+    }
     let mut runs = Vec::new();
     for device in &devices {
         let gpu = device != "cpu";
@@ -199,7 +214,7 @@ fn bench(o: BenchOptions) -> Result<()> {
             } else {
                 (o.warmup, o.iters)
             };
-            let json = tmp.join(format!("{}-{k}.json", device.replace(':', "_")));
+            let json = tmp.join(format!("{}-{k}.json", device.replace(':', "+")));
             let mut cmd = Command::new(&mole);
             cmd.current_dir(&root).args([
                 "bench",
@@ -247,14 +262,59 @@ fn bench(o: BenchOptions) -> Result<()> {
     Ok(())
 }
 
+/// Rewrites the report from the JSON files (and criterion output) of the last run.
+fn report_from(o: &BenchOptions, tmp: &Path) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(tmp)
+        .with_context(|| format!("{}: no previous run", tmp.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut runs = Vec::new();
+    let mut devices: Vec<String> = Vec::new();
+    for file in files {
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let device = stem
+            .rsplit_once('-')
+            .map_or(stem, |(d, _)| d)
+            .replace('+', ":");
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
+            .with_context(|| format!("{}", file.display()))?;
+        if !devices.contains(&device) {
+            devices.push(device.clone());
+        }
+        runs.push(Run { device, json });
+    }
+    if runs.is_empty() {
+        bail!(
+            "{}: no results; run `cargo xtask bench` first",
+            tmp.display()
+        );
+    }
+    // cpu first, as in a full run
+    devices.sort_by_key(|d| d != "cpu");
+    let criterion = std::fs::read_to_string(tmp.join("criterion.txt"))
+        .ok()
+        .map(|t| parse_criterion(&t));
+    std::fs::write(&o.out, render(o, &devices, criterion.as_deref(), &runs)?)?;
+    eprintln!("xtask: wrote {}", o.out.display());
+    Ok(())
+}
+
 /// Criterion result lines: (benchmark, time per pass, throughput), as printed.
 fn parse_criterion(text: &str) -> Vec<(String, String, String)> {
     let mut rows = Vec::new();
     let mut name = String::new();
     let mut time = String::new();
+    let mut change = false;
     for line in text.lines() {
         let t = line.trim();
-        if let Some(pos) = line.find("time:") {
+        if t.starts_with("change:") {
+            // the comparison with the previous run: [-x% y% z%] lines until the next thrpt
+            change = true;
+        } else if change {
+            change = !t.starts_with("thrpt:");
+        } else if let Some(pos) = line.find("time:") {
             let before = line[..pos].trim();
             if !before.is_empty() {
                 name = before.to_string();
@@ -522,6 +582,12 @@ fn render(
              Rust, `cargo xtask bench --features cuda --peak-tflops <T>`."
         )?;
     }
+    writeln!(
+        s,
+        "- A quiet machine: this is a shared 2-core machine and other builds may have run \
+         during the measurement (see the load average above); treat CPU numbers as lower \
+         bounds with tens of percent of run-to-run variation."
+    )?;
     writeln!(
         s,
         "- GPU memory: the RSS columns are host memory only (VmHWM, reset before each \

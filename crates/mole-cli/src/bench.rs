@@ -2,8 +2,10 @@
 //! FLOPs per molecule (so MFU can be read off on GPUs) and peak resident memory.
 //!
 //! Method. Molecules are featurised once; for each batch size they are grouped into
-//! length-bucketed batches (as the trainer does) and the `i`-th iteration (warm-up or timed)
-//! runs batch `i mod batches`, so warm-up iterations see the shapes of the first timed ones.
+//! length-bucketed batches (as the trainer does) and a measurement of `n` iterations runs `n`
+//! batches at evenly spaced quantiles of the padded length, so short measurements see the
+//! length mix of the whole set (and warm-up with as many iterations as the timed loop sees
+//! exactly its shapes, which matters for autotuning GPU backends).
 //! Inference times host→device upload plus `embed` (the CLS embedding) of the inner backend;
 //! training times upload, forward of the supervised regression loss, backward, global-norm
 //! clipping and an Adam step. Results stay on the device until the end of the timed loop, when
@@ -373,14 +375,9 @@ struct HostBatch {
     labels: Vec<f32>,
 }
 
-/// The batches iteration `i` uses (`i mod len`): full length-bucketed batches, or one batch
-/// that cycles through the molecules when there are fewer than `batch_size`.
-fn prepare_batches(
-    inputs: &[MoleInput],
-    batch_size: usize,
-    needed: usize,
-    seed: u64,
-) -> Vec<HostBatch> {
+/// Every full length-bucketed batch (as the trainer builds them), sorted by padded length; one
+/// batch that cycles through the molecules when there are fewer than `batch_size`.
+fn prepare_batches(inputs: &[MoleInput], batch_size: usize, seed: u64) -> Vec<HostBatch> {
     let lengths: Vec<usize> = inputs.iter().map(MoleInput::len).collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut batches: Vec<Vec<usize>> = length_bucketed_batches(&lengths, batch_size, &mut rng)
@@ -390,8 +387,7 @@ fn prepare_batches(
     if batches.is_empty() {
         batches.push((0..batch_size).map(|i| i % inputs.len()).collect());
     }
-    batches.truncate(needed.max(1));
-    batches
+    let mut prepared: Vec<HostBatch> = batches
         .into_iter()
         .map(|idx| {
             let refs: Vec<&MoleInput> = idx.iter().map(|&i| &inputs[i]).collect();
@@ -401,6 +397,23 @@ fn prepare_batches(
                 batch: collate(&refs),
                 labels,
             }
+        })
+        .collect();
+    prepared.sort_by_key(|b| b.batch.seq_len);
+    prepared
+}
+
+/// `n` batches at evenly spaced quantiles of the padded length (repeating when `n` exceeds the
+/// batches), so a short measurement sees the same length mix as the whole set.
+fn pick(all: &[HostBatch], n: usize) -> Vec<&HostBatch> {
+    (0..n)
+        .map(|k| {
+            let idx = if n >= all.len() {
+                k % all.len()
+            } else {
+                ((2 * k + 1) * all.len()) / (2 * n)
+            };
+            &all[idx.min(all.len() - 1)]
         })
         .collect()
 }
@@ -425,20 +438,19 @@ fn bench_models<B: AutodiffBackend>(
             atom_env_head: None,
         };
         for &bs in batch_sizes {
-            let needed = [plan.warmup, plan.iters, plan.train_warmup, plan.train_iters]
-                .into_iter()
-                .max()
-                .unwrap_or(1);
-            let batches = prepare_batches(inputs, bs, needed, plan.seed);
+            let batches = prepare_batches(inputs, bs, plan.seed);
             // (mean padded length, forward FLOPs per molecule) over the first `iters` batches.
             let stats = |iters: usize| {
-                let used = (0..iters).map(|i| &batches[i % batches.len()].batch);
-                let (seq, split) = used.fold((0.0, FlopSplit::default()), |(s, f), b| {
-                    (
-                        s + b.seq_len as f64,
-                        f.add_scaled(forward_flop_split(encoder, b.seq_len, bs, 1), 1.0),
-                    )
-                });
+                let used = pick(&batches, iters);
+                let (seq, split) =
+                    used.iter()
+                        .map(|h| &h.batch)
+                        .fold((0.0, FlopSplit::default()), |(s, f), b| {
+                            (
+                                s + b.seq_len as f64,
+                                f.add_scaled(forward_flop_split(encoder, b.seq_len, bs, 1), 1.0),
+                            )
+                        });
                 let k = 1.0 / iters as f64;
                 (seq * k, FlopSplit::default().add_scaled(split, k))
             };
@@ -469,16 +481,20 @@ fn bench_models<B: AutodiffBackend>(
             if plan.inference {
                 let model: MolE<B::InnerBackend> = MolE::new(&config, device);
                 result.parameters = model.num_params();
-                let seconds = time_inference(&model, &batches, plan.warmup, plan.iters, device);
+                let seconds = time_inference(
+                    &model,
+                    &pick(&batches, plan.warmup),
+                    &pick(&batches, plan.iters),
+                    device,
+                );
                 result.inference =
                     Some(timing(plan.iters, bs, seconds, fwd_flops, plan.peak_tflops));
             }
             if plan.training {
                 let seconds = time_training::<B>(
                     &config,
-                    &batches,
-                    plan.train_warmup,
-                    plan.train_iters,
+                    &pick(&batches, plan.train_warmup),
+                    &pick(&batches, plan.train_iters),
                     plan.seed,
                     device,
                     &mut result.parameters,
@@ -535,15 +551,14 @@ fn sync<B: Backend>(acc: Option<Tensor<B, 1>>) -> f32 {
 /// Seconds for `iters` batches of upload + `embed`, after `warmup` untimed ones.
 fn time_inference<I: Backend>(
     model: &MolE<I>,
-    batches: &[HostBatch],
-    warmup: usize,
-    iters: usize,
+    warmup: &[&HostBatch],
+    timed: &[&HostBatch],
     device: &I::Device,
 ) -> f64 {
-    let run = |n: usize| {
+    let run = |batches: &[&HostBatch]| {
         let mut acc = None;
-        for i in 0..n {
-            let batch = BatchTensors::<I>::from_batch(&batches[i % batches.len()].batch, device);
+        for host in batches {
+            let batch = BatchTensors::<I>::from_batch(&host.batch, device);
             acc = accumulate(acc, model.embed(&batch).sum());
         }
         sync(acc)
@@ -551,7 +566,7 @@ fn time_inference<I: Backend>(
     std::hint::black_box(run(warmup));
     reset_peak_rss();
     let start = Instant::now();
-    let check = run(iters);
+    let check = run(timed);
     let seconds = start.elapsed().as_secs_f64();
     std::hint::black_box(check);
     seconds
@@ -561,9 +576,8 @@ fn time_inference<I: Backend>(
 /// `warmup` untimed ones; a fresh model and optimiser per measurement.
 fn time_training<B: AutodiffBackend>(
     config: &MolEConfig,
-    batches: &[HostBatch],
-    warmup: usize,
-    iters: usize,
+    warmup: &[&HostBatch],
+    timed: &[&HostBatch],
     seed: u64,
     device: &B::Device,
     parameters: &mut usize,
@@ -572,13 +586,10 @@ fn time_training<B: AutodiffBackend>(
     let mut model: MolE<B> = MolE::new(config, device);
     *parameters = model.num_params();
     let mut optim = AdamConfig::new().with_epsilon(1e-6).init::<B, MolE<B>>();
-    let mut step = 0usize;
-    let mut run = |model: MolE<B>, n: usize| {
+    let mut run = |model: MolE<B>, batches: &[&HostBatch]| {
         let mut model = model;
         let mut acc = None;
-        for _ in 0..n {
-            let host = &batches[step % batches.len()];
-            step += 1;
+        for host in batches {
             let batch = BatchTensors::<B>::from_batch(&host.batch, device);
             let bs = host.batch.batch_size;
             let labels =
@@ -599,7 +610,7 @@ fn time_training<B: AutodiffBackend>(
     model = warm;
     reset_peak_rss();
     let start = Instant::now();
-    let (trained, check) = run(model, iters);
+    let (trained, check) = run(model, timed);
     let seconds = start.elapsed().as_secs_f64();
     std::hint::black_box((trained, check));
     seconds

@@ -355,6 +355,16 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
     let run_dir = &job.run_dir;
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create", run_dir.display()))?;
+    if !job.resume && run_dir.join("metrics.jsonl").exists() {
+        tracing::warn!(
+            "{} holds an earlier run: starting over (use --resume to continue it)",
+            run_dir.display()
+        );
+        for stale in ["metrics.jsonl", "best.safetensors", "last.safetensors"] {
+            let _ = std::fs::remove_file(run_dir.join(stale));
+        }
+        let _ = std::fs::remove_dir_all(run_dir.join("resume"));
+    }
     crate::data::write_atomic(
         &run_dir.join("config.toml"),
         job.settings.to_toml().as_bytes(),
