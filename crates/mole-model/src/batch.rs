@@ -12,6 +12,9 @@ pub struct BatchTensors<B: Backend> {
     pub input_mask: Tensor<B, 2, Bool>,
     /// `[batch, seq, seq]` distance + 1; 0 for CLS, padding and other fragments.
     pub relative_pos: Tensor<B, 3, Int>,
+    /// Largest relative position in the batch (host-side), so the encoder can use only the
+    /// relative-table rows the batch needs.
+    pub max_relative_pos: usize,
 }
 
 impl<B: Backend> BatchTensors<B> {
@@ -27,6 +30,7 @@ impl<B: Backend> BatchTensors<B> {
                 TensorData::new(batch.relative_pos.clone(), [b, n, n]),
                 device,
             ),
+            max_relative_pos: batch.relative_pos.iter().copied().max().unwrap_or(0).max(0) as usize,
         }
     }
 
@@ -43,6 +47,7 @@ impl<B: Backend> BatchTensors<B> {
             input_ids: self.input_ids.to_device(device),
             input_mask: self.input_mask.to_device(device),
             relative_pos: self.relative_pos.to_device(device),
+            max_relative_pos: self.max_relative_pos,
         }
     }
 }

@@ -95,9 +95,16 @@ impl<B: Backend> AtomEnvEmbeddings<B> {
             Some(m) => AttentionMask::Pairs(m),
             None => AttentionMask::Tokens(batch.input_mask.clone()),
         };
-        let out =
-            self.encoder
-                .forward(embedded.clone(), &mask, batch.relative_pos.clone(), request);
+        let request = EncoderRequest {
+            relative_rows: Some(batch.max_relative_pos + 1),
+            ..request.clone()
+        };
+        let out = self.encoder.forward(
+            embedded.clone(),
+            &mask,
+            batch.relative_pos.clone(),
+            &request,
+        );
         (embedded, out)
     }
 }

@@ -278,6 +278,7 @@ pub fn check_forward<B: Backend>(
             all_hidden_states: true,
             attention_probs: true,
             first_layer_terms: true,
+            ..Default::default()
         };
         let (embedded, out) = model.mole.forward(&inputs, None, &request);
         let hidden = variant.config.hidden_size;
@@ -291,7 +292,7 @@ pub fn check_forward<B: Backend>(
         report.push(
             label("rel_embeddings_normed"),
             max_abs_diff(
-                &host(out.rel_embeddings.clone()),
+                &host(model.mole.encoder.normalized_rel_embeddings()),
                 variant.expected("rel_embeddings_normed")?,
                 |_| true,
             ),
@@ -380,15 +381,36 @@ pub fn check_forward<B: Backend>(
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
             .unwrap_or_default();
-        let el_err = if kept.len() != want_el.len() {
+        // Per entry, the loss inherits the logit's error: an entry whose logit sits close to its
+        // label (e.g. (0.9756 - 1)^2 = 6e-4) has a relative error far above 1e-5 even in the
+        // original's own float32-vs-float64 comparison. So each entry may differ by its relative
+        // loss tolerance plus |d loss / d logit| times the activation tolerance; the error
+        // reported is the worst ratio to that allowance (pass ≤ 1).
+        let want_logits: Vec<f64> = variant.json[key]["masked_logits"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        let want_labels: Vec<f64> = variant.json[key]["masked_labels"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        let el_err = if kept.len() != want_el.len() || want_logits.len() != want_el.len() {
             f64::INFINITY
         } else {
-            kept.iter()
-                .zip(&want_el)
-                .map(|(g, w)| rel_err(f64::from(*g), *w))
+            (0..kept.len())
+                .map(|i| {
+                    let (x, y, w) = (want_logits[i], want_labels[i], want_el[i]);
+                    let slope = if classification {
+                        (1.0 / (1.0 + (-x).exp()) - y).abs()
+                    } else {
+                        2.0 * (x - y).abs()
+                    };
+                    let allowance = tol.loss * w.abs() + slope * tol.activation;
+                    (f64::from(kept[i]) - w).abs() / allowance.max(f64::MIN_POSITIVE)
+                })
                 .fold(0.0, f64::max)
         };
-        report.push(label("loss elements (relative)"), el_err, tol.loss);
+        report.push(label("loss elements (error / allowance)"), el_err, 1.0);
     }
     Ok(report)
 }

@@ -43,6 +43,11 @@ pub struct EncoderRequest {
     pub attention_probs: bool,
     /// Attention terms of the first layer only (what the parity fixtures record).
     pub first_layer_terms: bool,
+    /// Use only the first `n` rows of the relative table: valid when every relative position
+    /// in the batch is below `n` (known on the host when the batch is built). Molecules are
+    /// far shorter than the 128-row table, so this removes most of the c2p/p2c work; rows
+    /// left out would only have received zero gradient.
+    pub relative_rows: Option<usize>,
 }
 
 pub struct EncoderOutput<B: Backend> {
@@ -106,13 +111,20 @@ impl<B: Backend> BertEncoder<B> {
         request: &EncoderRequest,
     ) -> EncoderOutput<B> {
         let [batch, seq, _] = hidden.dims();
-        let rows = self.rel_embeddings.weight.dims()[0];
+        let table_rows = self.rel_embeddings.weight.dims()[0];
+        let rows = request
+            .relative_rows
+            .map_or(table_rows, |r| r.clamp(1, table_rows));
         let attend = mask.pairwise();
         let rel_index = relative_pos
             .clamp(0, rows as i64 - 1)
             .unsqueeze_dim::<4>(1)
             .expand([batch, self.num_heads, seq, seq]);
-        let rel_embeddings = self.normalized_rel_embeddings();
+        let mut rel_embeddings = self.normalized_rel_embeddings();
+        if rows < table_rows {
+            let hidden_size = rel_embeddings.dims()[1];
+            rel_embeddings = rel_embeddings.slice([0..rows, 0..hidden_size]);
+        }
 
         let mut out = EncoderOutput {
             last_hidden: hidden,
