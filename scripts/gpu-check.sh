@@ -53,11 +53,11 @@ if ! grep -q "cuda:0: available" /tmp/gpu-check-info.$$; then
 fi
 rm -f /tmp/gpu-check-info.$$
 
-# TODO(parity): GPU parity against the PyTorch fixtures, once `mole parity` exists; adjust its
-# arguments to the final interface.
+# TODO(parity): GPU parity against the PyTorch fixtures with `mole parity` (present in binaries
+# built after it was added; skipped otherwise). Review its arguments if the interface changes.
 if "$MOLE" parity --help >/dev/null 2>&1; then
-  echo "== $MOLE parity --device cuda"
-  "$MOLE" parity --device cuda --fixtures "$FIXTURES"
+  echo "== $MOLE parity --device cuda --fixtures $FIXTURES/parity"
+  "$MOLE" parity --device cuda --fixtures "$FIXTURES/parity" --json gpu-parity.json
 fi
 
 # Peak GPU memory while the benchmark runs (sampled every 200 ms).

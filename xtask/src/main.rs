@@ -257,8 +257,24 @@ fn bench(o: BenchOptions) -> Result<()> {
     if let Some(dir) = o.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&o.out, report)?;
+    write_report(&o.out, report)?;
     eprintln!("xtask: wrote {}", o.out.display());
+    Ok(())
+}
+
+/// Marks the start of the hand-written sections (fine-tuning results, notes) that a re-run
+/// keeps: everything from this line on is carried over from the existing report.
+const KEEP_MARKER: &str = "<!-- cargo xtask bench keeps everything below this line -->";
+
+fn write_report(path: &Path, generated: String) -> Result<()> {
+    let kept = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|old| old.find(KEEP_MARKER).map(|i| old[i..].to_string()));
+    let text = match kept {
+        Some(tail) => format!("{}\n{tail}", generated.trim_end()),
+        None => generated,
+    };
+    std::fs::write(path, text)?;
     Ok(())
 }
 
@@ -296,7 +312,7 @@ fn report_from(o: &BenchOptions, tmp: &Path) -> Result<()> {
     let criterion = std::fs::read_to_string(tmp.join("criterion.txt"))
         .ok()
         .map(|t| parse_criterion(&t));
-    std::fs::write(&o.out, render(o, &devices, criterion.as_deref(), &runs)?)?;
+    write_report(&o.out, render(o, &devices, criterion.as_deref(), &runs)?)?;
     eprintln!("xtask: wrote {}", o.out.display());
     Ok(())
 }
@@ -595,9 +611,9 @@ fn render(
     )?;
     writeln!(
         s,
-        "- Iterations were kept small for the CPU (tiny/small: {} timed, base: {} timed), so \
-         base numbers have a few percent of noise; mixed precision is not implemented (f32 \
-         only).",
+        "- Iterations were kept small for the CPU (tiny/small: {} timed, base: {} timed): base \
+         numbers rest on two steps, and at tiny's size the batch-32/64 ordering changes from run \
+         to run; mixed precision is not implemented (f32 only).",
         o.iters, o.base_iters
     )?;
     Ok(s)
@@ -641,8 +657,9 @@ fn where_time_goes(runs: &[Run]) -> String {
             let _ = writeln!(
                 out,
                 "- base, batch 32 on the CPU: {:.1} GFLOP/s in inference and {:.1} GFLOP/s in \
-                 training; a training step costs {:.1}× an inference batch (3× is the FLOP ratio; \
-                 the rest is autodiff bookkeeping, clipping and Adam over {:.0} M parameters).",
+                 training; a training step costs {:.1}× an inference batch (3× is the FLOP ratio; the \
+                 excess, not profiled yet, is in the backward kernels, autodiff bookkeeping, \
+                 clipping and the Adam update of {:.0} M parameters).",
                 f(&m["inference"]["tflops"]) * 1e3,
                 f(&m["training"]["tflops"]) * 1e3,
                 tr / inf,
@@ -685,12 +702,13 @@ fn where_time_goes(runs: &[Run]) -> String {
     let _ = write!(
         out,
         "- With ~26 tokens per molecule the dense projections and the feed-forward block dominate \
-         as the hidden size grows; in the small models the c2p/p2c products against the whole \
-         128-row relative table (and its per-batch projections) are a large share, because the \
-         table is longer than the molecules. The element-wise work (softmax, LayerNorm, GELU, \
-         the relative-index gathers, dropout in training) is not in these FLOPs and is what \
-         tiny spends most of its time on: its throughput is set by per-op overhead, not FLOPs. \
-         On GPUs, expect MFU to be lowest for tiny and highest for base at batch 64."
+         as the hidden size grows; in tiny the c2p/p2c products against the whole 128-row \
+         relative table (and its per-batch projections) are a large share, because the table is \
+         longer than the molecules. The element-wise work (softmax, LayerNorm, GELU, the \
+         relative-index gathers, dropout in training) is not in these FLOPs; compare the \
+         achieved GFLOP/s of tiny and base above to see how much of tiny's time goes to it and \
+         to per-op overhead rather than to matmuls. On GPUs, expect MFU to be lowest for tiny \
+         and highest for base at batch 64."
     );
     out
 }

@@ -62,7 +62,7 @@ pub struct TrainJob<'a> {
 }
 
 /// Position in the run, saved with every resumable checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TrainState {
     pub epoch: usize,
     pub batch_in_epoch: usize,
@@ -71,19 +71,6 @@ pub struct TrainState {
     pub best_valid_loss: Option<f64>,
     pub validations_without_improvement: usize,
     pub finished: bool,
-}
-
-impl Default for TrainState {
-    fn default() -> Self {
-        Self {
-            epoch: 0,
-            batch_in_epoch: 0,
-            global_step: 0,
-            best_valid_loss: None,
-            validations_without_improvement: 0,
-            finished: false,
-        }
-    }
 }
 
 /// Result of a run.
@@ -408,7 +395,7 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
             .load_file(resume_dir.join("model"), &recorder(), device)
             .context("loading resume/model.mpk")?;
         let record = recorder()
-            .load(resume_dir.join("optim").into(), device)
+            .load(resume_dir.join("optim"), device)
             .context("loading resume/optim.mpk")?;
         optim = optim.load_record(record);
         tracing::info!(

@@ -141,7 +141,7 @@ fn import_checkpoint_export_round_trip_is_byte_identical() {
     let dir = std::env::temp_dir().join(format!("mole-roundtrip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let vocab = mole_featurize::Vocabulary::from_json_file(
-        &fixtures().join("../vocab/vocab_207_radius0.json"),
+        fixtures().join("../vocab/vocab_207_radius0.json"),
     )
     .unwrap();
     let ckpt = mole_model::Checkpoint {
