@@ -702,9 +702,9 @@ fn where_time_goes(runs: &[Run]) -> String {
     let _ = write!(
         out,
         "- With ~26 tokens per molecule the dense projections and the feed-forward block dominate \
-         as the hidden size grows; in tiny the c2p/p2c products against the whole 128-row \
-         relative table (and its per-batch projections) are a large share, because the table is \
-         longer than the molecules. The element-wise work (softmax, LayerNorm, GELU, the \
+         as the hidden size grows. The c2p/p2c products use only the relative-table rows a batch \
+         needs (its largest distance + 1, about 15–25 of the 128 rows for drug-like molecules), \
+         so they stay a small share even in tiny. The element-wise work (softmax, LayerNorm, GELU, the \
          relative-index gathers, dropout in training) is not in these FLOPs; compare the \
          achieved GFLOP/s of tiny and base above to see how much of tiny's time goes to it and \
          to per-op overhead rather than to matmuls. On GPUs, expect MFU to be lowest for tiny \

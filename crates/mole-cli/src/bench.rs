@@ -448,7 +448,10 @@ fn bench_models<B: AutodiffBackend>(
                         .fold((0.0, FlopSplit::default()), |(s, f), b| {
                             (
                                 s + b.seq_len as f64,
-                                f.add_scaled(forward_flop_split(encoder, b.seq_len, bs, 1), 1.0),
+                                f.add_scaled(
+                                    forward_flop_split(encoder, b.seq_len, bs, 1, table_rows(b)),
+                                    1.0,
+                                ),
                             )
                         });
                 let k = 1.0 / iters as f64;
@@ -657,20 +660,22 @@ impl FlopSplit {
 /// Matmul FLOPs (2 per multiply-add) of one forward pass, per molecule, for a batch of
 /// `batch` molecules padded to `seq` tokens, with a head of `outputs` outputs. Per layer and
 /// molecule: Q/K/V/O projections `4·2·n·h·a`, feed-forward `2·2·n·h·f`, content scores and
-/// context `2·2·n²·a`, c2p/p2c `2·n·R·a` each (q·K_rᵀ against the whole `R`-row table); per
-/// layer and batch: the table's key/query projections `2·R·h·a` each. Head: `2·h·h + 2·h·out`.
+/// context `2·2·n²·a`, c2p/p2c `2·n·R·a` each (q·K_rᵀ against the `R` table rows the batch
+/// uses: its largest relative position + 1, at most the whole table); per layer and batch: the
+/// table's key/query projections `2·R·h·a` each. Head: `2·h·h + 2·h·out`.
 /// Element-wise work (softmax, LayerNorm, GELU, gathers) is not counted.
 pub fn forward_flop_split(
     cfg: &DebertaConfig,
     seq: usize,
     batch: usize,
     outputs: usize,
+    rows_used: usize,
 ) -> FlopSplit {
     let n = seq as f64;
     let h = cfg.hidden_size as f64;
     let a = cfg.all_head_size() as f64;
     let f = cfg.intermediate_size as f64;
-    let r = cfg.relative_table_size() as f64;
+    let r = rows_used.clamp(1, cfg.relative_table_size()) as f64;
     let l = cfg.num_hidden_layers as f64;
     let pos_terms = f64::from(u8::from(cfg.uses_c2p()) + u8::from(cfg.uses_p2c()));
     FlopSplit {
@@ -681,6 +686,11 @@ pub fn forward_flop_split(
         relative_table: l * pos_terms * 2.0 * r * h * a / batch.max(1) as f64,
         head: 2.0 * h * h + 2.0 * h * outputs as f64,
     }
+}
+
+/// Relative-table rows the encoder uses for `batch` (see `EncoderRequest::relative_rows`).
+fn table_rows(batch: &mole_featurize::Batch) -> usize {
+    batch.relative_pos.iter().copied().max().unwrap_or(0).max(0) as usize + 1
 }
 
 fn print_model_table(models: &[ModelResult], peak: Option<f64>) {
@@ -765,12 +775,12 @@ mod tests {
     fn flops_of_base_are_plausible() {
         let cfg = DebertaConfig::base(200);
         // ~85 M parameters, 26 tokens: about 2 · 85e6 · 26 ≈ 4.4 GFLOP plus attention.
-        let g = forward_flop_split(&cfg, 26, 32, 1).total() / 1e9;
+        let g = forward_flop_split(&cfg, 26, 32, 1, 128).total() / 1e9;
         assert!((4.0..6.0).contains(&g), "{g}");
         // Larger batches share the relative-table projections.
         assert!(
-            forward_flop_split(&cfg, 26, 64, 1).total()
-                < forward_flop_split(&cfg, 26, 32, 1).total()
+            forward_flop_split(&cfg, 26, 64, 1, 128).total()
+                < forward_flop_split(&cfg, 26, 32, 1, 128).total()
         );
     }
 }
