@@ -1,6 +1,7 @@
 //! The contracts other code programs against.
 
 use burn::tensor::{backend::Backend, Tensor};
+use mole_metrics::{MetricsCollection, TaskKind};
 
 use crate::batch::BatchTensors;
 use crate::model::MolE;
@@ -39,12 +40,32 @@ pub struct StepOutput<B: Backend> {
     pub labels: Tensor<B, 2>,
 }
 
-/// The original Lightning module's `training_step` / `validation_step` contract. Dropout is
-/// active when the backend is an autodiff backend (training) and off on the inner backend.
+/// The original Lightning module's `training_step` / `validation_step` / metrics contract.
+/// Dropout is active when the backend is an autodiff backend (training) and off on the inner
+/// backend. A step's predictions and labels feed the collection from [`Model::metrics`]
+/// (`update` per batch, `compute` per epoch, `reset`), as the original's `MetricsDict` does.
 pub trait Model<B: Backend> {
     type Batch;
     fn training_step(&self, batch: &Self::Batch) -> StepOutput<B>;
     fn validation_step(&self, batch: &Self::Batch) -> StepOutput<B>;
+    /// A fresh metrics collection for this model's tasks.
+    fn metrics(&self) -> MetricsCollection;
+}
+
+impl<B: Backend> StepOutput<B> {
+    /// Adds this step's predictions and labels to `metrics` (reads them back to the host).
+    pub fn update_metrics(&self, metrics: &mut MetricsCollection) {
+        let to_vec = |t: Tensor<B, 2>| -> Vec<f32> {
+            t.into_data()
+                .convert::<f32>()
+                .into_vec()
+                .unwrap_or_default()
+        };
+        metrics.update(
+            &to_vec(self.predictions.clone()),
+            &to_vec(self.labels.clone()),
+        );
+    }
 }
 
 impl<B: Backend> Model<B> for MolE<B> {
@@ -62,6 +83,19 @@ impl<B: Backend> Model<B> for MolE<B> {
             predictions: self.predictions(out.logits),
             labels: batch.labels.clone(),
         }
+    }
+
+    fn metrics(&self) -> MetricsCollection {
+        let kind = if !self.classification {
+            TaskKind::Regression
+        } else if self.num_classes == 1 {
+            TaskKind::BinaryClassification
+        } else {
+            TaskKind::MulticlassClassification {
+                num_classes: self.num_classes,
+            }
+        };
+        MetricsCollection::new(kind, self.num_tasks.max(1))
     }
 
     fn validation_step(&self, batch: &Self::Batch) -> StepOutput<B> {

@@ -251,3 +251,54 @@ fn padding_invariance_single_vs_batched() {
         );
     }
 }
+
+#[test]
+fn model_trait_steps_feed_metrics() {
+    use mole_model::{LabelledBatch, Model};
+    let v = variant("small_l2_h64");
+    let fb = batch();
+    let device = Default::default();
+    for classification in [false, true] {
+        let model: MolE<B> = load_model(&v, classification);
+        let (labels, tasks) = if classification {
+            (fb.labels_classification.clone(), 2)
+        } else {
+            (fb.labels_regression.clone(), 1)
+        };
+        let batch = LabelledBatch {
+            inputs: BatchTensors::from_batch(&fb.batch, &device),
+            labels: Tensor::from_data(
+                burn::tensor::TensorData::new(labels, [fb.batch.batch_size, tasks]),
+                &device,
+            ),
+            weights: None,
+        };
+        let step = model.validation_step(&batch);
+        let key = if classification {
+            "classification"
+        } else {
+            "regression"
+        };
+        let want = v.json[key]["loss"].as_f64().unwrap() as f32;
+        let got = step.loss.clone().into_scalar();
+        assert!(
+            ((got - want) / want).abs() <= 1e-5,
+            "{key}: {got} vs {want}"
+        );
+        let mut metrics = model.metrics();
+        step.update_metrics(&mut metrics);
+        let m = metrics.compute();
+        if classification {
+            assert_eq!(metrics.num_tasks(), 2);
+            assert!(m.contains_key("auroc_task_1"), "{m:?}");
+        } else {
+            // RMSE over the 7 kept entries equals sqrt(mean squared error) = sqrt(loss).
+            let rmse = m["rmse"];
+            assert!(
+                (rmse - f64::from(want).sqrt()).abs() <= 1e-3 * rmse,
+                "{rmse} vs {}",
+                want.sqrt()
+            );
+        }
+    }
+}
