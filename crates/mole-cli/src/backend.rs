@@ -53,6 +53,37 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+/// Floating-point precision of the model's parameters and activations (`--precision`).
+/// Softmax and losses are computed in f32 regardless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    F32,
+    Bf16,
+    F16,
+}
+
+/// Sets the device's default float dtype before any tensor exists on it. `None` picks bf16 on
+/// CUDA and f32 elsewhere.
+pub fn apply_precision<B: burn::tensor::backend::Backend>(
+    device: &B::Device,
+    spec: DeviceSpec,
+    precision: Option<Precision>,
+) -> Result<Precision> {
+    let precision = precision.unwrap_or(match spec {
+        DeviceSpec::Cuda(_) => Precision::Bf16,
+        _ => Precision::F32,
+    });
+    let dtype = match precision {
+        Precision::F32 => return Ok(precision),
+        Precision::Bf16 => burn::tensor::DType::BF16,
+        Precision::F16 => burn::tensor::DType::F16,
+    };
+    burn::tensor::set_default_dtypes::<B>(device, dtype, burn::tensor::DType::I32)
+        .map_err(|e| anyhow::anyhow!("precision {precision:?} on {spec}: {e:?}"))?;
+    tracing::info!("computing in {precision:?} on {spec} (softmax and losses in f32)");
+    Ok(precision)
+}
+
 /// The backends this binary was compiled with.
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut v = Vec::new();
@@ -108,6 +139,14 @@ pub fn missing_feature(spec: DeviceSpec) -> anyhow::Error {
 /// `$device` to its device. Each arm exists only when its feature is compiled in.
 #[macro_export]
 macro_rules! with_backend {
+    ($spec:expr, $precision:expr, |$B:ident, $device:ident| $body:expr) => {{
+        let spec = $spec;
+        let precision = $precision;
+        $crate::with_backend!(spec, |$B, $device| {
+            $crate::backend::apply_precision::<$B>(&$device, spec, precision)?;
+            $body
+        })
+    }};
     ($spec:expr, |$B:ident, $device:ident| $body:expr) => {{
         #[allow(unreachable_patterns)]
         match $spec {

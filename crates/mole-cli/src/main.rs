@@ -63,6 +63,10 @@ pub struct TrainArgs {
     /// Device: cpu, cuda[:N], vulkan[:N], wgpu, metal (among the compiled backends).
     #[arg(long)]
     pub device: Option<DeviceSpec>,
+    /// Compute precision on GPU backends: f32, bf16, f16 (default: bf16 on CUDA, f32 elsewhere);
+    /// softmax and losses stay in f32, checkpoints are stored in f32.
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     /// Continue from the run directory's last resumable checkpoint.
     #[arg(long)]
     pub resume: bool,

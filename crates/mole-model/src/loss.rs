@@ -3,9 +3,11 @@
 //!
 //! Masking is done on the device (no host round trip): NaN labels are replaced by 0 before the
 //! element-wise loss so no NaN reaches the gradient, and dropped entries are zeroed afterwards.
+//! Losses are computed in f32 whatever the model's compute precision (as under autocast).
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use mole_nn::attention::to_f32;
 use serde::{Deserialize, Serialize};
 
 /// Which loss the supervised head trains with.
@@ -36,10 +38,11 @@ fn reduce<B: Backend>(
 ) -> MaskedLoss<B> {
     let elements = elements.mask_fill(valid.clone().bool_not(), 0.0);
     let weighted = match weights {
-        Some(w) => elements.clone() * w.mask_fill(valid.clone().bool_not(), 0.0),
+        Some(w) => elements.clone() * to_f32(w).mask_fill(valid.clone().bool_not(), 0.0),
         None => elements.clone(),
     };
-    let count = valid.clone().float().sum().clamp_min(1.0);
+    // In f32: a bf16 sum of ones stops counting exactly at 256.
+    let count = to_f32(valid.clone().float()).sum().clamp_min(1.0);
     MaskedLoss {
         loss: weighted.sum() / count,
         elements,
@@ -49,6 +52,7 @@ fn reduce<B: Backend>(
 
 /// Labels flattened molecule-major, NaN = missing → (labels with 0 for missing, valid mask).
 fn split_nan<B: Backend>(labels: Tensor<B, 1>) -> (Tensor<B, 1>, Tensor<B, 1, Bool>) {
+    let labels = to_f32(labels);
     let missing = labels.clone().is_nan();
     (labels.mask_fill(missing.clone(), 0.0), missing.bool_not())
 }
@@ -60,7 +64,7 @@ pub fn masked_mse<B: Backend>(
     weights: Option<Tensor<B, 1>>,
 ) -> MaskedLoss<B> {
     let (labels, valid) = split_nan(labels);
-    let diff = logits - labels;
+    let diff = to_f32(logits) - labels;
     reduce(diff.clone() * diff, valid, weights)
 }
 
@@ -72,6 +76,7 @@ pub fn masked_bce_with_logits<B: Backend>(
     weights: Option<Tensor<B, 1>>,
 ) -> MaskedLoss<B> {
     let (labels, valid) = split_nan(labels);
+    let logits = to_f32(logits);
     let elements =
         logits.clone().clamp_min(0.0) - logits.clone() * labels + logits.abs().neg().exp().log1p();
     reduce(elements, valid, weights)
@@ -87,7 +92,7 @@ pub fn masked_cross_entropy<B: Backend>(
     let (labels, valid) = split_nan(labels);
     let [entries, _] = logits.dims();
     let targets: Tensor<B, 2, Int> = labels.int().reshape([entries, 1]);
-    let log_probs = log_softmax(logits, 1);
+    let log_probs = log_softmax(to_f32(logits), 1);
     let elements = log_probs.gather(1, targets).reshape([entries]).neg();
     reduce(elements, valid, weights)
 }
@@ -95,7 +100,7 @@ pub fn masked_cross_entropy<B: Backend>(
 /// Cross-entropy over integer targets, every entry counted (masked-atom pretraining).
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let [entries, _] = logits.dims();
-    let log_probs = log_softmax(logits, 1);
+    let log_probs = log_softmax(to_f32(logits), 1);
     log_probs
         .gather(1, targets.reshape([entries, 1]))
         .neg()

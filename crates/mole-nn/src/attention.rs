@@ -10,7 +10,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::softmax;
-use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, DType, Int, Tensor};
 
 use crate::common_init::linear;
 use crate::state::{StateLoader, StateSaver, TorchState};
@@ -126,8 +126,16 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         let blocked = attend.bool_not().expand([batch, self.num_heads, seq, seq]);
         // A fully blocked row (a padded query) softmaxes to uniform and is then zeroed, as the
         // original XSoftmax does; its output never reaches a valid position.
+        // The softmax runs in f32 whatever the compute precision, as under PyTorch autocast.
+        let compute_dtype = logits.dtype();
+        let logits = to_f32(logits);
         let probs = softmax(logits.mask_fill(blocked.clone(), f32::MIN), 3).mask_fill(blocked, 0.0);
         let dropped = self.dropout.forward(probs.clone());
+        let dropped = if compute_dtype == DType::F32 {
+            dropped
+        } else {
+            dropped.cast(compute_dtype)
+        };
         let context = dropped.matmul(v).swap_dims(1, 2).reshape([
             batch,
             seq,
@@ -153,5 +161,14 @@ impl<B: Backend> TorchState<B> for DisentangledSelfAttention<B> {
         saver.linear(&self.query_proj, &format!("{prefix}.query_proj"));
         saver.linear(&self.key_proj, &format!("{prefix}.key_proj"));
         saver.linear(&self.value_proj, &format!("{prefix}.value_proj"));
+    }
+}
+
+/// `x` in f32 (no copy when it already is).
+pub fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if x.dtype() == DType::F32 {
+        x
+    } else {
+        x.cast(DType::F32)
     }
 }
