@@ -53,12 +53,12 @@ if ! grep -q "cuda:0: available" /tmp/gpu-check-info.$$; then
 fi
 rm -f /tmp/gpu-check-info.$$
 
-# TODO(parity): GPU parity against the PyTorch fixtures with `mole parity` (present in binaries
-# built after it was added; skipped otherwise). Review its arguments if the interface changes.
-if "$MOLE" parity --help >/dev/null 2>&1; then
-  echo "== $MOLE parity --device cuda --fixtures $FIXTURES/parity"
-  "$MOLE" parity --device cuda --fixtures "$FIXTURES/parity" --json gpu-parity.json
-fi
+# GPU parity against the PyTorch fixtures: float32 at the CPU suite's tolerances, then bf16 at
+# the tolerances justified in crates/mole-model/tests/parity_reduced_precision.rs.
+for PREC in f32 bf16; do
+  echo "== $MOLE parity --device cuda --precision $PREC --fixtures $FIXTURES/parity"
+  "$MOLE" parity --device cuda --precision "$PREC" --fixtures "$FIXTURES/parity" --json "gpu-parity-$PREC.json"
+done
 
 # Peak GPU memory while the benchmark runs (sampled every 200 ms).
 SMI_PID=""
@@ -75,13 +75,16 @@ stop_smi() {
 }
 trap stop_smi EXIT
 
-echo "== $MOLE bench --device cuda --sizes $SIZES --batch-sizes $BATCHES"
-ARGS=(bench --device cuda --sizes "$SIZES" --batch-sizes "$BATCHES" --molecules "$MOLECULES"
-      --warmup "$ITERS" --iters "$ITERS" --json "$JSON")
-if [ -n "$PEAK" ]; then
-  ARGS+=(--peak-tflops "$PEAK")
-fi
-"$MOLE" "${ARGS[@]}"
+# Throughput in f32 and in bf16 (MFU of base in bf16 needs PEAK = the card's dense bf16 TFLOP/s).
+for PREC in f32 bf16; do
+  echo "== $MOLE bench --device cuda --precision $PREC --sizes $SIZES --batch-sizes $BATCHES"
+  ARGS=(bench --device cuda --precision "$PREC" --sizes "$SIZES" --batch-sizes "$BATCHES"
+        --molecules "$MOLECULES" --warmup "$ITERS" --iters "$ITERS" --json "${JSON%.json}-$PREC.json")
+  if [ -n "$PEAK" ] && [ "$PREC" = bf16 ]; then
+    ARGS+=(--peak-tflops "$PEAK")
+  fi
+  "$MOLE" "${ARGS[@]}"
+done
 
 stop_smi
 if [ -s /tmp/gpu-check-mem.$$ ]; then

@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// in, else cpu).
     #[arg(long)]
     pub device: Option<DeviceSpec>,
+    /// f32, bf16 or f16 (default: bf16 on CUDA, f32 elsewhere); pass the matching --peak-tflops.
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     /// Model sizes: presets (tiny, small, base) or model TOML files, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "tiny,small,base")]
     pub sizes: Vec<String>,
@@ -82,7 +85,7 @@ pub struct BenchArgs {
     /// Minimum seconds per featurisation measurement (whole passes over the molecules).
     #[arg(long, default_value_t = 1.0)]
     pub featurize_seconds: f64,
-    /// Peak dense TFLOP/s of the device for the precision used (f32 here), to report MFU.
+    /// Peak dense TFLOP/s of the device for the --precision used, to report MFU.
     #[arg(long)]
     pub peak_tflops: Option<f64>,
     /// Also write the results as JSON to this file.
@@ -249,7 +252,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         peak_tflops: args.peak_tflops,
         seed: args.seed,
     };
-    let models = with_backend!(spec, |B, device| {
+    let models = with_backend!(spec, args.precision, |B, device| {
         bench_models::<B>(&configs, &args.batch_sizes, &inputs, &plan, &device)
     })?;
 
