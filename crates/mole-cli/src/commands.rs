@@ -748,26 +748,35 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `predict` and `embed` share: the model, the molecules and how to run over them.
 #[derive(Args)]
-pub struct PredictArgs {
+pub struct InferenceArgs {
+    /// A mole checkpoint (`best.safetensors` of a run, or `mole import` output).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Molecules: .smi/.txt or .csv/.tsv with a `smiles` column; optionally .gz.
+    /// Molecules: .smi/.txt or .csv/.tsv/.parquet with a `smiles` column; optionally .gz.
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output CSV: smiles, name, one column per task, error.
-    #[arg(long, short)]
-    pub output: PathBuf,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Molecules featurised and predicted per chunk (bounds memory).
+    /// Molecules featurised and run per chunk (bounds memory).
     #[arg(long, default_value_t = 16384)]
     pub chunk_size: usize,
+    /// Device: cpu, cuda[:N], vulkan[:N], wgpu, metal (default: the first GPU backend compiled in).
     #[arg(long)]
     pub device: Option<DeviceSpec>,
     /// f32, bf16 or f16 (default: bf16 on CUDA, f32 elsewhere).
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub run: InferenceArgs,
+    /// Output CSV: smiles, name, one column per task, error.
+    #[arg(long, short)]
+    pub output: PathBuf,
 }
 
 /// Streams `input` in chunks: featurise in parallel, run `per_batch` on the valid molecules in
@@ -883,11 +892,11 @@ fn rows_of<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let (config, vocab, dict) = read_checkpoint_parts(&args.checkpoint)?;
+    let (config, vocab, dict) = read_checkpoint_parts(&args.run.checkpoint)?;
     let head = config.head.clone().ok_or_else(|| {
         anyhow!(
             "{}: checkpoint has no prediction head",
-            args.checkpoint.display()
+            args.run.checkpoint.display()
         )
     })?;
     let extra: serde_json::Value = dict
@@ -915,16 +924,16 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     header.extend(columns.iter().cloned());
     header.push("error".into());
     w.write_record(&header)?;
-    let spec = args.device.unwrap_or_else(default_device);
-    let (ok, bad) = with_backend!(spec, args.precision, |B, device| {
+    let spec = args.run.device.unwrap_or_else(default_device);
+    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device| {
         type I = <B as AutodiffBackend>::InnerBackend;
-        let ckpt = Checkpoint::<I>::load(&args.checkpoint, &device)?;
+        let ckpt = Checkpoint::<I>::load(&args.run.checkpoint, &device)?;
         let model: MolE<I> = ckpt.model;
         stream_molecules(
-            &args.input,
+            &args.run.input,
             &vocab,
-            args.chunk_size,
-            args.batch_size,
+            args.run.chunk_size,
+            args.run.batch_size,
             |inputs| {
                 let batch = BatchTensors::<I>::from_batch(&collate(inputs), &device);
                 let out = model.forward_supervised(&batch, None, None);
@@ -952,23 +961,12 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct EmbedArgs {
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    #[arg(long, short)]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub run: InferenceArgs,
     /// Output: .npy (float32 [molecules, hidden], NaN rows for rejected molecules, so row i is
     /// input molecule i) or .csv (smiles, e0..eH).
     #[arg(long, short)]
     pub output: PathBuf,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 16384)]
-    pub chunk_size: usize,
-    #[arg(long)]
-    pub device: Option<DeviceSpec>,
-    /// f32, bf16 or f16 (default: bf16 on CUDA, f32 elsewhere).
-    #[arg(long, value_enum)]
-    pub precision: Option<crate::backend::Precision>,
 }
 
 /// Writes a float32 `.npy` incrementally; the row count in the header is patched at the end.
@@ -1035,7 +1033,7 @@ impl NpyWriter {
 }
 
 pub fn embed(args: EmbedArgs) -> Result<()> {
-    let (config, vocab, _) = read_checkpoint_parts(&args.checkpoint)?;
+    let (config, vocab, _) = read_checkpoint_parts(&args.run.checkpoint)?;
     let hidden = config.encoder.hidden_size;
     let is_npy = args.output.extension().is_some_and(|e| e == "npy");
     let is_csv = args.output.extension().is_some_and(|e| e == "csv");
@@ -1059,17 +1057,17 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     } else {
         None
     };
-    let spec = args.device.unwrap_or_else(default_device);
+    let spec = args.run.device.unwrap_or_else(default_device);
     let nan_row = vec![f32::NAN; hidden];
-    let (ok, bad) = with_backend!(spec, args.precision, |B, device| {
+    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device| {
         type I = <B as AutodiffBackend>::InnerBackend;
-        let ckpt = Checkpoint::<I>::load(&args.checkpoint, &device)?;
+        let ckpt = Checkpoint::<I>::load(&args.run.checkpoint, &device)?;
         let model: MolE<I> = ckpt.model;
         stream_molecules(
-            &args.input,
+            &args.run.input,
             &vocab,
-            args.chunk_size,
-            args.batch_size,
+            args.run.chunk_size,
+            args.run.batch_size,
             |inputs| {
                 let batch = BatchTensors::<I>::from_batch(&collate(inputs), &device);
                 Ok(rows_of(model.embed(&batch)))
