@@ -95,17 +95,7 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
         detect_format(&path).ok_or_else(|| IoError::UnsupportedFormat { path: path.clone() })?;
     if format == Format::Parquet {
         let (headers, rows) = read_parquet_strings(&path)?;
-        let find = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h.trim().eq_ignore_ascii_case(name))
-        };
-        let smiles_column = find("smiles").ok_or_else(|| IoError::Format {
-            path: path.clone(),
-            line: 1,
-            reason: format!("no 'smiles' column (columns: {})", headers.join(", ")),
-        })?;
-        let name_column = find("name").or_else(|| find("id"));
+        let (smiles_column, name_column) = locate_columns(&path, &headers)?;
         return Ok(MoleculeReader {
             path,
             inner: ReaderKind::Rows {
@@ -144,18 +134,10 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
                     line: 1,
                     reason: e.to_string(),
                 })?
-                .clone();
-            let find = |name: &str| {
-                headers
-                    .iter()
-                    .position(|h| h.trim().eq_ignore_ascii_case(name))
-            };
-            let smiles_column = find("smiles").ok_or_else(|| IoError::Format {
-                path: path.clone(),
-                line: 1,
-                reason: "no 'smiles' column in the header".to_string(),
-            })?;
-            let name_column = find("name").or_else(|| find("id"));
+                .iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>();
+            let (smiles_column, name_column) = locate_columns(&path, &headers)?;
             ReaderKind::Delimited {
                 records: csv_reader.into_records(),
                 smiles_column,
@@ -268,6 +250,22 @@ impl Iterator for MoleculeReader {
             },
         }
     }
+}
+
+/// The `smiles` column (required) and a `name` or `id` column (optional) of a header, matched
+/// case-insensitively.
+fn locate_columns(path: &Path, headers: &[String]) -> Result<(usize, Option<usize>), IoError> {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
+    let smiles_column = find("smiles").ok_or_else(|| IoError::Format {
+        path: path.to_path_buf(),
+        line: 1,
+        reason: format!("no 'smiles' column (columns: {})", headers.join(", ")),
+    })?;
+    Ok((smiles_column, find("name").or_else(|| find("id"))))
 }
 
 /// Reads a whole parquet file as strings: the top-level column names and one `Vec<String>` per
