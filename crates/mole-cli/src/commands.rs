@@ -247,7 +247,7 @@ pub struct PretrainArgs {
     pub train: TrainArgs,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct FinetuneArgs {
     /// Pretrained checkpoint whose encoder (and vocabulary) to start from; without it the
     /// model trains from scratch.
@@ -442,18 +442,26 @@ pub fn finetune(args: FinetuneArgs) -> Result<SupervisedOutcome> {
     supervised(args, settings::FINETUNE_TOML, "finetune")
 }
 
+impl FinetuneArgs {
+    /// The training flags plus the task, label and weighting flags, as config overrides.
+    fn overrides(&self) -> Vec<String> {
+        let mut overrides = self.train.all_overrides();
+        if let Some(t) = &self.task {
+            overrides.push(format!("task.kind={t:?}"));
+        }
+        if let Some(cols) = &self.label_cols {
+            overrides.push(format!("data.label_columns={cols:?}"));
+        }
+        if self.balanced {
+            overrides.push("task.balanced_class_weights=true".into());
+        }
+        overrides
+    }
+}
+
 fn supervised(args: FinetuneArgs, base_toml: &str, default_out: &str) -> Result<SupervisedOutcome> {
     let a = &args.train;
-    let mut overrides = a.all_overrides();
-    if let Some(t) = &args.task {
-        overrides.push(format!("task.kind={t:?}"));
-    }
-    if let Some(cols) = &args.label_cols {
-        overrides.push(format!("data.label_columns={cols:?}"));
-    }
-    if args.balanced {
-        overrides.push("task.balanced_class_weights=true".into());
-    }
+    let overrides = args.overrides();
     let settings = RunSettings::resolve(base_toml, a.config.as_deref(), &overrides)?;
     let out = run_dir(a, default_out);
     supervised_run(&settings, args.checkpoint.as_deref(), &out, a)
@@ -1107,39 +1115,30 @@ pub struct BenchmarkArgs {
     /// Number of seeds (random train/valid/test splits), TDC-style.
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
-    /// Pretrained checkpoint to fine-tune from (omit for from-scratch).
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    #[arg(long)]
-    pub task: Option<String>,
-    #[arg(long, value_delimiter = ',')]
-    pub label_cols: Option<Vec<String>>,
+    /// `--checkpoint` to fine-tune from (omit for from-scratch) and every fine-tuning option.
     #[command(flatten)]
-    pub train: TrainArgs,
+    pub finetune: FinetuneArgs,
 }
 
 pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
-    let out = run_dir(&args.train, "benchmark");
+    let out = run_dir(&args.finetune.train, "benchmark");
     let mut results = Vec::new();
     let mut primary_name = String::new();
     for seed in 0..args.seeds {
-        let mut a = args.train.clone();
-        a.seed = Some(seed);
-        a.out = Some(out.join(format!("seed_{seed}")));
-        let mut overrides = a.all_overrides();
-        if let Some(t) = &args.task {
-            overrides.push(format!("task.kind={t:?}"));
-        }
-        if let Some(cols) = &args.label_cols {
-            overrides.push(format!("data.label_columns={cols:?}"));
-        }
-        let settings =
-            RunSettings::resolve(settings::FINETUNE_TOML, a.config.as_deref(), &overrides)?;
+        let mut per_seed = args.finetune.clone();
+        per_seed.train.seed = Some(seed);
+        per_seed.train.out = Some(out.join(format!("seed_{seed}")));
+        let a = &per_seed.train;
+        let settings = RunSettings::resolve(
+            settings::FINETUNE_TOML,
+            a.config.as_deref(),
+            &per_seed.overrides(),
+        )?;
         let r = supervised_run(
             &settings,
-            args.checkpoint.as_deref(),
+            per_seed.checkpoint.as_deref(),
             a.out.as_deref().unwrap_or(&out),
-            &a,
+            a,
         )?;
         let test = r
             .test
@@ -1189,7 +1188,7 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
     let report = serde_json::json!({
         "primary_metric": primary_name,
         "seeds": args.seeds,
-        "checkpoint": args.checkpoint.as_ref().map(|p| p.display().to_string()),
+        "checkpoint": args.finetune.checkpoint.as_ref().map(|p| p.display().to_string()),
         "metrics": summary,
     });
     std::fs::create_dir_all(&out)?;
