@@ -249,6 +249,14 @@ pub fn max_abs_diff(
         .fold(0.0, f64::max)
 }
 
+/// The numbers of a JSON array (empty when it is not one).
+fn json_numbers(value: &serde_json::Value) -> Vec<f64> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default()
+}
+
 fn rel_err(got: f64, want: f64) -> f64 {
     ((got - want) / want.abs().max(1e-12)).abs()
 }
@@ -377,23 +385,14 @@ pub fn check_forward<B: Backend>(
             .filter(|(_, v)| *v > 0.5)
             .map(|(e, _)| e)
             .collect();
-        let want_el: Vec<f64> = variant.json[key]["loss_elements"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-            .unwrap_or_default();
+        let want_el: Vec<f64> = json_numbers(&variant.json[key]["loss_elements"]);
         // Per entry, the loss inherits the logit's error: an entry whose logit sits close to its
         // label (e.g. (0.9756 - 1)^2 = 6e-4) has a relative error far above 1e-5 even in the
         // original's own float32-vs-float64 comparison. So each entry may differ by its relative
         // loss tolerance plus |d loss / d logit| times the activation tolerance; the error
         // reported is the worst ratio to that allowance (pass ≤ 1).
-        let want_logits: Vec<f64> = variant.json[key]["masked_logits"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-            .unwrap_or_default();
-        let want_labels: Vec<f64> = variant.json[key]["masked_labels"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-            .unwrap_or_default();
+        let want_logits: Vec<f64> = json_numbers(&variant.json[key]["masked_logits"]);
+        let want_labels: Vec<f64> = json_numbers(&variant.json[key]["masked_labels"]);
         let el_err = if kept.len() != want_el.len() || want_logits.len() != want_el.len() {
             f64::INFINITY
         } else {
