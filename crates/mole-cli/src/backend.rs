@@ -135,10 +135,44 @@ pub fn missing_feature(spec: DeviceSpec) -> anyhow::Error {
     )
 }
 
+/// The device of backend kind `$kind` for `spec`, or an error when `spec` is another kind
+/// (data-parallel devices must share one backend).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __device_of_kind {
+    ($first:expr, $spec:expr, $pattern:pat => $device:expr) => {
+        match $spec {
+            $pattern => Ok::<_, anyhow::Error>($device),
+            other => Err(anyhow::anyhow!(
+                "--devices {other} and {}: all devices must use the same backend",
+                $first
+            )),
+        }
+    };
+}
+
 /// Calls `$body` with the type alias `$B` bound to the autodiff backend for `$spec`, and
 /// `$device` to its device. Each arm exists only when its feature is compiled in.
+///
+/// The `devices` form takes a non-empty `&[DeviceSpec]` of one backend kind and binds
+/// `$devices: Vec<B::Device>` (data-parallel training).
 #[macro_export]
 macro_rules! with_backend {
+    (devices $specs:expr, $precision:expr, |$B:ident, $devices:ident| $body:expr) => {{
+        let specs: &[$crate::backend::DeviceSpec] = $specs;
+        let precision = $precision;
+        let first = specs[0];
+        $crate::with_backend!(@kinds first, |$B, make| {
+            let $devices = specs
+                .iter()
+                .map(|s| make(*s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for (d, s) in $devices.iter().zip(specs) {
+                $crate::backend::apply_precision::<$B>(d, *s, precision)?;
+            }
+            $body
+        })
+    }};
     ($spec:expr, $precision:expr, |$B:ident, $device:ident| $body:expr) => {{
         let spec = $spec;
         let precision = $precision;
@@ -148,40 +182,53 @@ macro_rules! with_backend {
         })
     }};
     ($spec:expr, |$B:ident, $device:ident| $body:expr) => {{
+        let spec = $spec;
+        $crate::with_backend!(@kinds spec, |$B, make| {
+            let $device = make(spec)?;
+            $body
+        })
+    }};
+    (@kinds $first:expr, |$B:ident, $make:ident| $body:expr) => {{
+        let first: $crate::backend::DeviceSpec = $first;
         #[allow(unreachable_patterns)]
-        match $spec {
+        match first {
             #[cfg(feature = "flex")]
             $crate::backend::DeviceSpec::Cpu => {
                 type $B = burn::backend::Autodiff<burn::backend::Flex>;
-                let $device = burn::backend::flex::FlexDevice;
+                let $make = |s: $crate::backend::DeviceSpec| $crate::__device_of_kind!(first, s,
+                    $crate::backend::DeviceSpec::Cpu => burn::backend::flex::FlexDevice);
                 $body
             }
             #[cfg(feature = "cuda")]
-            $crate::backend::DeviceSpec::Cuda(i) => {
+            $crate::backend::DeviceSpec::Cuda(_) => {
                 type $B = burn::backend::Autodiff<burn::backend::Cuda>;
-                let $device = burn::backend::cuda::CudaDevice::new(i);
+                let $make = |s: $crate::backend::DeviceSpec| $crate::__device_of_kind!(first, s,
+                    $crate::backend::DeviceSpec::Cuda(i) => burn::backend::cuda::CudaDevice::new(i));
                 $body
             }
             #[cfg(feature = "vulkan")]
-            $crate::backend::DeviceSpec::Vulkan(i) => {
+            $crate::backend::DeviceSpec::Vulkan(_) => {
                 type $B = burn::backend::Autodiff<burn::backend::Vulkan>;
-                let $device = burn::backend::wgpu::WgpuDevice::DiscreteGpu(i);
+                let $make = |s: $crate::backend::DeviceSpec| $crate::__device_of_kind!(first, s,
+                    $crate::backend::DeviceSpec::Vulkan(i) => burn::backend::wgpu::WgpuDevice::DiscreteGpu(i));
                 $body
             }
             #[cfg(feature = "wgpu")]
-            $crate::backend::DeviceSpec::Wgpu(i) => {
+            $crate::backend::DeviceSpec::Wgpu(_) => {
                 type $B = burn::backend::Autodiff<burn::backend::Wgpu>;
-                let $device = if i == 0 {
-                    burn::backend::wgpu::WgpuDevice::DefaultDevice
-                } else {
-                    burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)
-                };
+                let $make = |s: $crate::backend::DeviceSpec| $crate::__device_of_kind!(first, s,
+                    $crate::backend::DeviceSpec::Wgpu(i) => if i == 0 {
+                        burn::backend::wgpu::WgpuDevice::DefaultDevice
+                    } else {
+                        burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)
+                    });
                 $body
             }
             #[cfg(feature = "metal")]
             $crate::backend::DeviceSpec::Metal => {
                 type $B = burn::backend::Autodiff<burn::backend::Metal>;
-                let $device = burn::backend::wgpu::WgpuDevice::DefaultDevice;
+                let $make = |s: $crate::backend::DeviceSpec| $crate::__device_of_kind!(first, s,
+                    $crate::backend::DeviceSpec::Metal => burn::backend::wgpu::WgpuDevice::DefaultDevice);
                 $body
             }
             other => Err($crate::backend::missing_feature(other)),

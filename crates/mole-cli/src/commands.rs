@@ -266,8 +266,13 @@ pub struct FinetuneArgs {
     pub train: TrainArgs,
 }
 
-fn device_of(args: &TrainArgs) -> DeviceSpec {
-    args.device.unwrap_or_else(default_device)
+/// The training devices: `--devices`, else `--device`, else the default device.
+fn devices_of(args: &TrainArgs) -> Vec<DeviceSpec> {
+    if args.devices.is_empty() {
+        vec![args.device.unwrap_or_else(default_device)]
+    } else {
+        args.devices.clone()
+    }
 }
 
 fn run_dir(args: &TrainArgs, default: &str) -> PathBuf {
@@ -372,9 +377,9 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         extra: serde_json::json!({ "stage": "atom-env", "majority_baseline_accuracy": majority }),
         interrupt_after: a.interrupt_after,
     };
-    let outcome = with_backend!(device_of(a), a.precision, |B, device| trainer::train::<B>(
-        job, &device
-    ))?;
+    let outcome = with_backend!(devices & devices_of(a), a.precision, |B, devices| {
+        trainer::train::<B>(job, &devices)
+    })?;
     if let Some(v) = &outcome.final_valid {
         eprintln!(
             "pretrain: {} steps; validation masked-token accuracy {:.3} (majority baseline {:.3}); \
@@ -618,27 +623,29 @@ pub fn supervised_run(
     };
     let batch_size = settings.train.batch_size;
     let seed = settings.train.seed;
-    let (outcome, test_metrics) = with_backend!(device_of(a), a.precision, |B, device| {
-        let outcome = trainer::train::<B>(job, &device)?;
-        let test_metrics = if test.is_empty() {
-            None
-        } else {
-            let ckpt = Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(
-                &outcome.best_checkpoint,
-                &device,
-            )?;
-            Some(trainer::evaluate(
-                &ckpt.model,
-                &test,
-                &objective,
-                &vocab,
-                batch_size,
-                seed,
-                &device,
-            ))
-        };
-        Ok::<_, anyhow::Error>((outcome, test_metrics))
-    })?;
+    let (outcome, test_metrics) =
+        with_backend!(devices & devices_of(a), a.precision, |B, devices| {
+            let outcome = trainer::train::<B>(job, &devices)?;
+            let device = &devices[0];
+            let test_metrics = if test.is_empty() {
+                None
+            } else {
+                let ckpt = Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(
+                    &outcome.best_checkpoint,
+                    device,
+                )?;
+                Some(trainer::evaluate(
+                    &ckpt.model,
+                    &test,
+                    &objective,
+                    &vocab,
+                    batch_size,
+                    seed,
+                    device,
+                ))
+            };
+            Ok::<_, anyhow::Error>((outcome, test_metrics))
+        })?;
     if let Some(t) = &test_metrics {
         let mut entry = t.clone();
         entry["kind"] = "test".into();

@@ -61,8 +61,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Device: cpu, cuda[:N], vulkan[:N], wgpu, metal (among the compiled backends).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "devices")]
     pub device: Option<DeviceSpec>,
+    /// Data-parallel training over several devices of one backend, e.g. cuda:0,cuda:1: each
+    /// batch is split across them and gradients are summed with Burn's collective all-reduce
+    /// (the step equals one step on the whole batch; --batch-size is the combined batch).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub devices: Vec<DeviceSpec>,
     /// Compute precision on GPU backends: f32, bf16, f16 (default: bf16 on CUDA, f32 elsewhere);
     /// softmax and losses stay in f32, checkpoints are stored in f32.
     #[arg(long, value_enum)]

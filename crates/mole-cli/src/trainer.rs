@@ -12,12 +12,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
-use mole_featurize::{collate, Vocabulary};
+use mole_featurize::{collate, Batch, Vocabulary};
 use mole_metrics::{MetricsCollection, TaskKind};
+use mole_model::data_parallel::{self, Peer};
 use mole_model::training::clip_global_norm;
 use mole_model::{BatchTensors, Checkpoint, MolE, MolEConfig};
 use rand::rngs::StdRng;
@@ -25,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{length_bucketed_batches, progress_bar, sequential_batches, Example};
-use crate::settings::RunSettings;
+use crate::settings::{RunSettings, TrainSettings};
 
 /// What the model learns.
 #[derive(Debug, Clone)]
@@ -180,95 +182,136 @@ pub fn mask_batch(
     }
 }
 
-/// Labels `[batch, tasks]` and optional per-entry weights of a supervised batch.
-fn label_tensors<B: Backend>(
-    examples: &[&Example],
-    num_tasks: usize,
-    positive_weights: Option<&Vec<f32>>,
-    device: &B::Device,
-) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
-    let b = examples.len();
-    let labels: Vec<f32> = examples
-        .iter()
-        .flat_map(|e| e.labels.iter().copied())
-        .collect();
-    let weights = positive_weights.map(|pw| {
-        let w: Vec<f32> = examples
-            .iter()
-            .flat_map(|e| {
-                e.labels
+/// A batch prepared on the host (collated, masked, labels gathered): everything a replica needs
+/// to compute its loss, and `Send` so it can go to another device's thread.
+pub enum HostBatch {
+    AtomEnv {
+        batch: Batch,
+        masked: MaskedBatch,
+    },
+    Supervised {
+        batch: Batch,
+        /// `[batch * tasks]`, NaN = missing.
+        labels: Vec<f32>,
+        /// Per-entry weights (balanced classes), `[batch * tasks]`.
+        weights: Option<Vec<f32>>,
+        num_tasks: usize,
+    },
+}
+
+impl HostBatch {
+    /// Collates `examples` and, for pretraining, masks them with `rng`. Masking draws from `rng`
+    /// molecule by molecule, so preparing consecutive shards with one `rng` masks them exactly as
+    /// preparing the combined batch would.
+    pub fn prepare(
+        examples: &[&Example],
+        objective: &Objective,
+        vocab: &Vocabulary,
+        rng: &mut StdRng,
+    ) -> Self {
+        let inputs: Vec<_> = examples.iter().map(|e| &e.input).collect();
+        let batch = collate(&inputs);
+        match objective {
+            Objective::AtomEnv { mask_prob, span } => {
+                let masked = mask_batch(examples, &batch, vocab, *mask_prob, *span, rng);
+                Self::AtomEnv { batch, masked }
+            }
+            Objective::Supervised {
+                num_tasks,
+                positive_weights,
+                ..
+            } => {
+                let labels: Vec<f32> = examples
                     .iter()
-                    .enumerate()
-                    .map(|(t, &y)| if y > 0.5 { pw[t] } else { 1.0 })
-            })
-            .collect();
-        Tensor::from_data(TensorData::new(w, [b, num_tasks]), device)
-    });
-    (
-        Tensor::from_data(TensorData::new(labels, [b, num_tasks]), device),
-        weights,
-    )
+                    .flat_map(|e| e.labels.iter().copied())
+                    .collect();
+                let weights = positive_weights.as_ref().map(|pw| {
+                    examples
+                        .iter()
+                        .flat_map(|e| {
+                            e.labels
+                                .iter()
+                                .enumerate()
+                                .map(|(t, &y)| if y > 0.5 { pw[t] } else { 1.0 })
+                        })
+                        .collect()
+                });
+                Self::Supervised {
+                    batch,
+                    labels,
+                    weights,
+                    num_tasks: *num_tasks,
+                }
+            }
+        }
+    }
+
+    /// The loss's normaliser: masked atoms, or labels present.
+    pub fn loss_count(&self) -> usize {
+        match self {
+            Self::AtomEnv { masked, .. } => masked.positions.len(),
+            Self::Supervised { labels, .. } => labels.iter().filter(|y| !y.is_nan()).count(),
+        }
+    }
+
+    /// Forward pass and loss on `device`; the tensors stay there.
+    fn loss<B: Backend>(self, model: &MolE<B>, device: &B::Device) -> BatchLoss<B> {
+        let count = self.loss_count();
+        match self {
+            Self::AtomEnv { batch, masked } => {
+                let (b, n) = (batch.batch_size, batch.seq_len);
+                let mut tensors = BatchTensors::<B>::from_batch(&batch, device);
+                tensors.input_ids =
+                    Tensor::from_data(TensorData::new(masked.input_ids, [b, n]), device);
+                let span_mask: Tensor<B, 3, Bool> =
+                    Tensor::from_data(TensorData::new(masked.span_mask, [b, n, n]), device);
+                let m = masked.positions.len();
+                let positions: Tensor<B, 1, Int> =
+                    Tensor::from_data(TensorData::new(masked.positions, [m]), device);
+                let targets: Tensor<B, 1, Int> =
+                    Tensor::from_data(TensorData::new(masked.targets, [m]), device);
+                let (logits, loss) =
+                    model.forward_atom_env(&tensors, span_mask, positions, targets.clone());
+                let correct = logits.argmax(1).reshape([m]).equal(targets).float().sum();
+                BatchLoss {
+                    loss,
+                    correct: Some(correct),
+                    count,
+                    predictions: None,
+                }
+            }
+            Self::Supervised {
+                batch,
+                labels,
+                weights,
+                num_tasks,
+            } => {
+                let rows = batch.batch_size;
+                let tensors = BatchTensors::<B>::from_batch(&batch, device);
+                let labels = Tensor::from_data(TensorData::new(labels, [rows, num_tasks]), device);
+                let weights = weights
+                    .map(|w| Tensor::from_data(TensorData::new(w, [rows, num_tasks]), device));
+                let out = model.forward_supervised(&tensors, Some(labels), weights);
+                let loss = out.loss.expect("labels given").loss;
+                BatchLoss {
+                    loss,
+                    correct: None,
+                    count,
+                    predictions: Some(model.predictions(out.logits)),
+                }
+            }
+        }
+    }
 }
 
 /// Loss (and accuracy numerator for pretraining) of one batch; the tensors stay on the device.
 struct BatchLoss<B: Backend> {
     loss: Tensor<B, 1>,
-    correct: Option<Tensor<B, 1, Int>>,
+    /// Correctly predicted masked atoms, as a float count (summable across devices).
+    correct: Option<Tensor<B, 1>>,
+    /// The loss's normaliser (masked atoms or labels present).
     count: usize,
     predictions: Option<Tensor<B, 2>>,
-}
-
-fn batch_loss<B: Backend>(
-    model: &MolE<B>,
-    examples: &[&Example],
-    objective: &Objective,
-    vocab: &Vocabulary,
-    rng: &mut StdRng,
-    device: &B::Device,
-) -> BatchLoss<B> {
-    let inputs: Vec<_> = examples.iter().map(|e| &e.input).collect();
-    let batch = collate(&inputs);
-    match objective {
-        Objective::AtomEnv { mask_prob, span } => {
-            let m = mask_batch(examples, &batch, vocab, *mask_prob, *span, rng);
-            let (b, n) = (batch.batch_size, batch.seq_len);
-            let mut tensors = BatchTensors::<B>::from_batch(&batch, device);
-            tensors.input_ids = Tensor::from_data(TensorData::new(m.input_ids, [b, n]), device);
-            let span_mask: Tensor<B, 3, Bool> =
-                Tensor::from_data(TensorData::new(m.span_mask, [b, n, n]), device);
-            let count = m.positions.len();
-            let positions: Tensor<B, 1, Int> =
-                Tensor::from_data(TensorData::new(m.positions, [count]), device);
-            let targets: Tensor<B, 1, Int> =
-                Tensor::from_data(TensorData::new(m.targets, [count]), device);
-            let (logits, loss) =
-                model.forward_atom_env(&tensors, span_mask, positions, targets.clone());
-            let correct = logits.argmax(1).reshape([count]).equal(targets).int().sum();
-            BatchLoss {
-                loss,
-                correct: Some(correct),
-                count,
-                predictions: None,
-            }
-        }
-        Objective::Supervised {
-            num_tasks,
-            positive_weights,
-            ..
-        } => {
-            let tensors = BatchTensors::<B>::from_batch(&batch, device);
-            let (labels, weights) =
-                label_tensors::<B>(examples, *num_tasks, positive_weights.as_ref(), device);
-            let out = model.forward_supervised(&tensors, Some(labels), weights);
-            let loss = out.loss.expect("labels given").loss;
-            BatchLoss {
-                loss,
-                correct: None,
-                count: examples.len(),
-                predictions: Some(model.predictions(out.logits)),
-            }
-        }
-    }
 }
 
 /// Evaluates `examples` in eval mode (no dropout): mean loss, and either masked-token accuracy
@@ -285,7 +328,7 @@ pub fn evaluate<B: Backend>(
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED);
     let mut loss_sum = 0.0f64;
     let mut weight_sum = 0.0f64;
-    let mut correct = 0i64;
+    let mut correct = 0.0f64;
     let mut masked = 0usize;
     let mut metrics = match objective {
         Objective::Supervised {
@@ -295,12 +338,12 @@ pub fn evaluate<B: Backend>(
     };
     for idx in sequential_batches(examples.len(), batch_size) {
         let batch: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
-        let out = batch_loss(model, &batch, objective, vocab, &mut rng, device);
+        let out = HostBatch::prepare(&batch, objective, vocab, &mut rng).loss(model, device);
         let l: f32 = out.loss.into_scalar().elem();
         loss_sum += f64::from(l) * out.count as f64;
         weight_sum += out.count as f64;
         if let Some(c) = out.correct {
-            correct += c.into_scalar().elem::<i64>();
+            correct += c.into_scalar().elem::<f64>();
             masked += out.count;
         }
         if let (Some(m), Some(p)) = (metrics.as_mut(), out.predictions) {
@@ -318,7 +361,7 @@ pub fn evaluate<B: Backend>(
     }
     let mut out = serde_json::json!({ "loss": loss_sum / weight_sum.max(1.0) });
     if masked > 0 {
-        out["masked_accuracy"] = serde_json::json!(correct as f64 / masked as f64);
+        out["masked_accuracy"] = serde_json::json!(correct / masked as f64);
     }
     if let Some(m) = metrics {
         for (k, v) in m.compute() {
@@ -332,12 +375,187 @@ pub fn evaluate<B: Backend>(
     out
 }
 
+type AdamOptimizer<B> = OptimizerAdaptor<Adam, MolE<B>, B>;
+
+fn adam<B: AutodiffBackend>(s: &TrainSettings) -> AdamOptimizer<B> {
+    AdamConfig::new()
+        .with_beta_1(s.adam_beta1)
+        .with_beta_2(s.adam_beta2)
+        .with_epsilon(s.adam_eps)
+        .init::<B, MolE<B>>()
+}
+
+/// One replica's share of a training step.
+struct StepWork {
+    batch: HostBatch,
+    /// Weight of this shard's mean loss (its share of the combined batch's normaliser).
+    weight: f32,
+    lr: f64,
+    /// Seed of the device's dropout RNG for this step.
+    seed: u64,
+}
+
+/// What a step leaves for logging, on the device (the combined batch's values when data-parallel).
+struct StepStats<B: Backend> {
+    loss: Tensor<B, 1>,
+    correct: Option<Tensor<B, 1>>,
+}
+
+/// One optimiser step of one replica: forward and backward on its shard; when data-parallel,
+/// gradients (and the logged loss and accuracy) summed across replicas by Burn's collective
+/// all-reduce; then global-norm clipping and Adam, identical on every replica.
+fn replica_step<B: AutodiffBackend>(
+    model: MolE<B>,
+    optim: &mut AdamOptimizer<B>,
+    work: StepWork,
+    grad_clip: f64,
+    peer: Option<Peer>,
+    device: &B::Device,
+) -> Result<(MolE<B>, StepStats<B::InnerBackend>)> {
+    B::seed(device, work.seed);
+    let out = work.batch.loss(&model, device);
+    let loss = match peer {
+        Some(_) => out.loss.mul_scalar(work.weight),
+        None => out.loss,
+    };
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut stats = StepStats {
+        loss: loss.inner(),
+        correct: out.correct.map(|c| c.inner()),
+    };
+    if let Some(peer) = peer {
+        grads = peer.all_reduce_gradients::<B>(grads)?;
+        stats.loss = peer.all_reduce_sum(stats.loss)?;
+        if let Some(c) = stats.correct.take() {
+            stats.correct = Some(peer.all_reduce_sum(c)?);
+        }
+    }
+    let grads = clip_global_norm(&model, grads, grad_clip);
+    Ok((optim.step(work.lr, model, grads), stats))
+}
+
+/// A data-parallel replica on its own device and thread, fed one shard per step until the
+/// channel closes.
+fn run_replica<B: AutodiffBackend>(
+    peer: Peer,
+    device: B::Device,
+    mut model: MolE<B>,
+    mut optim: AdamOptimizer<B>,
+    grad_clip: f64,
+    steps: std::sync::mpsc::Receiver<StepWork>,
+) -> Result<()> {
+    peer.register::<B>(&device)?;
+    for work in steps {
+        model = replica_step(model, &mut optim, work, grad_clip, Some(peer), &device)?.0;
+    }
+    peer.finish::<B>()?;
+    Ok(())
+}
+
+/// Splits a batch into one prepared shard per device, masked in order with `rng` as the combined
+/// batch would be. A device left without molecules (a batch smaller than the device count)
+/// repeats the first molecule with weight 0, so it still joins the all-reduce.
+fn shard_batch(
+    examples: &[&Example],
+    devices: usize,
+    objective: &Objective,
+    vocab: &Vocabulary,
+    rng: &mut StdRng,
+) -> Vec<(HostBatch, f32)> {
+    let shards: Vec<HostBatch> = data_parallel::shard_ranges(examples.len(), devices)
+        .into_iter()
+        .map(|r| {
+            if r.is_empty() {
+                let mut spare = StdRng::seed_from_u64(0);
+                HostBatch::prepare(&examples[..1], objective, vocab, &mut spare)
+            } else {
+                HostBatch::prepare(&examples[r], objective, vocab, rng)
+            }
+        })
+        .collect();
+    let counts: Vec<usize> = data_parallel::shard_ranges(examples.len(), devices)
+        .iter()
+        .zip(&shards)
+        .map(|(r, b)| if r.is_empty() { 0 } else { b.loss_count() })
+        .collect();
+    let total: usize = counts.iter().sum();
+    shards
+        .into_iter()
+        .zip(counts)
+        .map(|(b, c)| (b, data_parallel::shard_weight(c, total)))
+        .collect()
+}
+
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
 }
 
 /// Runs training to the end (or until early stopping) and returns where the checkpoints are.
-pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Result<TrainOutcome> {
+///
+/// With several `devices`, training is data-parallel: each batch is split across the devices
+/// and the step equals one step on the whole batch (see [`replica_step`]). Checkpoints,
+/// validation and logging use the first device's replica.
+pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, devices: &[B::Device]) -> Result<TrainOutcome> {
+    let device = devices.first().context("no device to train on")?;
+    if devices.len() == 1 {
+        return train_on::<B>(job, device, &[]);
+    }
+    data_parallel::reset::<B>();
+    std::thread::scope(|scope| {
+        let (senders, handles): (Vec<_>, Vec<_>) = devices[1..]
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<ReplicaStart<B>>(1);
+                let peer = Peer {
+                    index: k + 1,
+                    count: devices.len(),
+                };
+                let device = d.clone();
+                let grad_clip = job.settings.train.grad_clip;
+                let handle = scope.spawn(move || -> Result<()> {
+                    // The replica starts once the first device has its (possibly resumed) state.
+                    let Ok(start) = rx.recv() else { return Ok(()) };
+                    let model = start.model.fork(&device);
+                    run_replica::<B>(peer, device, model, start.optim, grad_clip, start.steps)
+                });
+                (tx, handle)
+            })
+            .unzip();
+        let result = train_on::<B>(job, device, &senders);
+        drop(senders);
+        let mut replica_errors = Vec::new();
+        for (k, h) in handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => replica_errors.push(format!("device {}: {e:#}", k + 1)),
+                Err(_) => replica_errors.push(format!("device {}: panicked", k + 1)),
+            }
+        }
+        match (result, replica_errors.is_empty()) {
+            (Ok(outcome), true) => Ok(outcome),
+            (Ok(_), false) => bail!(
+                "data-parallel replicas failed: {}",
+                replica_errors.join("; ")
+            ),
+            (Err(e), _) => Err(e),
+        }
+    })
+}
+
+/// What a replica thread receives to start: the first device's model and optimiser state and
+/// the channel of its per-step shards.
+struct ReplicaStart<B: AutodiffBackend> {
+    model: MolE<B>,
+    optim: AdamOptimizer<B>,
+    steps: std::sync::mpsc::Receiver<StepWork>,
+}
+
+fn train_on<B: AutodiffBackend>(
+    job: TrainJob<'_>,
+    device: &B::Device,
+    replicas: &[std::sync::mpsc::SyncSender<ReplicaStart<B>>],
+) -> Result<TrainOutcome> {
     let s = &job.settings.train;
     let run_dir = &job.run_dir;
     std::fs::create_dir_all(run_dir)
@@ -380,11 +598,7 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
     if let Some(init) = &job.init {
         model = load_partial(model, init, device)?;
     }
-    let mut optim = AdamConfig::new()
-        .with_beta_1(s.adam_beta1)
-        .with_beta_2(s.adam_beta2)
-        .with_epsilon(s.adam_eps)
-        .init::<B, MolE<B>>();
+    let mut optim = adam::<B>(s);
 
     let resume_dir = run_dir.join("resume");
     let mut state = TrainState::default();
@@ -412,6 +626,30 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
     }
     if state.finished {
         tracing::info!("run already finished; nothing to resume");
+    }
+    let devices = replicas.len() + 1;
+    // Same weights on every replica: no lazy initialisation may race with the replicas' threads.
+    data_parallel::materialize(&model);
+    let peer = (devices > 1).then_some(Peer {
+        index: 0,
+        count: devices,
+    });
+    let mut shard_senders = Vec::with_capacity(replicas.len());
+    for start in replicas {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let replica = ReplicaStart {
+            model: model.clone(),
+            optim: adam::<B>(s).load_record(optim.to_record()),
+            steps: rx,
+        };
+        start
+            .send(replica)
+            .map_err(|_| anyhow::anyhow!("a data-parallel replica stopped before training"))?;
+        shard_senders.push(tx);
+    }
+    if let Some(peer) = peer {
+        peer.register::<B>(device)?;
+        tracing::info!("data-parallel training on {devices} devices");
     }
 
     let mut log = MetricsLog::open(run_dir)?;
@@ -473,41 +711,65 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
         let mut epoch_rng = StdRng::seed_from_u64(s.seed.wrapping_add(state.epoch as u64));
         let batches = length_bucketed_batches(&lengths, s.batch_size, &mut epoch_rng);
         let mut running_loss: Option<Tensor<B::InnerBackend, 1>> = None;
-        let mut running_correct: Option<Tensor<B::InnerBackend, 1, Int>> = None;
+        let mut running_correct: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut running_count = 0usize;
         let mut running_batches = 0usize;
         while state.batch_in_epoch < batches.len() {
             let idx = &batches[state.batch_in_epoch];
             let examples: Vec<&Example> = idx.iter().map(|&i| &job.train[i]).collect();
             let seed = step_seed(s.seed, state.global_step);
-            B::seed(device, seed);
             let mut rng = StdRng::seed_from_u64(seed);
-            let out = batch_loss(
-                &model,
-                &examples,
-                &job.objective,
-                &job.vocab,
-                &mut rng,
-                device,
-            );
             let lr = lr_at(state.global_step);
-            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-            let grads = clip_global_norm(&model, grads, s.grad_clip);
-            model = optim.step(lr, model, grads);
+            let count;
+            let stats;
+            if peer.is_none() {
+                let batch = HostBatch::prepare(&examples, &job.objective, &job.vocab, &mut rng);
+                count = batch.loss_count();
+                let work = StepWork {
+                    batch,
+                    weight: 1.0,
+                    lr,
+                    seed,
+                };
+                (model, stats) = replica_step(model, &mut optim, work, s.grad_clip, None, device)?;
+            } else {
+                let mut shards =
+                    shard_batch(&examples, devices, &job.objective, &job.vocab, &mut rng);
+                count = shards.iter().map(|(b, _)| b.loss_count()).sum();
+                let rest = shards.split_off(1);
+                for (k, ((batch, weight), tx)) in rest.into_iter().zip(&shard_senders).enumerate() {
+                    let work = StepWork {
+                        batch,
+                        weight,
+                        lr,
+                        seed: step_seed(seed, k + 1),
+                    };
+                    tx.send(work).map_err(|_| {
+                        anyhow::anyhow!("data-parallel replica on device {} stopped", k + 1)
+                    })?;
+                }
+                let (batch, weight) = shards.pop().expect("one shard per device");
+                let work = StepWork {
+                    batch,
+                    weight,
+                    lr,
+                    seed,
+                };
+                (model, stats) = replica_step(model, &mut optim, work, s.grad_clip, peer, device)?;
+            }
 
-            let detached = out.loss.inner();
+            let detached = stats.loss;
             running_loss = Some(match running_loss.take() {
                 Some(t) => t + detached,
                 None => detached,
             });
-            if let Some(c) = out.correct {
-                let c = c.inner();
+            if let Some(c) = stats.correct {
                 running_correct = Some(match running_correct.take() {
                     Some(t) => t + c,
                     None => c,
                 });
             }
-            running_count += out.count;
+            running_count += count;
             running_batches += 1;
             state.global_step += 1;
             state.batch_in_epoch += 1;
@@ -525,9 +787,8 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
                     "elapsed_s": started.elapsed().as_secs_f64(),
                 });
                 if let Some(c) = running_correct.take() {
-                    let c: i64 = c.into_scalar().elem();
-                    entry["masked_accuracy"] =
-                        serde_json::json!(c as f64 / running_count.max(1) as f64);
+                    let c: f64 = c.into_scalar().elem();
+                    entry["masked_accuracy"] = serde_json::json!(c / running_count.max(1) as f64);
                 }
                 bar.set_message(format!(
                     "loss {:.4}",
@@ -607,6 +868,10 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, device: &B::Device) -> Resul
     }
     bar.finish_and_clear();
     state.finished = true;
+    drop(shard_senders);
+    if let Some(peer) = peer {
+        peer.finish::<B>()?;
+    }
 
     let mut extra = job.extra.clone();
     extra["step"] = state.global_step.into();

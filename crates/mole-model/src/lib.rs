@@ -8,6 +8,8 @@
 
 pub mod batch;
 pub mod checkpoint;
+#[cfg(feature = "collective")]
+pub mod data_parallel;
 pub mod loss;
 pub mod model;
 pub mod parity;
