@@ -53,8 +53,8 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
-/// Floating-point precision of the model's parameters and activations (`--precision`).
-/// Softmax and losses are computed in f32 regardless.
+/// Floating-point precision of the model's activations (`--precision`). Parameters and the
+/// optimiser state stay in f32 (mixed precision); LayerNorm, softmax and losses run in f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     F32,
@@ -62,26 +62,29 @@ pub enum Precision {
     F16,
 }
 
-/// Sets the device's default float dtype before any tensor exists on it. `None` picks bf16 on
-/// CUDA and f32 elsewhere.
-pub fn apply_precision<B: burn::tensor::backend::Backend>(
+/// The compute dtype for `precision` on this device (`None` picks bf16 on CUDA and f32
+/// elsewhere), or an error when the device cannot compute in it. `Ok(None)` means f32.
+pub fn compute_dtype<B: burn::tensor::backend::Backend>(
     device: &B::Device,
     spec: DeviceSpec,
     precision: Option<Precision>,
-) -> Result<Precision> {
+) -> Result<Option<burn::tensor::DType>> {
     let precision = precision.unwrap_or(match spec {
         DeviceSpec::Cuda(_) => Precision::Bf16,
         _ => Precision::F32,
     });
     let dtype = match precision {
-        Precision::F32 => return Ok(precision),
+        Precision::F32 => return Ok(None),
         Precision::Bf16 => burn::tensor::DType::BF16,
         Precision::F16 => burn::tensor::DType::F16,
     };
-    burn::tensor::set_default_dtypes::<B>(device, dtype, burn::tensor::DType::I32)
-        .map_err(|e| anyhow::anyhow!("precision {precision:?} on {spec}: {e:?}"))?;
-    tracing::info!("computing in {precision:?} on {spec} (softmax and losses in f32)");
-    Ok(precision)
+    if !B::supports_dtype(device, dtype) {
+        bail!("device {spec} cannot compute in {precision:?}; use --precision f32");
+    }
+    tracing::info!(
+        "computing in {precision:?} on {spec} (f32 parameters; LayerNorm, softmax and losses in f32)"
+    );
+    Ok(Some(dtype))
 }
 
 /// The backends this binary was compiled with.
@@ -154,11 +157,13 @@ macro_rules! __device_of_kind {
 /// Calls `$body` with the type alias `$B` bound to the autodiff backend for `$spec`, and
 /// `$device` to its device. Each arm exists only when its feature is compiled in.
 ///
-/// The `devices` form takes a non-empty `&[DeviceSpec]` of one backend kind and binds
-/// `$devices: Vec<B::Device>` (data-parallel training).
+/// The forms with a precision also bind `$dtype: Option<DType>`, the compute dtype to give
+/// the model (`MolE::with_compute_dtype`). The `devices` form takes a non-empty
+/// `&[DeviceSpec]` of one backend kind and binds `$devices: Vec<B::Device>` (data-parallel
+/// training).
 #[macro_export]
 macro_rules! with_backend {
-    (devices $specs:expr, $precision:expr, |$B:ident, $devices:ident| $body:expr) => {{
+    (devices = $specs:expr, $precision:expr, |$B:ident, $devices:ident, $dtype:ident| $body:expr) => {{
         let specs: &[$crate::backend::DeviceSpec] = $specs;
         let precision = $precision;
         let first = specs[0];
@@ -167,17 +172,18 @@ macro_rules! with_backend {
                 .iter()
                 .map(|s| make(*s))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut $dtype = None;
             for (d, s) in $devices.iter().zip(specs) {
-                $crate::backend::apply_precision::<$B>(d, *s, precision)?;
+                $dtype = $crate::backend::compute_dtype::<$B>(d, *s, precision)?;
             }
             $body
         })
     }};
-    ($spec:expr, $precision:expr, |$B:ident, $device:ident| $body:expr) => {{
+    ($spec:expr, $precision:expr, |$B:ident, $device:ident, $dtype:ident| $body:expr) => {{
         let spec = $spec;
         let precision = $precision;
         $crate::with_backend!(spec, |$B, $device| {
-            $crate::backend::apply_precision::<$B>(&$device, spec, precision)?;
+            let $dtype = $crate::backend::compute_dtype::<$B>(&$device, spec, precision)?;
             $body
         })
     }};

@@ -251,8 +251,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         training: !args.no_train,
         peak_tflops: args.peak_tflops,
         seed: args.seed,
+        compute_dtype: None,
     };
-    let models = with_backend!(spec, args.precision, |B, device| {
+    let models = with_backend!(spec, args.precision, |B, device, dtype| {
+        let plan = Plan {
+            compute_dtype: dtype,
+            ..plan
+        };
         bench_models::<B>(&configs, &args.batch_sizes, &inputs, &plan, &device)
     })?;
 
@@ -370,6 +375,8 @@ struct Plan {
     training: bool,
     peak_tflops: Option<f64>,
     seed: u64,
+    /// Mixed-precision compute dtype (`None`: f32).
+    compute_dtype: Option<burn::tensor::DType>,
 }
 
 /// One prepared batch: host tensors and regression labels.
@@ -485,7 +492,8 @@ fn bench_models<B: AutodiffBackend>(
                 training: None,
             };
             if plan.inference {
-                let model: MolE<B::InnerBackend> = MolE::new(&config, device);
+                let model: MolE<B::InnerBackend> =
+                    MolE::new(&config, device).with_compute_dtype(plan.compute_dtype);
                 result.parameters = model.num_params();
                 let seconds = time_inference(
                     &model,
@@ -502,6 +510,7 @@ fn bench_models<B: AutodiffBackend>(
                     &pick(&batches, plan.train_warmup),
                     &pick(&batches, plan.train_iters),
                     plan.seed,
+                    plan.compute_dtype,
                     device,
                     &mut result.parameters,
                 );
@@ -585,11 +594,12 @@ fn time_training<B: AutodiffBackend>(
     warmup: &[&HostBatch],
     timed: &[&HostBatch],
     seed: u64,
+    compute_dtype: Option<burn::tensor::DType>,
     device: &B::Device,
     parameters: &mut usize,
 ) -> f64 {
     B::seed(device, seed);
-    let mut model: MolE<B> = MolE::new(config, device);
+    let mut model: MolE<B> = MolE::new(config, device).with_compute_dtype(compute_dtype);
     *parameters = model.num_params();
     let mut optim = AdamConfig::new().with_epsilon(1e-6).init::<B, MolE<B>>();
     let mut run = |model: MolE<B>, batches: &[&HostBatch]| {

@@ -377,9 +377,11 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         extra: serde_json::json!({ "stage": "atom-env", "majority_baseline_accuracy": majority }),
         interrupt_after: a.interrupt_after,
     };
-    let outcome = with_backend!(devices & devices_of(a), a.precision, |B, devices| {
-        trainer::train::<B>(job, &devices)
-    })?;
+    let outcome = with_backend!(
+        devices = &devices_of(a),
+        a.precision,
+        |B, devices, dtype| trainer::train::<B>(job, &devices, dtype)
+    )?;
     if let Some(v) = &outcome.final_valid {
         eprintln!(
             "pretrain: {} steps; validation masked-token accuracy {:.3} (majority baseline {:.3}); \
@@ -623,9 +625,11 @@ pub fn supervised_run(
     };
     let batch_size = settings.train.batch_size;
     let seed = settings.train.seed;
-    let (outcome, test_metrics) =
-        with_backend!(devices & devices_of(a), a.precision, |B, devices| {
-            let outcome = trainer::train::<B>(job, &devices)?;
+    let (outcome, test_metrics) = with_backend!(
+        devices = &devices_of(a),
+        a.precision,
+        |B, devices, dtype| {
+            let outcome = trainer::train::<B>(job, &devices, dtype)?;
             let device = &devices[0];
             let test_metrics = if test.is_empty() {
                 None
@@ -635,7 +639,7 @@ pub fn supervised_run(
                     device,
                 )?;
                 Some(trainer::evaluate(
-                    &ckpt.model,
+                    &ckpt.model.with_compute_dtype(dtype),
                     &test,
                     &objective,
                     &vocab,
@@ -645,7 +649,8 @@ pub fn supervised_run(
                 ))
             };
             Ok::<_, anyhow::Error>((outcome, test_metrics))
-        })?;
+        }
+    )?;
     if let Some(t) = &test_metrics {
         let mut entry = t.clone();
         entry["kind"] = "test".into();
@@ -740,11 +745,11 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         positive_weights: None,
     };
     let spec = args.device.unwrap_or_else(default_device);
-    let metrics = with_backend!(spec, args.precision, |B, device| {
+    let metrics = with_backend!(spec, args.precision, |B, device, dtype| {
         let ckpt =
             Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(&args.checkpoint, &device)?;
         Ok::<_, anyhow::Error>(trainer::evaluate(
-            &ckpt.model,
+            &ckpt.model.with_compute_dtype(dtype),
             &examples,
             &objective,
             &vocab,
@@ -940,10 +945,10 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     header.push("error".into());
     w.write_record(&header)?;
     let spec = args.run.device.unwrap_or_else(default_device);
-    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device| {
+    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device, dtype| {
         type I = <B as AutodiffBackend>::InnerBackend;
         let ckpt = Checkpoint::<I>::load(&args.run.checkpoint, &device)?;
-        let model: MolE<I> = ckpt.model;
+        let model: MolE<I> = ckpt.model.with_compute_dtype(dtype);
         stream_molecules(
             &args.run.input,
             &vocab,
@@ -1074,10 +1079,10 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     };
     let spec = args.run.device.unwrap_or_else(default_device);
     let nan_row = vec![f32::NAN; hidden];
-    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device| {
+    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device, dtype| {
         type I = <B as AutodiffBackend>::InnerBackend;
         let ckpt = Checkpoint::<I>::load(&args.run.checkpoint, &device)?;
-        let model: MolE<I> = ckpt.model;
+        let model: MolE<I> = ckpt.model.with_compute_dtype(dtype);
         stream_molecules(
             &args.run.input,
             &vocab,
@@ -1368,7 +1373,7 @@ pub struct ParityArgs {
     #[arg(long)]
     pub device: Option<DeviceSpec>,
     /// f32, bf16 or f16 (default: bf16 on CUDA, f32 elsewhere); reduced precision uses the
-    /// bf16 tolerances justified in crates/mole-model/tests/parity_reduced_precision.rs.
+    /// tolerances justified in crates/mole-model/tests/parity_{reduced,half}_precision.rs.
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
     /// Multiply every tolerance by this factor (for reduced-precision backends; state why).
@@ -1381,38 +1386,18 @@ pub struct ParityArgs {
 
 pub fn parity(args: ParityArgs) -> Result<()> {
     let spec = args.device.unwrap_or_else(default_device);
-    let base = mole_model::parity::Tolerances::default();
-    let k = args.tolerance_scale;
-    let tol = mole_model::parity::Tolerances {
-        activation: base.activation * k,
-        loss: base.loss * k,
-        gradient: base.gradient * k,
-        adam: base.adam * k,
-    };
-    let reduced = args
-        .precision
-        .is_some_and(|p| p != crate::backend::Precision::F32)
-        || (args.precision.is_none() && matches!(spec, DeviceSpec::Cuda(_)));
-    // Reduced precision: the tolerances of crates/mole-model/tests/parity_reduced_precision.rs
-    // (justified there); key-bias gradients, which the softmax cancels analytically, and the
-    // f32-exact Adam comparison are left out.
-    let tol = if reduced {
-        mole_model::parity::Tolerances {
-            activation: 0.1 * k,
-            loss: 0.02 * k,
-            gradient: 0.05 * k,
-            adam: tol.adam,
-        }
-    } else {
-        tol
-    };
-    let mut report = with_backend!(spec, args.precision, |B, device| {
-        Ok::<_, anyhow::Error>(mole_model::parity::check_all::<B>(
-            &args.fixtures,
-            tol,
-            &device,
-        )?)
+    let report = with_backend!(spec, args.precision, |B, device, dtype| {
+        // Reduced precision: the tolerances derived in crates/mole-model/tests/
+        // parity_reduced_precision.rs (bf16) and parity_half_precision.rs (f16).
+        let tol =
+            mole_model::parity::Tolerances::for_compute_dtype(dtype).scaled(args.tolerance_scale);
+        let report = mole_model::parity::check_all::<B>(&args.fixtures, tol, dtype, &device)?;
+        Ok::<_, anyhow::Error>((report, dtype.is_some()))
     })?;
+    let reduced = report.1;
+    let mut report = report.0;
+    // Key-bias gradients, which the softmax cancels analytically, and the f32-exact Adam
+    // comparison are left out in reduced precision.
     if reduced {
         report.checks.retain(|c| {
             !c.name.contains("attention.self.key_proj.bias") && !c.name.contains("Adam")

@@ -16,7 +16,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, ElementConversion, Int, Tensor, TensorData};
 use mole_featurize::{collate, Batch, Vocabulary};
 use mole_metrics::{MetricsCollection, TaskKind};
 use mole_model::data_parallel::{self, Peer};
@@ -495,10 +495,17 @@ fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
 /// With several `devices`, training is data-parallel: each batch is split across the devices
 /// and the step equals one step on the whole batch (see [`replica_step`]). Checkpoints,
 /// validation and logging use the first device's replica.
-pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, devices: &[B::Device]) -> Result<TrainOutcome> {
+///
+/// `compute_dtype` is the mixed-precision activation dtype (`None`: f32); parameters and the
+/// optimiser state stay in f32 either way.
+pub fn train<B: AutodiffBackend>(
+    job: TrainJob<'_>,
+    devices: &[B::Device],
+    compute_dtype: Option<DType>,
+) -> Result<TrainOutcome> {
     let device = devices.first().context("no device to train on")?;
     if devices.len() == 1 {
-        return train_on::<B>(job, device, &[]);
+        return train_on::<B>(job, device, compute_dtype, &[]);
     }
     data_parallel::reset::<B>();
     std::thread::scope(|scope| {
@@ -522,7 +529,7 @@ pub fn train<B: AutodiffBackend>(job: TrainJob<'_>, devices: &[B::Device]) -> Re
                 (tx, handle)
             })
             .unzip();
-        let result = train_on::<B>(job, device, &senders);
+        let result = train_on::<B>(job, device, compute_dtype, &senders);
         drop(senders);
         let mut replica_errors = Vec::new();
         for (k, h) in handles.into_iter().enumerate() {
@@ -554,6 +561,7 @@ struct ReplicaStart<B: AutodiffBackend> {
 fn train_on<B: AutodiffBackend>(
     job: TrainJob<'_>,
     device: &B::Device,
+    compute_dtype: Option<DType>,
     replicas: &[std::sync::mpsc::SyncSender<ReplicaStart<B>>],
 ) -> Result<TrainOutcome> {
     let s = &job.settings.train;
@@ -628,6 +636,7 @@ fn train_on<B: AutodiffBackend>(
         tracing::info!("run already finished; nothing to resume");
     }
     let devices = replicas.len() + 1;
+    model = model.with_compute_dtype(compute_dtype);
     // Same weights on every replica: no lazy initialisation may race with the replicas' threads.
     data_parallel::materialize(&model);
     let peer = (devices > 1).then_some(Peer {

@@ -4,8 +4,9 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::gelu;
-use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, DType, Int, Tensor};
 use mole_nn::common_init::{layer_norm, linear};
+use mole_nn::precision;
 use mole_nn::{
     AttentionMask, BertEmbeddings, BertEncoder, DebertaConfig, EncoderOutput, EncoderRequest,
     StateLoader, StateSaver, TaskPredictionHead, TorchState,
@@ -70,6 +71,10 @@ impl MolEConfig {
 pub struct AtomEnvEmbeddings<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     pub encoder: BertEncoder<B>,
+    /// Dtype of the encoder's activations (mixed precision: bf16/f16 products over f32
+    /// parameters); `None` computes in the parameters' dtype. Not saved with the weights.
+    #[module(skip)]
+    pub compute_dtype: Option<DType>,
 }
 
 impl<B: Backend> AtomEnvEmbeddings<B> {
@@ -77,6 +82,7 @@ impl<B: Backend> AtomEnvEmbeddings<B> {
         Self {
             embeddings: BertEmbeddings::new(config, device),
             encoder: BertEncoder::new(config, device),
+            compute_dtype: None,
         }
     }
 
@@ -88,9 +94,12 @@ impl<B: Backend> AtomEnvEmbeddings<B> {
         pair_mask: Option<Tensor<B, 3, Bool>>,
         request: &EncoderRequest,
     ) -> (Tensor<B, 3>, EncoderOutput<B>) {
-        let embedded = self
+        let mut embedded = self
             .embeddings
             .forward(batch.input_ids.clone(), batch.input_mask.clone().float());
+        if let Some(dtype) = self.compute_dtype {
+            embedded = precision::cast_to(embedded, dtype);
+        }
         let mask = match pair_mask {
             Some(m) => AttentionMask::Pairs(m),
             None => AttentionMask::Tokens(batch.input_mask.clone()),
@@ -146,8 +155,8 @@ impl<B: Backend> AtomEnvHead<B> {
 
     /// `[atoms, hidden]` → `[atoms, num_targets]`
     pub fn forward(&self, states: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = self.layer_norm.forward(gelu(self.dense.forward(states)));
-        self.decoder.forward(x)
+        let x = gelu(precision::linear(&self.dense, states));
+        precision::linear(&self.decoder, precision::layer_norm(&self.layer_norm, x))
     }
 }
 
@@ -210,6 +219,19 @@ impl<B: Backend> MolE<B> {
                 .as_ref()
                 .is_some_and(|h| h.task == TaskType::Classification),
         }
+    }
+
+    /// The model computing in `dtype` (bf16 or f16 mixed precision; `None` or f32: the
+    /// parameters' dtype). Parameters are untouched: keep them in f32 for training, so that
+    /// small updates are not rounded away and the optimiser state keeps its range.
+    pub fn with_compute_dtype(mut self, dtype: Option<DType>) -> Self {
+        self.mole.compute_dtype = dtype.filter(|d| *d != DType::F32);
+        self
+    }
+
+    /// The activations' dtype set by [`MolE::with_compute_dtype`], if any.
+    pub fn compute_dtype(&self) -> Option<DType> {
+        self.mole.compute_dtype
     }
 
     /// CLS embedding: `[batch, hidden]`.

@@ -84,6 +84,49 @@ impl Default for Tolerances {
     }
 }
 
+impl Tolerances {
+    /// bf16 mixed precision: 0.1 on activations, 2% on losses, 5% of each tensor's largest
+    /// gradient; derived from bf16's rounding error in `tests/parity_reduced_precision.rs`.
+    pub fn bf16() -> Self {
+        Self {
+            activation: 0.1,
+            loss: 0.02,
+            gradient: 0.05,
+            adam: 1e-5,
+        }
+    }
+
+    /// f16 mixed precision: 0.0125 on activations, 0.25% on losses, 2% of each tensor's largest
+    /// gradient; derived in `tests/parity_half_precision.rs`.
+    pub fn f16() -> Self {
+        Self {
+            activation: 0.0125,
+            loss: 0.0025,
+            gradient: 0.02,
+            adam: 1e-5,
+        }
+    }
+
+    /// The tolerances for a model computing in `dtype` (`None`: f32).
+    pub fn for_compute_dtype(dtype: Option<burn::tensor::DType>) -> Self {
+        match dtype {
+            Some(burn::tensor::DType::BF16) => Self::bf16(),
+            Some(burn::tensor::DType::F16) => Self::f16(),
+            _ => Self::default(),
+        }
+    }
+
+    /// Every tolerance multiplied by `k`.
+    pub fn scaled(self, k: f64) -> Self {
+        Self {
+            activation: self.activation * k,
+            loss: self.loss * k,
+            gradient: self.gradient * k,
+            adam: self.adam * k,
+        }
+    }
+}
+
 fn io_err(path: &Path, why: impl std::fmt::Display) -> ModelError {
     ModelError::Checkpoint {
         path: path.display().to_string(),
@@ -103,6 +146,8 @@ pub struct Variant {
     /// Encoder config in eval mode (dropout 0).
     pub config: DebertaConfig,
     pub expected: StateDict,
+    /// Mixed-precision compute dtype of the checked model (`None`: the parameters' dtype).
+    pub compute_dtype: Option<burn::tensor::DType>,
 }
 
 impl Variant {
@@ -117,7 +162,14 @@ impl Variant {
             expected: StateDict::load(&dir.join("expected.safetensors"))?,
             config: deberta.with_dropout(0.0),
             dir,
+            compute_dtype: None,
         })
+    }
+
+    /// The same variant checked with f32 parameters and activations in `dtype`.
+    pub fn computing_in(mut self, dtype: Option<burn::tensor::DType>) -> Self {
+        self.compute_dtype = dtype;
+        self
     }
 
     pub fn name(&self) -> String {
@@ -162,7 +214,10 @@ impl Variant {
         device: &B::Device,
     ) -> Result<MolE<B>, ModelError> {
         let model = MolE::new(&self.model_config(classification), device);
-        load_state_dict(model, &self.weights(classification)?, device)
+        Ok(
+            load_state_dict(model, &self.weights(classification)?, device)?
+                .with_compute_dtype(self.compute_dtype),
+        )
     }
 
     fn expected(&self, key: &str) -> Result<&HostTensor, ModelError> {
@@ -553,6 +608,7 @@ pub fn check_adam_step<B: AutodiffBackend>(
 pub fn check_all<B: AutodiffBackend>(
     parity_dir: &Path,
     tol: Tolerances,
+    compute_dtype: Option<burn::tensor::DType>,
     device: &B::Device,
 ) -> Result<Report, ModelError> {
     let fb = FixtureBatch::load(parity_dir)?;
@@ -561,7 +617,7 @@ pub fn check_all<B: AutodiffBackend>(
         if !parity_dir.join(name).exists() {
             continue;
         }
-        let variant = Variant::load(parity_dir, name)?;
+        let variant = Variant::load(parity_dir, name)?.computing_in(compute_dtype);
         report.extend(check_forward::<B::InnerBackend>(
             &variant, &fb, tol, device,
         )?);

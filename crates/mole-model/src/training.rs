@@ -6,6 +6,7 @@ use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, P
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use mole_nn::attention::to_f32;
 use mole_nn::StateDict;
 
 use crate::checkpoint::to_state_dict;
@@ -19,7 +20,8 @@ struct SquaredNorm<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let sq = g.square().sum();
+            // In f32: a half-precision sum of squares overflows (f16 tops out at 65504).
+            let sq = to_f32(g).square().sum();
             self.total = Some(match self.total.take() {
                 Some(t) => t + sq,
                 None => sq,
@@ -36,7 +38,7 @@ struct Scale<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let coef = self.coef.clone().reshape([1; D]);
+            let coef = self.coef.clone().reshape([1; D]).cast(g.dtype());
             self.grads
                 .register::<B::InnerBackend, D>(param.id, g * coef);
         }

@@ -9,10 +9,13 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
+
+pub use crate::precision::to_f32;
 use burn::tensor::activation::softmax;
-use burn::tensor::{backend::Backend, Bool, DType, Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use crate::common_init::linear;
+use crate::precision;
 use crate::state::{StateLoader, StateSaver, TorchState};
 use crate::DebertaConfig;
 
@@ -87,9 +90,9 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         want_terms: bool,
     ) -> AttentionOutput<B> {
         let [batch, seq, _] = hidden.dims();
-        let q = self.split_heads(self.query_proj.forward(hidden.clone()));
-        let k = self.split_heads(self.key_proj.forward(hidden.clone()));
-        let v = self.split_heads(self.value_proj.forward(hidden));
+        let q = self.split_heads(precision::linear(&self.query_proj, hidden.clone()));
+        let k = self.split_heads(precision::linear(&self.key_proj, hidden.clone()));
+        let v = self.split_heads(precision::linear(&self.value_proj, hidden));
 
         let n_terms = 1 + usize::from(self.c2p) + usize::from(self.p2c);
         let scale = ((self.head_size * n_terms) as f64).sqrt();
@@ -104,12 +107,12 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         };
 
         let c2p = self.c2p.then(|| {
-            let pos_key = per_head(self.key_proj.forward(rel.clone()));
+            let pos_key = per_head(precision::linear(&self.key_proj, rel.clone()));
             let all = q.clone().matmul(pos_key.swap_dims(2, 3)); // [batch, heads, seq, rows]
             all.gather(3, rel_index.clone()) / scale
         });
         let p2c = self.p2c.then(|| {
-            let pos_query = per_head(self.query_proj.forward(rel.clone()));
+            let pos_query = per_head(precision::linear(&self.query_proj, rel.clone()));
             // all[b,h,j,r] = k_j·Q_r; gathering row j at δ(j,i) then transposing gives [b,h,i,j].
             let all = k.clone().matmul(pos_query.swap_dims(2, 3));
             all.gather(3, rel_index.clone()).swap_dims(2, 3) / scale
@@ -131,11 +134,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         let logits = to_f32(logits);
         let probs = softmax(logits.mask_fill(blocked.clone(), f32::MIN), 3).mask_fill(blocked, 0.0);
         let dropped = self.dropout.forward(probs.clone());
-        let dropped = if compute_dtype == DType::F32 {
-            dropped
-        } else {
-            dropped.cast(compute_dtype)
-        };
+        let dropped = precision::cast_to(dropped, compute_dtype);
         let context = dropped.matmul(v).swap_dims(1, 2).reshape([
             batch,
             seq,
@@ -161,14 +160,5 @@ impl<B: Backend> TorchState<B> for DisentangledSelfAttention<B> {
         saver.linear(&self.query_proj, &format!("{prefix}.query_proj"));
         saver.linear(&self.key_proj, &format!("{prefix}.key_proj"));
         saver.linear(&self.value_proj, &format!("{prefix}.value_proj"));
-    }
-}
-
-/// `x` in f32 (no copy when it already is).
-pub fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if x.dtype() == DType::F32 {
-        x
-    } else {
-        x.cast(DType::F32)
     }
 }

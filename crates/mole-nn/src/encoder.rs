@@ -7,6 +7,7 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 use crate::attention::AttentionTerms;
 use crate::common_init::{embedding, layer_norm};
 use crate::layer::BertLayer;
+use crate::precision;
 use crate::state::{StateLoader, StateSaver, TorchState};
 use crate::DebertaConfig;
 
@@ -120,7 +121,9 @@ impl<B: Backend> BertEncoder<B> {
             .clamp(0, rows as i64 - 1)
             .unsqueeze_dim::<4>(1)
             .expand([batch, self.num_heads, seq, seq]);
-        let mut rel_embeddings = self.normalized_rel_embeddings();
+        // The table is normalised in f32 and enters the layers in the activations' dtype.
+        let mut rel_embeddings =
+            precision::cast_to(self.normalized_rel_embeddings(), hidden.dtype());
         if rows < table_rows {
             let hidden_size = rel_embeddings.dims()[1];
             rel_embeddings = rel_embeddings.slice([0..rows, 0..hidden_size]);

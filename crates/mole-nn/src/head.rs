@@ -6,6 +6,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::common_init::linear;
+use crate::precision;
 use crate::state::{StateLoader, StateSaver, TorchState};
 
 /// The original `TaskPredictionHead`: dropout → dense → GELU → dropout → classifier.
@@ -35,9 +36,9 @@ impl<B: Backend> TaskPredictionHead<B> {
     /// `[batch, hidden]` → `[batch, outputs]`
     pub fn forward(&self, cls: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = self.dropout.forward(cls);
-        let x = gelu(self.dense.forward(x));
+        let x = gelu(precision::linear(&self.dense, x));
         let x = self.dropout.forward(x);
-        self.classifier.forward(x)
+        precision::linear(&self.classifier, x)
     }
 }
 

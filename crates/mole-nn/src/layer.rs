@@ -8,6 +8,7 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use crate::attention::{AttentionOutput, AttentionTerms, DisentangledSelfAttention};
 use crate::common_init::{layer_norm, linear};
+use crate::precision;
 use crate::state::{StateLoader, StateSaver, TorchState};
 use crate::DebertaConfig;
 
@@ -36,8 +37,8 @@ impl<B: Backend> BertOutputBlock<B> {
 
     /// `x [batch, seq, d_in]`, `residual [batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let projected = self.dropout.forward(self.dense.forward(x));
-        self.layer_norm.forward(projected + residual)
+        let projected = self.dropout.forward(precision::linear(&self.dense, x));
+        precision::layer_norm(&self.layer_norm, projected + residual)
     }
 }
 
@@ -73,7 +74,7 @@ impl<B: Backend> BertIntermediate<B> {
 
     /// `[batch, seq, hidden]` → `[batch, seq, intermediate]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        gelu(self.dense.forward(x))
+        gelu(precision::linear(&self.dense, x))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod encoder;
 pub mod head;
 pub mod layer;
+pub mod precision;
 pub mod state;
 
 pub use attention::{AttentionTerms, DisentangledSelfAttention};

@@ -1,0 +1,53 @@
+//! Mixed precision the way PyTorch autocast does it: parameters (and the optimiser state) stay
+//! in f32, matrix products run in the compute dtype of the activations (bf16 or f16), and
+//! numerically sensitive steps (LayerNorm, softmax, losses, gradient norms) run in f32.
+//!
+//! The compute dtype is chosen once, where the embeddings enter the encoder; every layer after
+//! that follows the dtype of its input. With f32 parameters and f32 activations (the default)
+//! these helpers are exactly the plain Burn modules.
+
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{backend::Backend, DType, Tensor};
+
+/// `x` in f32 (no copy when it already is).
+pub fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    cast_to(x, DType::F32)
+}
+
+/// `x` in `dtype` (no copy when it already is).
+pub fn cast_to<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if x.dtype() == dtype {
+        x
+    } else {
+        x.cast(dtype)
+    }
+}
+
+/// `x·W + b` in the dtype of `x`: f32 weights are cast for the product (their gradients flow
+/// back to the f32 weights through the cast).
+pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    let dtype = x.dtype();
+    let weight = layer.weight.val();
+    if weight.dtype() == dtype {
+        return layer.forward(x);
+    }
+    burn::tensor::module::linear(
+        x,
+        weight.cast(dtype),
+        layer.bias.as_ref().map(|b| b.val().cast(dtype)),
+    )
+}
+
+/// LayerNorm computed in the parameters' dtype (f32 under mixed precision), returned in the
+/// dtype of `x`.
+pub fn layer_norm<B: Backend, const D: usize>(
+    norm: &LayerNorm<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let dtype = x.dtype();
+    let param_dtype = norm.gamma.val().dtype();
+    if param_dtype == dtype {
+        return norm.forward(x);
+    }
+    norm.forward(x.cast(param_dtype)).cast(dtype)
+}
