@@ -266,13 +266,21 @@ pub struct FinetuneArgs {
     pub train: TrainArgs,
 }
 
-/// The training devices: `--devices`, else `--device`, else the default device.
-fn devices_of(args: &TrainArgs) -> Vec<DeviceSpec> {
+/// The training devices: `--devices`, else `--device`, else the default device. Checked before
+/// any data is read: data-parallel devices must share one backend.
+fn devices_of(args: &TrainArgs) -> Result<Vec<DeviceSpec>> {
     if args.devices.is_empty() {
-        vec![args.device.unwrap_or_else(default_device)]
-    } else {
-        args.devices.clone()
+        return Ok(vec![args.device.unwrap_or_else(default_device)]);
     }
+    let first = args.devices[0];
+    if let Some(other) = args
+        .devices
+        .iter()
+        .find(|d| std::mem::discriminant(*d) != std::mem::discriminant(&first))
+    {
+        bail!("--devices {first} and {other}: all devices must use the same backend");
+    }
+    Ok(args.devices.clone())
 }
 
 fn run_dir(args: &TrainArgs, default: &str) -> PathBuf {
@@ -294,6 +302,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         return Ok(());
     }
     let a = &args.train;
+    let devices = devices_of(a)?;
     let settings = RunSettings::resolve(
         settings::PRETRAIN_TOML,
         a.config.as_deref(),
@@ -377,11 +386,9 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         extra: serde_json::json!({ "stage": "atom-env", "majority_baseline_accuracy": majority }),
         interrupt_after: a.interrupt_after,
     };
-    let outcome = with_backend!(
-        devices = &devices_of(a),
-        a.precision,
-        |B, devices, dtype| trainer::train::<B>(job, &devices, dtype)
-    )?;
+    let outcome = with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
+        trainer::train::<B>(job, &devices, dtype)
+    })?;
     if let Some(v) = &outcome.final_valid {
         eprintln!(
             "pretrain: {} steps; validation masked-token accuracy {:.3} (majority baseline {:.3}); \
@@ -481,6 +488,7 @@ pub fn supervised_run(
     out: &Path,
     a: &TrainArgs,
 ) -> Result<SupervisedOutcome> {
+    let devices = devices_of(a)?;
     let task = settings
         .task
         .clone()
@@ -625,10 +633,8 @@ pub fn supervised_run(
     };
     let batch_size = settings.train.batch_size;
     let seed = settings.train.seed;
-    let (outcome, test_metrics) = with_backend!(
-        devices = &devices_of(a),
-        a.precision,
-        |B, devices, dtype| {
+    let (outcome, test_metrics) =
+        with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
             let outcome = trainer::train::<B>(job, &devices, dtype)?;
             let device = &devices[0];
             let test_metrics = if test.is_empty() {
@@ -649,8 +655,7 @@ pub fn supervised_run(
                 ))
             };
             Ok::<_, anyhow::Error>((outcome, test_metrics))
-        }
-    )?;
+        })?;
     if let Some(t) = &test_metrics {
         let mut entry = t.clone();
         entry["kind"] = "test".into();

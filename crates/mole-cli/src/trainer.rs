@@ -20,7 +20,7 @@ use burn::tensor::{Bool, DType, ElementConversion, Int, Tensor, TensorData};
 use mole_featurize::{collate, Batch, Vocabulary};
 use mole_metrics::{MetricsCollection, TaskKind};
 use mole_model::data_parallel::{self, Peer};
-use mole_model::training::clip_global_norm;
+use mole_model::training::{clip_global_norm, LossScaler};
 use mole_model::{BatchTensors, Checkpoint, MolE, MolEConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -73,6 +73,9 @@ pub struct TrainState {
     pub best_valid_loss: Option<f64>,
     pub validations_without_improvement: usize,
     pub finished: bool,
+    /// f16 runs: the dynamic loss scale, so a resumed run continues with it.
+    #[serde(default)]
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// Result of a run.
@@ -404,12 +407,16 @@ struct StepStats<B: Backend> {
 /// One optimiser step of one replica: forward and backward on its shard; when data-parallel,
 /// gradients (and the logged loss and accuracy) summed across replicas by Burn's collective
 /// all-reduce; then global-norm clipping and Adam, identical on every replica.
+///
+/// With a loss scaler (f16), the loss is scaled before the backward pass and the gradients
+/// unscaled after the all-reduce; a step with overflowing gradients leaves the model unchanged.
 fn replica_step<B: AutodiffBackend>(
     model: MolE<B>,
     optim: &mut AdamOptimizer<B>,
     work: StepWork,
     grad_clip: f64,
     peer: Option<Peer>,
+    scaler: Option<&mut LossScaler>,
     device: &B::Device,
 ) -> Result<(MolE<B>, StepStats<B::InnerBackend>)> {
     B::seed(device, work.seed);
@@ -418,7 +425,11 @@ fn replica_step<B: AutodiffBackend>(
         Some(_) => out.loss.mul_scalar(work.weight),
         None => out.loss,
     };
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let scaled = match &scaler {
+        Some(s) => loss.clone().mul_scalar(s.scale),
+        None => loss.clone(),
+    };
+    let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
     let mut stats = StepStats {
         loss: loss.inner(),
         correct: out.correct.map(|c| c.inner()),
@@ -428,6 +439,18 @@ fn replica_step<B: AutodiffBackend>(
         stats.loss = peer.all_reduce_sum(stats.loss)?;
         if let Some(c) = stats.correct.take() {
             stats.correct = Some(peer.all_reduce_sum(c)?);
+        }
+    }
+    if let Some(scaler) = scaler {
+        match scaler.unscale(&model, grads) {
+            Some(unscaled) => grads = unscaled,
+            None => {
+                tracing::debug!(
+                    "f16 gradients overflowed: step skipped, loss scale {}",
+                    scaler.scale
+                );
+                return Ok((model, stats));
+            }
         }
     }
     let grads = clip_global_norm(&model, grads, grad_clip);
@@ -441,12 +464,22 @@ fn run_replica<B: AutodiffBackend>(
     device: B::Device,
     mut model: MolE<B>,
     mut optim: AdamOptimizer<B>,
+    mut scaler: Option<LossScaler>,
     grad_clip: f64,
     steps: std::sync::mpsc::Receiver<StepWork>,
 ) -> Result<()> {
     peer.register::<B>(&device)?;
     for work in steps {
-        model = replica_step(model, &mut optim, work, grad_clip, Some(peer), &device)?.0;
+        let step = replica_step(
+            model,
+            &mut optim,
+            work,
+            grad_clip,
+            Some(peer),
+            scaler.as_mut(),
+            &device,
+        );
+        model = step?.0;
     }
     peer.finish::<B>()?;
     Ok(())
@@ -524,7 +557,15 @@ pub fn train<B: AutodiffBackend>(
                     // The replica starts once the first device has its (possibly resumed) state.
                     let Ok(start) = rx.recv() else { return Ok(()) };
                     let model = start.model.fork(&device);
-                    run_replica::<B>(peer, device, model, start.optim, grad_clip, start.steps)
+                    run_replica::<B>(
+                        peer,
+                        device,
+                        model,
+                        start.optim,
+                        start.scaler,
+                        grad_clip,
+                        start.steps,
+                    )
                 });
                 (tx, handle)
             })
@@ -555,6 +596,7 @@ pub fn train<B: AutodiffBackend>(
 struct ReplicaStart<B: AutodiffBackend> {
     model: MolE<B>,
     optim: AdamOptimizer<B>,
+    scaler: Option<LossScaler>,
     steps: std::sync::mpsc::Receiver<StepWork>,
 }
 
@@ -637,6 +679,11 @@ fn train_on<B: AutodiffBackend>(
     }
     let devices = replicas.len() + 1;
     model = model.with_compute_dtype(compute_dtype);
+    // f16 needs loss scaling (bf16 has f32's range and does not).
+    let mut scaler = match compute_dtype {
+        Some(DType::F16) => Some(state.loss_scaler.unwrap_or_default()),
+        _ => None,
+    };
     // Same weights on every replica: no lazy initialisation may race with the replicas' threads.
     data_parallel::materialize(&model);
     let peer = (devices > 1).then_some(Peer {
@@ -649,6 +696,7 @@ fn train_on<B: AutodiffBackend>(
         let replica = ReplicaStart {
             model: model.clone(),
             optim: adam::<B>(s).load_record(optim.to_record()),
+            scaler,
             steps: rx,
         };
         start
@@ -740,7 +788,15 @@ fn train_on<B: AutodiffBackend>(
                     lr,
                     seed,
                 };
-                (model, stats) = replica_step(model, &mut optim, work, s.grad_clip, None, device)?;
+                (model, stats) = replica_step(
+                    model,
+                    &mut optim,
+                    work,
+                    s.grad_clip,
+                    None,
+                    scaler.as_mut(),
+                    device,
+                )?;
             } else {
                 let mut shards =
                     shard_batch(&examples, devices, &job.objective, &job.vocab, &mut rng);
@@ -764,7 +820,15 @@ fn train_on<B: AutodiffBackend>(
                     lr,
                     seed,
                 };
-                (model, stats) = replica_step(model, &mut optim, work, s.grad_clip, peer, device)?;
+                (model, stats) = replica_step(
+                    model,
+                    &mut optim,
+                    work,
+                    s.grad_clip,
+                    peer,
+                    scaler.as_mut(),
+                    device,
+                )?;
             }
 
             let detached = stats.loss;
@@ -795,6 +859,9 @@ fn train_on<B: AutodiffBackend>(
                     "loss": loss_sum / running_batches.max(1) as f32,
                     "elapsed_s": started.elapsed().as_secs_f64(),
                 });
+                if let Some(sc) = &scaler {
+                    entry["loss_scale"] = serde_json::json!(sc.scale);
+                }
                 if let Some(c) = running_correct.take() {
                     let c: f64 = c.into_scalar().elem();
                     entry["masked_accuracy"] = serde_json::json!(c / running_count.max(1) as f64);
@@ -809,6 +876,7 @@ fn train_on<B: AutodiffBackend>(
                 running_count = 0;
             }
             if state.global_step % s.checkpoint_every.max(1) == 0 {
+                state.loss_scaler = scaler;
                 save_resumable(&model, optim.to_record(), &state)?;
             }
             if job.interrupt_after.is_some_and(|n| steps_this_process >= n) {
@@ -870,6 +938,7 @@ fn train_on<B: AutodiffBackend>(
         if last_epoch {
             state.finished = true;
         }
+        state.loss_scaler = scaler;
         save_resumable(&model, optim.to_record(), &state)?;
         if state.finished {
             break 'epochs;

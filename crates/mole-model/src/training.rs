@@ -67,6 +67,71 @@ pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 use burn::tensor::ElementConversion;
 
+/// Multiplies every gradient by `factor` (on the device).
+pub fn scale_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    factor: f64,
+) -> GradientsParams {
+    let device = match model.devices().first() {
+        Some(d) => d.clone(),
+        None => return grads,
+    };
+    let coef = Tensor::<B::InnerBackend, 1>::from_floats([factor as f32], &device);
+    let mut scale = Scale::<B> {
+        grads: &mut grads,
+        coef,
+    };
+    model.visit(&mut scale);
+    grads
+}
+
+/// Dynamic loss scaling for float16 training, with the defaults of PyTorch's `GradScaler`
+/// (which the original's Lightning `precision=16` uses): the loss is multiplied by `scale` so
+/// that small activation gradients survive f16's range; a step whose gradients overflow is
+/// skipped and the scale halved; after `growth_interval` clean steps the scale doubles.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossScaler {
+    pub scale: f32,
+    pub clean_steps: u32,
+    pub growth_interval: u32,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        Self {
+            scale: 65536.0,
+            clean_steps: 0,
+            growth_interval: 2000,
+        }
+    }
+}
+
+impl LossScaler {
+    /// Divides the gradients of a scaled loss by the scale. Returns `None` (and backs off) when
+    /// a gradient is infinite or NaN: the step must be skipped. Reads the gradient norm back to
+    /// the host, as `GradScaler.step` does.
+    pub fn unscale<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &mut self,
+        model: &M,
+        grads: GradientsParams,
+    ) -> Option<GradientsParams> {
+        let norm = global_grad_norm::<B, M>(model, &grads);
+        if !norm.is_finite() {
+            self.scale = (self.scale * 0.5).max(1.0);
+            self.clean_steps = 0;
+            return None;
+        }
+        let grads = scale_gradients::<B, M>(model, grads, 1.0 / f64::from(self.scale));
+        self.clean_steps += 1;
+        if self.clean_steps >= self.growth_interval {
+            self.scale = (self.scale * 2.0).min(f32::MAX / 2.0);
+            self.clean_steps = 0;
+        }
+        Some(grads)
+    }
+}
+
 /// Scales all gradients by `min(1, max_norm / (norm + 1e-6))`, the global-norm clipping of
 /// PyTorch's `clip_grad_norm_`. Computed on the device.
 pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
@@ -119,4 +184,56 @@ pub fn grads_as_state_dict<B: AutodiffBackend>(
 /// Number of trainable scalars.
 pub fn num_parameters<B: Backend, M: Module<B>>(model: &M) -> usize {
     model.num_params()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::nn::{Linear, LinearConfig};
+
+    type AD = Autodiff<Flex>;
+
+    fn grads_of(layer: &Linear<AD>, input: [f32; 2], loss_scale: f32) -> GradientsParams {
+        let device = Default::default();
+        let x = Tensor::<AD, 2>::from_floats([input], &device);
+        let loss = layer.forward(x).sum().mul_scalar(loss_scale);
+        GradientsParams::from_grads(loss.backward(), layer)
+    }
+
+    #[test]
+    fn loss_scaler_unscales_clean_gradients_and_skips_overflowing_ones() {
+        let device = Default::default();
+        let layer: Linear<AD> = LinearConfig::new(2, 1).init(&device);
+        let mut scaler = LossScaler {
+            scale: 1024.0,
+            clean_steps: 0,
+            growth_interval: 2,
+        };
+        let reference = global_grad_norm::<AD, _>(&layer, &grads_of(&layer, [3.0, 4.0], 1.0));
+        let unscaled = scaler
+            .unscale::<AD, _>(&layer, grads_of(&layer, [3.0, 4.0], 1024.0))
+            .expect("finite gradients");
+        let norm = global_grad_norm::<AD, _>(&layer, &unscaled);
+        assert!(
+            (norm - reference).abs() <= 1e-6 * reference,
+            "{norm} vs {reference}"
+        );
+        assert_eq!((scaler.scale, scaler.clean_steps), (1024.0, 1));
+
+        let overflow = grads_of(&layer, [f32::INFINITY, 1.0], 1024.0);
+        assert!(scaler.unscale::<AD, _>(&layer, overflow).is_none());
+        assert_eq!((scaler.scale, scaler.clean_steps), (512.0, 0));
+
+        for _ in 0..2 {
+            assert!(scaler
+                .unscale::<AD, _>(&layer, grads_of(&layer, [1.0, 1.0], 512.0))
+                .is_some());
+        }
+        assert_eq!(
+            (scaler.scale, scaler.clean_steps),
+            (1024.0, 0),
+            "grows after the interval"
+        );
+    }
 }
