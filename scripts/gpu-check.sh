@@ -7,7 +7,8 @@
 #   PEAK_TFLOPS   peak dense TFLOP/s of the GPU for f32 (for MFU; default: none)
 # env: MOLE_BENCH_ITERS (default 20), MOLE_BENCH_SIZES (tiny,small,base),
 #      MOLE_BENCH_BATCHES (32,64), MOLE_BENCH_JSON (default: gpu-bench.json), CUDA_HOME.
-# Prints everything; exits non-zero on the first failure.
+# Prints everything; exits non-zero on the first failure. Writes its files (JSON results,
+# cubecl.toml, gpu-autotune.log, gpu-dp-*/) into the current directory.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -53,9 +54,10 @@ if ! grep -q "cuda:0: available" /tmp/gpu-check-info.$$; then
 fi
 rm -f /tmp/gpu-check-info.$$
 
-# GPU parity against the PyTorch fixtures: float32 at the CPU suite's tolerances, then bf16 at
-# the tolerances justified in crates/mole-model/tests/parity_reduced_precision.rs.
-for PREC in f32 bf16; do
+# GPU parity against the PyTorch fixtures: float32 at the CPU suite's tolerances, then bf16 and
+# f16 mixed precision at the tolerances justified in crates/mole-model/tests/
+# parity_reduced_precision.rs and parity_half_precision.rs.
+for PREC in f32 bf16 f16; do
   echo "== $MOLE parity --device cuda --precision $PREC --fixtures $FIXTURES/parity"
   "$MOLE" parity --device cuda --precision "$PREC" --fixtures "$FIXTURES/parity" --json "gpu-parity-$PREC.json"
 done
@@ -75,6 +77,16 @@ stop_smi() {
 }
 trap stop_smi EXIT
 
+# Which matmul kernels Burn's autotune picks: CubeCL reads ./cubecl.toml; the minimal autotune
+# log names the fastest kernel of every tuned key.
+cat > cubecl.toml <<'TOML'
+[autotune.logger]
+level = "minimal"
+file = "gpu-autotune.log"
+append = false
+TOML
+rm -f gpu-autotune.log
+
 # Throughput in f32 and in bf16 (MFU of base in bf16 needs PEAK = the card's dense bf16 TFLOP/s).
 for PREC in f32 bf16; do
   echo "== $MOLE bench --device cuda --precision $PREC --sizes $SIZES --batch-sizes $BATCHES"
@@ -91,5 +103,49 @@ if [ -s /tmp/gpu-check-mem.$$ ]; then
   echo "== peak GPU memory used during the benchmark: $(sort -n /tmp/gpu-check-mem.$$ | tail -1) MiB (whole GPU, nvidia-smi)"
 fi
 rm -f /tmp/gpu-check-mem.$$
+if [ -s gpu-autotune.log ]; then
+  echo "== autotune choices for matmul (gpu-autotune.log)"
+  grep -i "matmul" gpu-autotune.log | sort | uniq -c | sort -rn | head -40 || true
+fi
+
+# Data parallel on two GPUs (when present): the trajectory must match one GPU with the combined
+# batch (f32, dropout off; the tolerance allows for GPU reduction order).
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l || echo 0)
+if [ "${NGPU:-0}" -ge 2 ]; then
+  echo "== data parallel: --devices cuda:0,cuda:1 against --device cuda:0"
+  grep -o '"smiles":"[^"]*"' "$MOLECULES" | sed 's/^"smiles":"//; s/"$//; s/\\\\/\\/g' > gpu-check.smi
+  cat > gpu-check-tiny.toml <<'TOML'
+hidden_size = 64
+num_hidden_layers = 2
+num_attention_heads = 4
+intermediate_size = 256
+hidden_act = "gelu"
+hidden_dropout_prob = 0.0
+attention_probs_dropout_prob = 0.0
+max_position_embeddings = 0
+type_vocab_size = 0
+initializer_range = 0.02
+layer_norm_eps = 1e-7
+relative_attention = true
+max_relative_positions = 64
+position_buckets = 0
+pos_att_type = "p2c|c2p"
+share_att_key = true
+norm_rel_ebd = "layer_norm"
+position_biased_input = false
+TOML
+  for RUN in "one --device cuda:0" "two --devices cuda:0,cuda:1"; do
+    set -- $RUN
+    rm -rf "gpu-dp-$1"
+    "$MOLE" pretrain --data gpu-check.smi --model gpu-check-tiny.toml --precision f32 --max-steps 20 \
+      --batch-size 15 --out "gpu-dp-$1" --set train.log_every=1 --set data.valid_fraction=0.05 "$2" "$3"
+  done
+  paste <(grep '"kind":"train"' gpu-dp-one/metrics.jsonl | grep -o '"loss":[^,]*' | cut -d: -f2) \
+        <(grep '"kind":"train"' gpu-dp-two/metrics.jsonl | grep -o '"loss":[^,]*' | cut -d: -f2) |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; r = d / ($1 > 1 ? $1 : 1); if (r > m) m = r; print "  step " NR ": " $1 "  " $2 }
+         END { print "  largest relative difference: " m; if (m > 1e-4 || NR < 20) { print "gpu-check: FAILED: data-parallel trajectory differs"; exit 1 } }'
+else
+  echo "== data parallel: skipped (${NGPU:-0} GPU found, needs 2)"
+fi
 echo "== results: $JSON"
 echo "gpu-check: OK"
