@@ -4,7 +4,7 @@
 # usage: scripts/gpu-check.sh MOLE_BINARY FIXTURES_DIR [PEAK_TFLOPS]
 #   MOLE_BINARY   a `mole` built with `cargo build --release -p mole-cli --features cuda`
 #   FIXTURES_DIR  the shared fixtures folder (holds featurize/tdc_featurized.jsonl)
-#   PEAK_TFLOPS   peak dense TFLOP/s of the GPU for f32 (for MFU; default: none)
+#   PEAK_TFLOPS   peak dense bf16 TFLOP/s of the GPU (for the bf16 MFU; default: none)
 # env: MOLE_BENCH_ITERS (default 20), MOLE_BENCH_SIZES (tiny,small,base),
 #      MOLE_BENCH_BATCHES (32,64), MOLE_BENCH_JSON (default: gpu-bench.json), CUDA_HOME.
 # Prints everything; exits non-zero on the first failure. Writes its files (JSON results,

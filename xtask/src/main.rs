@@ -613,7 +613,8 @@ fn render(
         s,
         "- Iterations were kept small for the CPU (tiny/small: {} timed, base: {} timed): base \
          numbers rest on two steps, and at tiny's size the batch-32/64 ordering changes from run \
-         to run; mixed precision is not implemented (f32 only).",
+         to run; the CPU runs are f32 (`--precision bf16|f16` works on the CPU too, but Flex has no \
+         half-precision matmul kernels that beat its f32 ones, so it is slower there).",
         o.iters, o.base_iters
     )?;
     Ok(s)
@@ -657,14 +658,43 @@ fn where_time_goes(runs: &[Run]) -> String {
             let _ = writeln!(
                 out,
                 "- base, batch 32 on the CPU: {:.1} GFLOP/s in inference and {:.1} GFLOP/s in \
-                 training; a training step costs {:.1}× an inference batch (3× is the FLOP ratio; the \
-                 excess, not profiled yet, is in the backward kernels, autodiff bookkeeping, \
-                 clipping and the Adam update of {:.0} M parameters).",
+                 training; a training step costs {:.1}× an inference batch (3× is the FLOP ratio).",
                 f(&m["inference"]["tflops"]) * 1e3,
                 f(&m["training"]["tflops"]) * 1e3,
                 tr / inf,
-                f(&m["parameters"]) / 1e6
             );
+            let p = &m["training_phases"];
+            if p.is_object() {
+                let total: f64 = [
+                    "upload_ms",
+                    "forward_ms",
+                    "backward_ms",
+                    "clip_ms",
+                    "optimizer_ms",
+                ]
+                .iter()
+                .map(|k| f(&p[*k]))
+                .sum();
+                let share = |k: &str| 100.0 * f(&p[k]) / total.max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "- The training step of base at batch 32, phase by phase (device synchronised \
+                     between phases): forward {:.0}%, backward {:.0}%, Adam {:.0}%, clipping \
+                     {:.0}%, upload {:.1}%. Backward costs {:.1}× the training forward (about 2× \
+                     is the FLOP ratio); the training forward costs {:.1}× an inference batch, \
+                     since it records the autodiff graph and keeps every activation. Adam reads \
+                     and writes the weights and both moment tensors of {:.0} M parameters each \
+                     step, a memory-bound pass whose cost does not shrink with the batch.",
+                    share("forward_ms"),
+                    share("backward_ms"),
+                    share("optimizer_ms"),
+                    share("clip_ms"),
+                    share("upload_ms"),
+                    f(&p["backward_ms"]) / f(&p["forward_ms"]).max(1e-9),
+                    f(&p["forward_ms"]) / inf,
+                    f(&m["parameters"]) / 1e6
+                );
+            }
         }
     }
     let _ = writeln!(
@@ -698,6 +728,38 @@ fn where_time_goes(runs: &[Run]) -> String {
             pct("head")
         );
     }
+    let phased: Vec<&&Value> = cpu
+        .iter()
+        .filter(|m| m["training_phases"].is_object())
+        .collect();
+    if !phased.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "- Training step by phase, ms per step (`mole bench` times each phase with the \
+             device synchronised in between):"
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  | model | batch | upload | forward | backward | clip | Adam |"
+        );
+        let _ = writeln!(out, "  |---|---:|---:|---:|---:|---:|---:|");
+        for m in phased {
+            let p = &m["training_phases"];
+            let _ = writeln!(
+                out,
+                "  | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                m["size"].as_str().unwrap_or("?"),
+                m["batch_size"],
+                f(&p["upload_ms"]),
+                f(&p["forward_ms"]),
+                f(&p["backward_ms"]),
+                f(&p["clip_ms"]),
+                f(&p["optimizer_ms"])
+            );
+        }
+    }
     let _ = writeln!(out);
     let _ = write!(
         out,
@@ -725,8 +787,8 @@ fn gpu_check() -> Result<()> {
     println!("2. Copy target/release/mole, scripts/gpu-check.sh and the shared fixtures folder");
     println!("   (../shared/fixtures) to the GPU machine.");
     println!("3. There, run:");
-    println!("     bash gpu-check.sh ./mole ./fixtures <peak TFLOP/s of the GPU, f32/TF32>");
-    println!("   e.g. 67 for an H100 SXM's FP32 peak (51 for H100 PCIe); MFU is relative to it.");
+    println!("     bash gpu-check.sh ./mole ./fixtures <peak dense bf16 TFLOP/s of the GPU>");
+    println!("   e.g. 989 for an H100 SXM (756 for H100 PCIe); base's bf16 MFU is relative to it.");
     println!("   Keep its whole output.");
     println!();
     println!(

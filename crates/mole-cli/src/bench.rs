@@ -143,6 +143,24 @@ struct ModelResult {
     forward_flop_split: FlopSplit,
     inference: Option<Timing>,
     training: Option<Timing>,
+    /// Where a training step's time goes (a separate pass that waits for the device between
+    /// phases, so the phases do not overlap).
+    training_phases: Option<TrainPhases>,
+}
+
+/// Mean milliseconds per training step in each phase.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct TrainPhases {
+    /// Host → device: token ids, masks, relative positions, labels.
+    upload_ms: f64,
+    /// Forward pass and loss (building the autodiff graph).
+    forward_ms: f64,
+    /// Backward pass and gradient collection.
+    backward_ms: f64,
+    /// Global gradient norm and scaling.
+    clip_ms: f64,
+    /// Adam update of every parameter.
+    optimizer_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -490,6 +508,7 @@ fn bench_models<B: AutodiffBackend>(
                 forward_flop_split: FlopSplit::default().add_scaled(split, 1.0 / fwd_flops),
                 inference: None,
                 training: None,
+                training_phases: None,
             };
             if plan.inference {
                 let model: MolE<B::InnerBackend> =
@@ -505,7 +524,7 @@ fn bench_models<B: AutodiffBackend>(
                     Some(timing(plan.iters, bs, seconds, fwd_flops, plan.peak_tflops));
             }
             if plan.training {
-                let seconds = time_training::<B>(
+                let (seconds, phases) = time_training::<B>(
                     &config,
                     &pick(&batches, plan.train_warmup),
                     &pick(&batches, plan.train_iters),
@@ -522,6 +541,7 @@ fn bench_models<B: AutodiffBackend>(
                     3.0 * train_flops,
                     plan.peak_tflops,
                 ));
+                result.training_phases = Some(phases);
             }
             results.push(result);
         }
@@ -588,7 +608,8 @@ fn time_inference<I: Backend>(
 }
 
 /// Seconds for `iters` optimiser steps (upload, forward, backward, clipping, Adam), after
-/// `warmup` untimed ones; a fresh model and optimiser per measurement.
+/// `warmup` untimed ones; a fresh model and optimiser per measurement. Then the same steps
+/// again with the device synchronised between phases, for the per-phase split.
 fn time_training<B: AutodiffBackend>(
     config: &MolEConfig,
     warmup: &[&HostBatch],
@@ -597,7 +618,7 @@ fn time_training<B: AutodiffBackend>(
     compute_dtype: Option<burn::tensor::DType>,
     device: &B::Device,
     parameters: &mut usize,
-) -> f64 {
+) -> (f64, TrainPhases) {
     B::seed(device, seed);
     let mut model: MolE<B> = MolE::new(config, device).with_compute_dtype(compute_dtype);
     *parameters = model.num_params();
@@ -628,8 +649,47 @@ fn time_training<B: AutodiffBackend>(
     let start = Instant::now();
     let (trained, check) = run(model, timed);
     let seconds = start.elapsed().as_secs_f64();
-    std::hint::black_box((trained, check));
-    seconds
+    std::hint::black_box(check);
+
+    let mut phases = TrainPhases::default();
+    let mut model = trained;
+    let lap = |slot: &mut f64, since: &mut Instant| {
+        let _ = B::sync(device);
+        *slot += since.elapsed().as_secs_f64() * 1e3;
+        *since = Instant::now();
+    };
+    for host in timed {
+        let _ = B::sync(device);
+        let mut t = Instant::now();
+        let batch = BatchTensors::<B>::from_batch(&host.batch, device);
+        let bs = host.batch.batch_size;
+        let labels =
+            Tensor::<B, 2>::from_data(TensorData::new(host.labels.clone(), [bs, 1]), device);
+        lap(&mut phases.upload_ms, &mut t);
+        let loss = model
+            .forward_supervised(&batch, Some(labels), None)
+            .loss
+            .expect("labels were given")
+            .loss;
+        lap(&mut phases.forward_ms, &mut t);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        lap(&mut phases.backward_ms, &mut t);
+        let grads = clip_global_norm(&model, grads, 1.0);
+        lap(&mut phases.clip_ms, &mut t);
+        model = optim.step(1e-4, model, grads);
+        lap(&mut phases.optimizer_ms, &mut t);
+    }
+    let n = timed.len().max(1) as f64;
+    for v in [
+        &mut phases.upload_ms,
+        &mut phases.forward_ms,
+        &mut phases.backward_ms,
+        &mut phases.clip_ms,
+        &mut phases.optimizer_ms,
+    ] {
+        *v /= n;
+    }
+    (seconds, phases)
 }
 
 /// Forward matmul FLOPs per molecule by kind (see [`forward_flop_split`]).
@@ -760,6 +820,29 @@ fn print_model_table(models: &[ModelResult], peak: Option<f64>) {
         "FLOPs: matmuls only, padded tokens, training = 3 × forward; MFU = achieved / --peak-tflops. \
          Peak RSS is host memory (VmHWM, reset before each measurement), not GPU memory."
     );
+    let phased: Vec<_> = models
+        .iter()
+        .filter_map(|m| m.training_phases.map(|p| (m, p)))
+        .collect();
+    if !phased.is_empty() {
+        println!();
+        println!("Training step by phase, ms (device synchronised between phases):");
+        println!();
+        println!("| model | batch | upload | forward | backward | clip | Adam |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (m, p) in phased {
+            println!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                m.size,
+                m.batch_size,
+                p.upload_ms,
+                p.forward_ms,
+                p.backward_ms,
+                p.clip_ms,
+                p.optimizer_ms
+            );
+        }
+    }
 }
 
 fn kib_to_mib(kib: u64) -> f64 {
