@@ -55,8 +55,8 @@ fi
 rm -f /tmp/gpu-check-info.$$
 
 # GPU parity against the PyTorch fixtures: float32 at the CPU suite's tolerances, then bf16 and
-# f16 mixed precision at the tolerances justified in crates/mole-model/tests/
-# parity_reduced_precision.rs and parity_half_precision.rs.
+# f16 mixed precision at the tolerances justified in
+# crates/mole-model/tests/parity_mixed_precision.rs.
 for PREC in f32 bf16 f16; do
   echo "== $MOLE parity --device cuda --precision $PREC --fixtures $FIXTURES/parity"
   "$MOLE" parity --device cuda --precision "$PREC" --fixtures "$FIXTURES/parity" --json "gpu-parity-$PREC.json"

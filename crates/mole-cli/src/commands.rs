@@ -1378,7 +1378,7 @@ pub struct ParityArgs {
     #[arg(long)]
     pub device: Option<DeviceSpec>,
     /// f32, bf16 or f16 (default: bf16 on CUDA, f32 elsewhere); reduced precision uses the
-    /// tolerances justified in crates/mole-model/tests/parity_{reduced,half}_precision.rs.
+    /// tolerances justified in crates/mole-model/tests/parity_mixed_precision.rs.
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
     /// Multiply every tolerance by this factor (for reduced-precision backends; state why).
@@ -1392,8 +1392,8 @@ pub struct ParityArgs {
 pub fn parity(args: ParityArgs) -> Result<()> {
     let spec = args.device.unwrap_or_else(default_device);
     let report = with_backend!(spec, args.precision, |B, device, dtype| {
-        // Reduced precision: the tolerances derived in crates/mole-model/tests/
-        // parity_reduced_precision.rs (bf16) and parity_half_precision.rs (f16).
+        // Reduced precision: the tolerances derived in
+        // crates/mole-model/tests/parity_mixed_precision.rs.
         let tol =
             mole_model::parity::Tolerances::for_compute_dtype(dtype).scaled(args.tolerance_scale);
         let report = mole_model::parity::check_all::<B>(&args.fixtures, tol, dtype, &device)?;

@@ -777,30 +777,15 @@ fn train_on<B: AutodiffBackend>(
             let seed = step_seed(s.seed, state.global_step);
             let mut rng = StdRng::seed_from_u64(seed);
             let lr = lr_at(state.global_step);
-            let count;
-            let stats;
-            if peer.is_none() {
+            // This device's share of the step; the other replicas get theirs over their channels.
+            let (batch, weight, count) = if peer.is_none() {
                 let batch = HostBatch::prepare(&examples, &job.objective, &job.vocab, &mut rng);
-                count = batch.loss_count();
-                let work = StepWork {
-                    batch,
-                    weight: 1.0,
-                    lr,
-                    seed,
-                };
-                (model, stats) = replica_step(
-                    model,
-                    &mut optim,
-                    work,
-                    s.grad_clip,
-                    None,
-                    scaler.as_mut(),
-                    device,
-                )?;
+                let count = batch.loss_count();
+                (batch, 1.0, count)
             } else {
                 let mut shards =
                     shard_batch(&examples, devices, &job.objective, &job.vocab, &mut rng);
-                count = shards.iter().map(|(b, _)| b.loss_count()).sum();
+                let count = shards.iter().map(|(b, _)| b.loss_count()).sum();
                 let rest = shards.split_off(1);
                 for (k, ((batch, weight), tx)) in rest.into_iter().zip(&shard_senders).enumerate() {
                     let work = StepWork {
@@ -814,22 +799,24 @@ fn train_on<B: AutodiffBackend>(
                     })?;
                 }
                 let (batch, weight) = shards.pop().expect("one shard per device");
-                let work = StepWork {
-                    batch,
-                    weight,
-                    lr,
-                    seed,
-                };
-                (model, stats) = replica_step(
-                    model,
-                    &mut optim,
-                    work,
-                    s.grad_clip,
-                    peer,
-                    scaler.as_mut(),
-                    device,
-                )?;
-            }
+                (batch, weight, count)
+            };
+            let work = StepWork {
+                batch,
+                weight,
+                lr,
+                seed,
+            };
+            let stats;
+            (model, stats) = replica_step(
+                model,
+                &mut optim,
+                work,
+                s.grad_clip,
+                peer,
+                scaler.as_mut(),
+                device,
+            )?;
 
             let detached = stats.loss;
             running_loss = Some(match running_loss.take() {

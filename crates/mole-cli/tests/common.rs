@@ -61,3 +61,18 @@ pub fn last_of_kind(run: &Path, kind: &str) -> serde_json::Value {
         .find(|m| m["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} entry in {}", run.display()))
 }
+
+/// A small pretraining corpus: the first `n` molecules of the bundled MOSES subset, written to
+/// `dir/corpus.smi`.
+pub fn small_corpus(dir: &Path, n: usize) -> PathBuf {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(repo_root().join("datasets/moses_30k.smi.gz")).unwrap(),
+    )
+    .read_to_string(&mut text)
+    .unwrap();
+    let path = dir.join("corpus.smi");
+    std::fs::write(&path, text.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
+    path
+}

@@ -16,7 +16,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{metrics, mole_ok, repo_root, scratch};
+use common::{metrics, mole_ok, repo_root, scratch, small_corpus};
 
 /// The tiny preset with dropout off.
 fn tiny_without_dropout(dir: &Path) -> PathBuf {
@@ -30,19 +30,6 @@ fn tiny_without_dropout(dir: &Path) -> PathBuf {
     assert!(!text.contains("dropout_prob = 0.1"));
     let path = dir.join("tiny-no-dropout.toml");
     std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn corpus(dir: &Path, n: usize) -> PathBuf {
-    use std::io::Read;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(repo_root().join("datasets/moses_30k.smi.gz")).unwrap(),
-    )
-    .read_to_string(&mut text)
-    .unwrap();
-    let path = dir.join("corpus.smi");
-    std::fs::write(&path, text.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
     path
 }
 
@@ -93,7 +80,7 @@ fn assert_same_trajectory(one: &Path, many: &Path) {
 #[test]
 fn two_devices_pretrain_like_one_device_with_the_combined_batch() {
     let dir = scratch("dp-pretrain");
-    let data = corpus(&dir, 400);
+    let data = small_corpus(&dir, 400);
     let model = tiny_without_dropout(&dir);
     let run = |out: &Path, devices: &[&str]| {
         let mut args = vec![

@@ -5,21 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{last_of_kind, metrics, mole, mole_ok, repo_root, scratch};
-
-/// A small pretraining corpus: the first `n` molecules of the bundled MOSES subset.
-fn small_corpus(dir: &Path, n: usize) -> std::path::PathBuf {
-    use std::io::Read;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(repo_root().join("datasets/moses_30k.smi.gz")).unwrap(),
-    )
-    .read_to_string(&mut text)
-    .unwrap();
-    let path = dir.join("corpus.smi");
-    std::fs::write(&path, text.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
-    path
-}
+use common::{last_of_kind, metrics, mole, mole_ok, repo_root, scratch, small_corpus};
 
 fn labels_std(csv: &str, column: &str) -> f64 {
     let mut r = csv::Reader::from_path(repo_root().join(csv)).unwrap();

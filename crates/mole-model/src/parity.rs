@@ -86,7 +86,7 @@ impl Default for Tolerances {
 
 impl Tolerances {
     /// bf16 mixed precision: 0.1 on activations, 2% on losses, 5% of each tensor's largest
-    /// gradient; derived from bf16's rounding error in `tests/parity_reduced_precision.rs`.
+    /// gradient; derived from bf16's rounding error in `tests/parity_mixed_precision.rs`.
     pub fn bf16() -> Self {
         Self {
             activation: 0.1,
@@ -97,7 +97,7 @@ impl Tolerances {
     }
 
     /// f16 mixed precision: 0.0125 on activations, 0.25% on losses, 2% of each tensor's largest
-    /// gradient; derived in `tests/parity_half_precision.rs`.
+    /// gradient; derived in `tests/parity_mixed_precision.rs`.
     pub fn f16() -> Self {
         Self {
             activation: 0.0125,
