@@ -612,8 +612,8 @@ fn render(
     writeln!(
         s,
         "- Iterations were kept small for the CPU (tiny/small: {} timed, base: {} timed): base \
-         numbers rest on two steps, and at tiny's size the batch-32/64 ordering changes from run \
-         to run; the CPU runs are f32 (`--precision bf16|f16` works on the CPU too, but Flex has no \
+         numbers rest on a few steps, and at tiny's size the batch-32/64 ordering changes from \
+         run to run; the CPU runs are f32 (`--precision bf16|f16` works on the CPU too, but Flex has no \
          half-precision matmul kernels that beat its f32 ones, so it is slower there).",
         o.iters, o.base_iters
     )?;
