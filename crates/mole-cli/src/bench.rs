@@ -22,7 +22,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use clap::Args;
 use mole_featurize::{collate, featurize, read_molecules, Batch, MoleInput, Vocabulary};
 use mole_model::training::clip_global_norm;
-use mole_model::{BatchTensors, HeadConfig, MolE, MolEConfig, TaskType};
+use mole_model::{BatchTensors, MolE, MolEConfig, TaskType};
 use mole_nn::DebertaConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -455,16 +455,7 @@ fn bench_models<B: AutodiffBackend>(
 ) -> Result<Vec<ModelResult>> {
     let mut results = Vec::new();
     for (size, encoder) in configs {
-        let config = MolEConfig {
-            encoder: encoder.clone(),
-            head: Some(HeadConfig {
-                task: TaskType::Regression,
-                num_tasks: 1,
-                num_classes: 1,
-                dropout: None,
-            }),
-            atom_env_head: None,
-        };
+        let config = MolEConfig::supervised(encoder.clone(), TaskType::Regression, 1);
         for &bs in batch_sizes {
             let batches = prepare_batches(inputs, bs, plan.seed);
             // (mean padded length, forward FLOPs per molecule) over the first `iters` batches.

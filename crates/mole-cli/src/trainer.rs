@@ -481,7 +481,10 @@ fn run_replica<B: AutodiffBackend>(
         );
         model = step?.0;
     }
-    peer.finish::<B>()?;
+    // Leaving fails only when the group was already released after a failure elsewhere.
+    if let Err(e) = peer.finish::<B>() {
+        tracing::debug!("{e}");
+    }
     Ok(())
 }
 
@@ -556,6 +559,7 @@ pub fn train<B: AutodiffBackend>(
                 let handle = scope.spawn(move || -> Result<()> {
                     // The replica starts once the first device has its (possibly resumed) state.
                     let Ok(start) = rx.recv() else { return Ok(()) };
+                    let failing = ReleaseGroupOnFailure::<B>::armed();
                     let model = start.model.fork(&device);
                     run_replica::<B>(
                         peer,
@@ -565,12 +569,20 @@ pub fn train<B: AutodiffBackend>(
                         start.scaler,
                         grad_clip,
                         start.steps,
-                    )
+                    )?;
+                    failing.disarm();
+                    Ok(())
                 });
                 (tx, handle)
             })
             .unzip();
+        let failing = ReleaseGroupOnFailure::<B>::armed();
         let result = train_on::<B>(job, device, compute_dtype, &senders);
+        if result.is_ok() {
+            failing.disarm();
+        } else {
+            drop(failing);
+        }
         drop(senders);
         let mut replica_errors = Vec::new();
         for (k, h) in handles.into_iter().enumerate() {
@@ -580,15 +592,44 @@ pub fn train<B: AutodiffBackend>(
                 Err(_) => replica_errors.push(format!("device {}: panicked", k + 1)),
             }
         }
+        let replicas = replica_errors.join("; ");
         match (result, replica_errors.is_empty()) {
             (Ok(outcome), true) => Ok(outcome),
-            (Ok(_), false) => bail!(
-                "data-parallel replicas failed: {}",
-                replica_errors.join("; ")
-            ),
-            (Err(e), _) => Err(e),
+            (Err(e), true) => Err(e),
+            (Ok(_), false) => bail!("data-parallel replicas failed: {replicas}"),
+            // Either side may have failed first; report both.
+            (Err(e), false) => Err(e.context(format!("data-parallel replicas: {replicas}"))),
         }
     })
+}
+
+/// Releases the data-parallel group when a replica fails or panics while armed: the other
+/// replicas may be waiting in an all-reduce for it, and resetting the group makes their
+/// all-reduce fail instead of waiting forever.
+struct ReleaseGroupOnFailure<B: AutodiffBackend> {
+    armed: bool,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ReleaseGroupOnFailure<B> {
+    fn armed() -> Self {
+        Self {
+            armed: true,
+            _backend: std::marker::PhantomData,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<B: AutodiffBackend> Drop for ReleaseGroupOnFailure<B> {
+    fn drop(&mut self) {
+        if self.armed {
+            data_parallel::reset::<B>();
+        }
+    }
 }
 
 /// What a replica thread receives to start: the first device's model and optimiser state and
@@ -935,7 +976,9 @@ fn train_on<B: AutodiffBackend>(
     state.finished = true;
     drop(shard_senders);
     if let Some(peer) = peer {
-        peer.finish::<B>()?;
+        if let Err(e) = peer.finish::<B>() {
+            tracing::debug!("{e}");
+        }
     }
 
     let mut extra = job.extra.clone();

@@ -109,6 +109,55 @@ fn two_devices_pretrain_like_one_device_with_the_combined_batch() {
     run(&one, &["--device", "cpu"]);
     run(&two, &["--devices", "cpu,cpu"]);
     assert_same_trajectory(&one, &two);
+
+    // Interrupted after 7 steps (last checkpoint at step 5) and resumed: the data-parallel run
+    // continues on the uninterrupted run's trajectory.
+    let broken = dir.join("broken");
+    let interrupted = common::mole(&[
+        "pretrain",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--max-steps",
+        "12",
+        "--batch-size",
+        "15",
+        "--out",
+        broken.to_str().unwrap(),
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.checkpoint_every=5",
+        "--set",
+        "data.valid_fraction=0.05",
+        "--devices",
+        "cpu,cpu",
+        "--interrupt-after",
+        "7",
+    ]);
+    assert!(
+        !interrupted.status.success(),
+        "the interrupted run must fail"
+    );
+    let stderr = String::from_utf8_lossy(&interrupted.stderr);
+    assert!(stderr.contains("interrupted after 7 steps"), "{stderr}");
+    run(&broken, &["--devices", "cpu,cpu", "--resume"]);
+    let uninterrupted: std::collections::BTreeMap<u64, f64> =
+        train_losses(&two).into_iter().collect();
+    let resumed: std::collections::BTreeMap<u64, f64> = train_losses(&broken).into_iter().collect();
+    assert_eq!(uninterrupted.len(), 12);
+    assert_eq!(
+        uninterrupted.keys().collect::<Vec<_>>(),
+        resumed.keys().collect::<Vec<_>>()
+    );
+    for (step, a) in &uninterrupted {
+        let b = resumed[step];
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "step {step}: {a} vs resumed {b}"
+        );
+    }
 }
 
 #[test]

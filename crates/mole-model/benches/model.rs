@@ -15,7 +15,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use mole_featurize::{collate, featurize, Batch, MoleInput, Vocabulary};
-use mole_model::{BatchTensors, HeadConfig, MolE, MolEConfig, TaskType};
+use mole_model::{BatchTensors, MolE, MolEConfig, TaskType};
 use mole_nn::DebertaConfig;
 
 const FIXTURE: &str = concat!(
@@ -61,16 +61,7 @@ fn model_config(size: &str, vocab_size: usize) -> MolEConfig {
     let mut encoder =
         DebertaConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     encoder.vocab_size = vocab_size;
-    MolEConfig {
-        encoder,
-        head: Some(HeadConfig {
-            task: TaskType::Regression,
-            num_tasks: 1,
-            num_classes: 1,
-            dropout: None,
-        }),
-        atom_env_head: None,
-    }
+    MolEConfig::supervised(encoder, TaskType::Regression, 1)
 }
 
 fn bench_size(c: &mut Criterion, size: &str, batch: &Batch, labels: &[f32], vocab_size: usize) {

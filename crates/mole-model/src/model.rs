@@ -64,6 +64,21 @@ impl MolEConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> MolE<B> {
         MolE::new(self, device)
     }
+
+    /// `encoder` with a supervised head of `num_tasks` outputs for `task` (one logit per task,
+    /// the head's dropout = the encoder's hidden dropout) and no pretraining head.
+    pub fn supervised(encoder: DebertaConfig, task: TaskType, num_tasks: usize) -> Self {
+        Self {
+            encoder,
+            head: Some(HeadConfig {
+                task,
+                num_tasks,
+                num_classes: 1,
+                dropout: None,
+            }),
+            atom_env_head: None,
+        }
+    }
 }
 
 /// `MolE` in the original: token embeddings followed by the encoder.

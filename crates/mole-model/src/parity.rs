@@ -13,7 +13,7 @@ use mole_featurize::Batch;
 use mole_nn::{DebertaConfig, EncoderRequest, HostTensor, StateDict};
 
 use crate::checkpoint::{load_state_dict, to_state_dict};
-use crate::model::{cls_state, HeadConfig, MolE, MolEConfig};
+use crate::model::{cls_state, MolE, MolEConfig};
 use crate::training::{clip_global_norm, global_grad_norm, grads_as_state_dict};
 use crate::{BatchTensors, ModelError, TaskType};
 
@@ -180,20 +180,16 @@ impl Variant {
     }
 
     pub fn model_config(&self, classification: bool) -> MolEConfig {
-        MolEConfig {
-            encoder: self.config.clone(),
-            head: Some(HeadConfig {
-                task: if classification {
-                    TaskType::Classification
-                } else {
-                    TaskType::Regression
-                },
-                num_tasks: if classification { 2 } else { 1 },
-                num_classes: 1,
-                dropout: Some(0.0),
-            }),
-            atom_env_head: None,
+        let (task, num_tasks) = if classification {
+            (TaskType::Classification, 2)
+        } else {
+            (TaskType::Regression, 1)
+        };
+        let mut config = MolEConfig::supervised(self.config.clone(), task, num_tasks);
+        if let Some(head) = config.head.as_mut() {
+            head.dropout = Some(0.0);
         }
+        config
     }
 
     /// The original `state_dict` of the model with that head.
