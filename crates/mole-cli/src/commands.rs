@@ -553,6 +553,19 @@ pub fn supervised_run(
     }
     data::report_rejects(&path, &rejects, Some(&out.join("rejects.csv")))?;
     let examples = examples_ok;
+    if kind == TaskKind::Regression
+        && examples.len() >= 10
+        && examples
+            .iter()
+            .flat_map(|e| &e.labels)
+            .all(|y| y.is_nan() || *y == 0.0 || *y == 1.0)
+    {
+        tracing::warn!(
+            "{}: every label is 0 or 1 but the task is regression; for a classification task \
+             pass --task classification",
+            path.display()
+        );
+    }
 
     let mut rng = StdRng::seed_from_u64(settings.train.seed);
     let (train_idx, valid_idx, test_idx) = data::split_indices(
