@@ -33,6 +33,10 @@ fn tiny_without_dropout(dir: &Path) -> PathBuf {
     path
 }
 
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn train_losses(run: &Path) -> Vec<(u64, f64)> {
     metrics(run)
         .into_iter()
@@ -82,8 +86,8 @@ fn two_devices_pretrain_like_one_device_with_the_combined_batch() {
     let dir = scratch("dp-pretrain");
     let data = small_corpus(&dir, 400);
     let model = tiny_without_dropout(&dir);
-    let run = |out: &Path, devices: &[&str]| {
-        let mut args = vec![
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
             "pretrain",
             "--data",
             data.to_str().unwrap(),
@@ -99,10 +103,17 @@ fn two_devices_pretrain_like_one_device_with_the_combined_batch() {
             "--set",
             "train.log_every=1",
             "--set",
+            "train.checkpoint_every=5",
+            "--set",
             "data.valid_fraction=0.05",
-        ];
-        args.extend_from_slice(devices);
-        mole_ok(&args);
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |out: &Path, extra: &[&str]| {
+        mole_ok(&as_strs(&args(out, extra)));
     };
     let one = dir.join("one");
     let two = dir.join("two");
@@ -113,29 +124,10 @@ fn two_devices_pretrain_like_one_device_with_the_combined_batch() {
     // Interrupted after 7 steps (last checkpoint at step 5) and resumed: the data-parallel run
     // continues on the uninterrupted run's trajectory.
     let broken = dir.join("broken");
-    let interrupted = common::mole(&[
-        "pretrain",
-        "--data",
-        data.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--max-steps",
-        "12",
-        "--batch-size",
-        "15",
-        "--out",
-        broken.to_str().unwrap(),
-        "--set",
-        "train.log_every=1",
-        "--set",
-        "train.checkpoint_every=5",
-        "--set",
-        "data.valid_fraction=0.05",
-        "--devices",
-        "cpu,cpu",
-        "--interrupt-after",
-        "7",
-    ]);
+    let interrupted = common::mole(&as_strs(&args(
+        &broken,
+        &["--devices", "cpu,cpu", "--interrupt-after", "7"],
+    )));
     assert!(
         !interrupted.status.success(),
         "the interrupted run must fail"
