@@ -396,6 +396,8 @@ struct StepWork {
     lr: f64,
     /// Seed of the device's dropout RNG for this step.
     seed: u64,
+    /// A stand-in shard (see [`Shard::padding`]): it adds nothing to the logged accuracy.
+    padding: bool,
 }
 
 /// What a step leaves for logging, on the device (the combined batch's values when data-parallel).
@@ -432,7 +434,13 @@ fn replica_step<B: AutodiffBackend>(
     let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
     let mut stats = StepStats {
         loss: loss.inner(),
-        correct: out.correct.map(|c| c.inner()),
+        correct: out.correct.map(|c| {
+            if work.padding {
+                c.inner().mul_scalar(0.0)
+            } else {
+                c.inner()
+            }
+        }),
     };
     if let Some(peer) = peer {
         grads = peer.all_reduce_gradients::<B>(grads)?;
@@ -497,29 +505,42 @@ fn shard_batch(
     objective: &Objective,
     vocab: &Vocabulary,
     rng: &mut StdRng,
-) -> Vec<(HostBatch, f32)> {
-    let shards: Vec<HostBatch> = data_parallel::shard_ranges(examples.len(), devices)
-        .into_iter()
-        .map(|r| {
-            if r.is_empty() {
-                let mut spare = StdRng::seed_from_u64(0);
-                HostBatch::prepare(&examples[..1], objective, vocab, &mut spare)
-            } else {
-                HostBatch::prepare(&examples[r], objective, vocab, rng)
-            }
-        })
-        .collect();
-    let counts: Vec<usize> = data_parallel::shard_ranges(examples.len(), devices)
-        .iter()
-        .zip(&shards)
-        .map(|(r, b)| if r.is_empty() { 0 } else { b.loss_count() })
-        .collect();
-    let total: usize = counts.iter().sum();
+) -> Vec<Shard> {
+    let shards: Vec<(HostBatch, usize, bool)> =
+        data_parallel::shard_ranges(examples.len(), devices)
+            .into_iter()
+            .map(|r| {
+                if r.is_empty() {
+                    let mut spare = StdRng::seed_from_u64(0);
+                    let batch = HostBatch::prepare(&examples[..1], objective, vocab, &mut spare);
+                    (batch, 0, true)
+                } else {
+                    let batch = HostBatch::prepare(&examples[r], objective, vocab, rng);
+                    let count = batch.loss_count();
+                    (batch, count, false)
+                }
+            })
+            .collect();
+    let total: usize = shards.iter().map(|s| s.1).sum();
     shards
         .into_iter()
-        .zip(counts)
-        .map(|(b, c)| (b, data_parallel::shard_weight(c, total)))
+        .map(|(batch, count, padding)| Shard {
+            batch,
+            weight: data_parallel::shard_weight(count, total),
+            count,
+            padding,
+        })
         .collect()
+}
+
+/// One device's part of a data-parallel batch.
+struct Shard {
+    batch: HostBatch,
+    weight: f32,
+    /// Its share of the loss normaliser (0 for padding).
+    count: usize,
+    /// A stand-in molecule for a device the batch left empty: weight 0, not counted.
+    padding: bool,
 }
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
@@ -826,27 +847,30 @@ fn train_on<B: AutodiffBackend>(
             } else {
                 let mut shards =
                     shard_batch(&examples, devices, &job.objective, &job.vocab, &mut rng);
-                let count = shards.iter().map(|(b, _)| b.loss_count()).sum();
+                let count = shards.iter().map(|s| s.count).sum();
                 let rest = shards.split_off(1);
-                for (k, ((batch, weight), tx)) in rest.into_iter().zip(&shard_senders).enumerate() {
+                for (k, (shard, tx)) in rest.into_iter().zip(&shard_senders).enumerate() {
                     let work = StepWork {
-                        batch,
-                        weight,
+                        batch: shard.batch,
+                        weight: shard.weight,
                         lr,
                         seed: step_seed(seed, k + 1),
+                        padding: shard.padding,
                     };
                     tx.send(work).map_err(|_| {
                         anyhow::anyhow!("data-parallel replica on device {} stopped", k + 1)
                     })?;
                 }
-                let (batch, weight) = shards.pop().expect("one shard per device");
-                (batch, weight, count)
+                // The first shard always holds molecules (earlier shards are the larger).
+                let first = shards.pop().expect("one shard per device");
+                (first.batch, first.weight, count)
             };
             let work = StepWork {
                 batch,
                 weight,
                 lr,
                 seed,
+                padding: false,
             };
             let stats;
             (model, stats) = replica_step(

@@ -202,3 +202,52 @@ fn three_devices_finetune_with_missing_labels_and_a_batch_smaller_than_the_devic
     assert_eq!(train_losses(&one).len(), 22);
     assert_same_trajectory(&one, &three);
 }
+
+#[test]
+fn stand_in_shards_add_nothing_to_the_logged_accuracy() {
+    // Batches of 2 on 3 devices: every step leaves one device a stand-in molecule at weight 0.
+    let dir = scratch("dp-padding");
+    let data = small_corpus(&dir, 200);
+    let model = tiny_without_dropout(&dir);
+    let logged = |out: &Path, devices: &[&str]| -> Vec<(f64, f64)> {
+        let mut args = vec![
+            "pretrain",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--max-steps",
+            "6",
+            "--batch-size",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "train.log_every=3",
+            "--set",
+            "data.valid_fraction=0.05",
+        ];
+        args.extend_from_slice(devices);
+        mole_ok(&args);
+        metrics(out)
+            .into_iter()
+            .filter(|m| m["kind"] == "train")
+            .map(|m| {
+                (
+                    m["loss"].as_f64().unwrap(),
+                    m["masked_accuracy"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let one = logged(&dir.join("one"), &["--device", "cpu"]);
+    let three = logged(&dir.join("three"), &["--devices", "cpu,cpu,cpu"]);
+    assert_eq!(one.len(), 2);
+    for ((la, aa), (lb, ab)) in one.iter().zip(&three) {
+        assert!(
+            (la - lb).abs() <= 1e-5 * la.abs().max(1.0),
+            "loss {la} vs {lb}"
+        );
+        assert_eq!(aa, ab, "masked accuracy");
+    }
+}
