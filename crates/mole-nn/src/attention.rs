@@ -90,15 +90,53 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         want_terms: bool,
     ) -> AttentionOutput<B> {
         let [batch, seq, _] = hidden.dims();
-        let q = self.split_heads(precision::linear(&self.query_proj, hidden.clone()));
-        let k = self.split_heads(precision::linear(&self.key_proj, hidden.clone()));
-        let v = self.split_heads(precision::linear(&self.value_proj, hidden));
+        let q = precision::linear(&self.query_proj, hidden.clone());
+        let k = precision::linear(&self.key_proj, hidden.clone());
+        let v = precision::linear(&self.value_proj, hidden);
+        let rel = crate::dropout(&self.pos_dropout, rel_embeddings);
+
+        // On the CPU backend everything after the projections is one fused operation (see
+        // `flex_kernels`); it hands its inputs back where it does not apply.
+        #[cfg(feature = "flex")]
+        let (q, k, v, attend, rel_index) = if want_probs || want_terms || !(self.c2p && self.p2c) {
+            (q, k, v, attend, rel_index)
+        } else {
+            let fused = crate::flex_kernels::FusedAttentionInput {
+                pos_key: precision::linear(&self.key_proj, rel.clone()),
+                pos_query: precision::linear(&self.query_proj, rel.clone()),
+                query: q,
+                key: k,
+                value: v,
+                attend,
+                rel_index,
+                num_heads: self.num_heads,
+                dropout: self.dropout.prob,
+            };
+            match crate::flex_kernels::attention(fused) {
+                Ok(context) => {
+                    return AttentionOutput {
+                        context,
+                        probs: None,
+                        terms: None,
+                    }
+                }
+                Err(back) => (
+                    back.query,
+                    back.key,
+                    back.value,
+                    back.attend,
+                    back.rel_index,
+                ),
+            }
+        };
+        let q = self.split_heads(q);
+        let k = self.split_heads(k);
+        let v = self.split_heads(v);
 
         let n_terms = 1 + usize::from(self.c2p) + usize::from(self.p2c);
         let scale = ((self.head_size * n_terms) as f64).sqrt();
         let content = q.clone().matmul(k.clone().swap_dims(2, 3)) / scale;
 
-        let rel = self.pos_dropout.forward(rel_embeddings);
         let rows = rel.dims()[0];
         // [rows, hidden] → [1, heads, rows, d]: the table seen through each head.
         let per_head = |x: Tensor<B, 2>| {
@@ -133,7 +171,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         let compute_dtype = logits.dtype();
         let logits = to_f32(logits);
         let probs = softmax(logits.mask_fill(blocked.clone(), f32::MIN), 3).mask_fill(blocked, 0.0);
-        let dropped = self.dropout.forward(probs.clone());
+        let dropped = crate::dropout(&self.dropout, probs.clone());
         let dropped = precision::cast_to(dropped, compute_dtype);
         let context = dropped.matmul(v).swap_dims(1, 2).reshape([
             batch,

@@ -38,7 +38,7 @@ impl<B: Backend> BertEmbeddings<B> {
             .layer_norm
             .forward(self.word_embeddings.forward(input_ids));
         let masked = embedded * input_mask.unsqueeze_dim::<3>(2);
-        self.dropout.forward(masked)
+        crate::dropout(&self.dropout, masked)
     }
 }
 

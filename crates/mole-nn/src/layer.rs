@@ -37,7 +37,7 @@ impl<B: Backend> BertOutputBlock<B> {
 
     /// `x [batch, seq, d_in]`, `residual [batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let projected = self.dropout.forward(precision::linear(&self.dense, x));
+        let projected = crate::dropout(&self.dropout, precision::linear(&self.dense, x));
         precision::layer_norm(&self.layer_norm, projected + residual)
     }
 }

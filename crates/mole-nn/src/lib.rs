@@ -8,6 +8,8 @@ pub mod common_init;
 pub mod config;
 pub mod embeddings;
 pub mod encoder;
+#[cfg(feature = "flex")]
+pub mod flex_kernels;
 pub mod head;
 pub mod layer;
 pub mod precision;
@@ -20,6 +22,20 @@ pub use encoder::{AttentionMask, BertEncoder, EncoderOutput, EncoderRequest};
 pub use head::TaskPredictionHead;
 pub use layer::{BertIntermediate, BertLayer, BertOutput, BertOutputBlock, BertSelfOutput};
 pub use state::{HostTensor, StateDict, StateLoader, StateSaver, TorchState};
+
+/// `dropout.forward(x)`, with the Flex backend's fast mask (see [`flex_kernels::dropout`]) when
+/// the crate is built with feature `flex`.
+pub fn dropout<B: burn::tensor::backend::Backend, const D: usize>(
+    dropout: &burn::nn::Dropout,
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex_kernels::dropout(x, dropout.prob) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    dropout.forward(x)
+}
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,587 @@
+//! Fused CPU kernels for Burn's Flex backend (feature `flex`).
+//!
+//! Why: on the CPU, MolE's step is dominated not by its matrix products but by the per-operation
+//! cost of the disentangled attention's element-wise path (two gathers and their scatter-add
+//! backward, transposes that Flex walks element by element, the masked softmax, dropout) and by
+//! dropout masks that Burn draws element by element from ChaCha. Here:
+//!
+//! - [`attention`] computes `softmax(mask(q·kᵀ + c2p + p2c) / scale) · v` (with dropout on the
+//!   probabilities) for all heads of a batch as **one** operation, with its own backward
+//!   (a custom node of Burn's autodiff graph), in parallel over molecules;
+//! - [`dropout`] draws masks with a counter-based hash (SplitMix64) in parallel and applies them
+//!   with one multiplication instead of Burn's two.
+//!
+//! Both are used only when the backend is Flex or `Autodiff<Flex>`, the compute dtype is f32 and
+//! nothing asks for attention internals; everything else takes the generic op-by-op path, whose
+//! numerics these kernels follow (same terms, same masking semantics as the original XSoftmax).
+//! Random streams are seeded from the backend's RNG, so `Backend::seed` still makes runs
+//! reproducible.
+
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{Flex, FlexDevice, FlexTensor};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, DType, Distribution, Int, Shape, Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+type AutodiffFlex = Autodiff<Flex>;
+
+/// True when `B` runs on the Flex CPU device (Flex itself or Flex under autodiff).
+pub fn is_flex<B: Backend>() -> bool {
+    TypeId::of::<B::Device>() == TypeId::of::<FlexDevice>()
+}
+
+/// Moves `x` into type `U` when it is one (a checked, copy-free downcast).
+fn downcast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
+    let mut slot = Some(x);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
+        Some(u) => Ok(u.take().expect("just filled")),
+        None => Err(slot.expect("not taken")),
+    }
+}
+
+/// A 64-bit seed drawn from the backend's RNG (so `Backend::seed` governs it).
+fn draw_seed<B: Backend>(device: &B::Device) -> u64 {
+    // Four 16-bit draws: the backend's int type may be i32.
+    let draws = Tensor::<B, 1, Int>::random([4], Distribution::Uniform(0.0, 65536.0), device)
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .unwrap_or_default();
+    draws
+        .iter()
+        .fold(0u64, |acc, &d| (acc << 16) | (d as u64 & 0xffff))
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit value for each counter.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Dropout multiplier of element `index` of a stream: `1/keep` with probability `keep`, else 0.
+#[inline]
+fn keep_factor(seed: u64, index: u64, keep: f32, inv_keep: f32) -> f32 {
+    // 24 random bits: uniform in [0, 1) at f32 resolution.
+    let u =
+        (mix(seed ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03)) >> 40) as f32 * (1.0 / 16_777_216.0);
+    if u < keep {
+        inv_keep
+    } else {
+        0.0
+    }
+}
+
+/// Inverted dropout with probability `prob`, as `burn::nn::Dropout` (active only when the
+/// backend records gradients), with masks drawn in parallel by a counter-based hash. Returns
+/// `Err(x)` when `B` is not Flex-based or `x` is not f32, for the caller's generic path.
+pub fn dropout<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    prob: f64,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if !is_flex::<B>() || x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let device = x.device();
+    if !B::ad_enabled(&device) || prob == 0.0 {
+        return Ok(x);
+    }
+    let keep = (1.0 - prob) as f32;
+    let inv_keep = 1.0 / keep;
+    let seed = draw_seed::<B>(&device);
+    let shape = x.shape();
+    let mut mask = vec![0f32; shape.num_elements()];
+    mask.par_chunks_mut(4096)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let base = (c * 4096) as u64;
+            for (o, m) in chunk.iter_mut().enumerate() {
+                *m = keep_factor(seed, base + o as u64, keep, inv_keep);
+            }
+        });
+    let mask = Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device);
+    Ok(x * mask)
+}
+
+/// Shapes and constants of one fused attention call.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    head_size: usize,
+    /// Rows of the relative table used.
+    rows: usize,
+    /// `1 / sqrt(head_size * 3)`.
+    inv_scale: f32,
+    /// Dropout on the probabilities: `(seed, keep)`; `None` when off.
+    dropout: Option<(u64, f32)>,
+}
+
+impl Geometry {
+    fn width(&self) -> usize {
+        self.heads * self.head_size
+    }
+    /// Dropout multiplier of probability `(b, h, i, j)`.
+    #[inline]
+    fn drop_factor(&self, b: usize, h: usize, i: usize, j: usize) -> f32 {
+        match self.dropout {
+            None => 1.0,
+            Some((seed, keep)) => {
+                let index = (((b * self.heads + h) * self.seq + i) * self.seq + j) as u64;
+                keep_factor(seed, index, keep, 1.0 / keep)
+            }
+        }
+    }
+}
+
+/// Which pairs attend and at which relative-table row, `[batch, seq(i), seq(j)]`.
+#[derive(Debug, Clone)]
+struct Pairs {
+    /// Relative-table row of pair (i, j), clamped to the rows used.
+    rel: Arc<Vec<u32>>,
+    /// True where query i may attend key j.
+    allowed: Arc<Vec<bool>>,
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight partial sums so the compiler vectorises the loop.
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+        }
+    }
+    let mut tail = 0f32;
+    for x in chunks * 8..a.len() {
+        tail += a[x] * b[x];
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+}
+
+#[inline]
+fn axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
+    for (o, v) in out.iter_mut().zip(x) {
+        *o += alpha * v;
+    }
+}
+
+/// Host views of the attention's float inputs (all contiguous, row-major).
+struct Operands<'a> {
+    /// `[batch, seq, heads * head_size]` each.
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    /// `[rows, heads * head_size]`: the relative table through the key / query projections.
+    pos_key: &'a [f32],
+    pos_query: &'a [f32],
+}
+
+/// Forward: `(context [batch, seq, width], probs [batch, heads, seq, seq])`; `probs` (before
+/// dropout) only when `keep_probs`.
+fn forward_kernel(
+    g: &Geometry,
+    pairs: &Pairs,
+    x: &Operands<'_>,
+    keep_probs: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let (n, d, w) = (g.seq, g.head_size, g.width());
+    let mut context = vec![0f32; g.batch * n * w];
+    let mut probs = vec![
+        0f32;
+        if keep_probs {
+            g.batch * g.heads * n * n
+        } else {
+            0
+        }
+    ];
+    let per_probs = g.heads * n * n;
+    let work = |b: usize, ctx: &mut [f32], probs_b: Option<&mut [f32]>| {
+        let mut local = vec![0f32; per_probs];
+        let p = match probs_b {
+            Some(p) => p,
+            None => &mut local[..],
+        };
+        let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
+        let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
+        let row = |t: usize, h: usize| (b * n + t) * w + h * d;
+        for h in 0..g.heads {
+            for i in 0..n {
+                let q_i = &x.q[row(i, h)..row(i, h) + d];
+                let p_row = &mut p[(h * n + i) * n..(h * n + i + 1) * n];
+                let mut max = f32::NEG_INFINITY;
+                let mut any = false;
+                for j in 0..n {
+                    if !allowed[i * n + j] {
+                        continue;
+                    }
+                    let k_j = &x.k[row(j, h)..row(j, h) + d];
+                    let r_ij = rel[i * n + j] as usize * w + h * d;
+                    let r_ji = rel[j * n + i] as usize * w + h * d;
+                    // Same three terms, each scaled, as the op-by-op path.
+                    let logit = dot(q_i, k_j) * g.inv_scale
+                        + dot(q_i, &x.pos_key[r_ij..r_ij + d]) * g.inv_scale
+                        + dot(k_j, &x.pos_query[r_ji..r_ji + d]) * g.inv_scale;
+                    p_row[j] = logit;
+                    max = max.max(logit);
+                    any = true;
+                }
+                if !any {
+                    // XSoftmax: a fully masked row becomes all zeros.
+                    p_row.fill(0.0);
+                    continue;
+                }
+                let mut sum = 0f32;
+                for j in 0..n {
+                    if allowed[i * n + j] {
+                        let e = (p_row[j] - max).exp();
+                        p_row[j] = e;
+                        sum += e;
+                    } else {
+                        p_row[j] = 0.0;
+                    }
+                }
+                let inv = 1.0 / sum;
+                let ctx_i = &mut ctx[i * w + h * d..i * w + (h + 1) * d];
+                for j in 0..n {
+                    p_row[j] *= inv;
+                    let weight = p_row[j] * g.drop_factor(b, h, i, j);
+                    if weight != 0.0 {
+                        axpy(ctx_i, weight, &x.v[row(j, h)..row(j, h) + d]);
+                    }
+                }
+            }
+        }
+    };
+    if keep_probs {
+        context
+            .par_chunks_mut(n * w)
+            .zip(probs.par_chunks_mut(per_probs))
+            .enumerate()
+            .for_each(|(b, (ctx, p))| work(b, ctx, Some(p)));
+    } else {
+        context
+            .par_chunks_mut(n * w)
+            .enumerate()
+            .for_each(|(b, ctx)| work(b, ctx, None));
+    }
+    (context, probs)
+}
+
+/// Gradients of the five float inputs.
+struct InputGrads {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    pos_key: Vec<f32>,
+    pos_query: Vec<f32>,
+}
+
+/// Backward of [`forward_kernel`] given `grad` = d loss / d context `[batch, seq, width]`.
+fn backward_kernel(
+    g: &Geometry,
+    pairs: &Pairs,
+    x: &Operands<'_>,
+    probs: &[f32],
+    grad: &[f32],
+) -> InputGrads {
+    let (n, d, w) = (g.seq, g.head_size, g.width());
+    let per_b = n * w;
+    let table = g.rows * w;
+    let mut dq = vec![0f32; g.batch * per_b];
+    let mut dk = vec![0f32; g.batch * per_b];
+    let mut dv = vec![0f32; g.batch * per_b];
+    // Table gradients: one partial sum per molecule, added up afterwards (no shared writes).
+    let mut dpk = vec![0f32; g.batch * table];
+    let mut dpq = vec![0f32; g.batch * table];
+    dq.par_chunks_mut(per_b)
+        .zip(dk.par_chunks_mut(per_b))
+        .zip(dv.par_chunks_mut(per_b))
+        .zip(dpk.par_chunks_mut(table))
+        .zip(dpq.par_chunks_mut(table))
+        .enumerate()
+        .for_each(|(b, ((((dq_b, dk_b), dv_b), dpk_b), dpq_b))| {
+            let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
+            let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
+            let local = |t: usize, h: usize| t * w + h * d;
+            let global = |t: usize, h: usize| (b * n + t) * w + h * d;
+            let mut dlogit = vec![0f32; n];
+            for h in 0..g.heads {
+                for i in 0..n {
+                    let p_row = &probs[((b * g.heads + h) * n + i) * n..][..n];
+                    let g_i = &grad[global(i, h)..global(i, h) + d];
+                    // d probs (through dropout) and d v.
+                    let mut weighted = 0f32;
+                    for j in 0..n {
+                        if p_row[j] == 0.0 {
+                            dlogit[j] = 0.0;
+                            continue;
+                        }
+                        let factor = g.drop_factor(b, h, i, j);
+                        let v_j = &x.v[global(j, h)..global(j, h) + d];
+                        if factor != 0.0 {
+                            axpy(
+                                &mut dv_b[local(j, h)..local(j, h) + d],
+                                p_row[j] * factor,
+                                g_i,
+                            );
+                        }
+                        let dp = dot(g_i, v_j) * factor;
+                        dlogit[j] = dp;
+                        weighted += p_row[j] * dp;
+                    }
+                    // Softmax backward, then the 1/scale of each term.
+                    let q_i = &x.q[global(i, h)..global(i, h) + d];
+                    for j in 0..n {
+                        if p_row[j] == 0.0 || !allowed[i * n + j] {
+                            continue;
+                        }
+                        let dl = p_row[j] * (dlogit[j] - weighted) * g.inv_scale;
+                        if dl == 0.0 {
+                            continue;
+                        }
+                        let k_j = &x.k[global(j, h)..global(j, h) + d];
+                        let r_ij = rel[i * n + j] as usize * w + h * d;
+                        let r_ji = rel[j * n + i] as usize * w + h * d;
+                        let dq_i = &mut dq_b[local(i, h)..local(i, h) + d];
+                        axpy(dq_i, dl, k_j);
+                        axpy(dq_i, dl, &x.pos_key[r_ij..r_ij + d]);
+                        let dk_j = &mut dk_b[local(j, h)..local(j, h) + d];
+                        axpy(dk_j, dl, q_i);
+                        axpy(dk_j, dl, &x.pos_query[r_ji..r_ji + d]);
+                        axpy(&mut dpk_b[r_ij..r_ij + d], dl, q_i);
+                        axpy(&mut dpq_b[r_ji..r_ji + d], dl, k_j);
+                    }
+                }
+            }
+        });
+    let sum_tables = |parts: Vec<f32>| {
+        let mut total = vec![0f32; table];
+        for part in parts.chunks(table) {
+            for (t, p) in total.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+        total
+    };
+    InputGrads {
+        q: dq,
+        k: dk,
+        v: dv,
+        pos_key: sum_tables(dpk),
+        pos_query: sum_tables(dpq),
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// What the backward pass keeps from the forward.
+#[derive(Debug, Clone)]
+struct SavedAttention {
+    geometry: Geometry,
+    pairs: Pairs,
+    /// q, k, v, pos_key, pos_query, contiguous.
+    inputs: [FlexTensor; 5],
+    probs: Arc<Vec<f32>>,
+}
+
+#[derive(Debug)]
+struct FusedAttentionBackward;
+
+impl Backward<Flex, 5> for FusedAttentionBackward {
+    type State = SavedAttention;
+
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
+        let saved = ops.state;
+        let [q, k, v, pk, pq] = &saved.inputs;
+        let operands = Operands {
+            q: q.storage(),
+            k: k.storage(),
+            v: v.storage(),
+            pos_key: pk.storage(),
+            pos_query: pq.storage(),
+        };
+        let g = saved.geometry;
+        let out = backward_kernel(&g, &saved.pairs, &operands, &saved.probs, grad.storage());
+        let tokens = Shape::new([g.batch, g.seq, g.width()]);
+        let table = Shape::new([g.rows, g.width()]);
+        let [nq, nk, nv, npk, npq] = ops.parents;
+        let results = [
+            (nq, out.q, tokens.clone()),
+            (nk, out.k, tokens.clone()),
+            (nv, out.v, tokens),
+            (npk, out.pos_key, table.clone()),
+            (npq, out.pos_query, table),
+        ];
+        for (node, values, shape) in results {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, flex_tensor(values, shape));
+            }
+        }
+    }
+}
+
+/// Inputs of [`attention`].
+pub struct FusedAttentionInput<B: Backend> {
+    /// `[batch, seq, heads * head_size]` each: the projected queries, keys and values.
+    pub query: Tensor<B, 3>,
+    pub key: Tensor<B, 3>,
+    pub value: Tensor<B, 3>,
+    /// `[rows, heads * head_size]`: the relative table through the key / query projections.
+    pub pos_key: Tensor<B, 2>,
+    pub pos_query: Tensor<B, 2>,
+    /// `[batch, 1, seq, seq]`, true where query i may attend key j.
+    pub attend: Tensor<B, 4, Bool>,
+    /// `[batch, heads, seq, seq]` (heads may be expanded): clamped relative-table rows.
+    pub rel_index: Tensor<B, 4, Int>,
+    pub num_heads: usize,
+    /// Dropout probability on the attention probabilities (applied when autodiff is on).
+    pub dropout: f64,
+}
+
+/// Disentangled attention (content + c2p + p2c, masked softmax, dropout, · v) as one operation
+/// on Flex; `[batch, seq, heads * head_size]`. Returns the input back (`Err`) when `B` is not
+/// Flex or `Autodiff<Flex>` or the dtype is not f32, for the caller's generic path.
+pub fn attention<B: Backend>(
+    input: FusedAttentionInput<B>,
+) -> Result<Tensor<B, 3>, FusedAttentionInput<B>> {
+    let flex_ad = TypeId::of::<B>() == TypeId::of::<AutodiffFlex>();
+    let flex = TypeId::of::<B>() == TypeId::of::<Flex>();
+    if !(flex || flex_ad) || input.query.dtype() != DType::F32 {
+        return Err(input);
+    }
+    let [batch, seq, width] = input.query.dims();
+    let rows = input.pos_key.dims()[0];
+    let heads = input.num_heads;
+    let head_size = width / heads;
+    let device = input.query.device();
+    let rel: Vec<u32> = input
+        .rel_index
+        .slice([0..batch, 0..1, 0..seq, 0..seq])
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.clamp(0, rows as i64 - 1) as u32)
+        .collect();
+    let allowed: Vec<bool> = input
+        .attend
+        .into_data()
+        .to_vec::<bool>()
+        .unwrap_or_default();
+    let pairs = Pairs {
+        rel: Arc::new(rel),
+        allowed: Arc::new(allowed),
+    };
+    let dropout = (flex_ad && input.dropout > 0.0)
+        .then(|| (draw_seed::<B>(&device), (1.0 - input.dropout) as f32));
+    let geometry = Geometry {
+        batch,
+        seq,
+        heads,
+        head_size,
+        rows,
+        inv_scale: 1.0 / ((head_size * 3) as f32).sqrt(),
+        dropout,
+    };
+    let tokens = Shape::new([batch, seq, width]);
+
+    if flex {
+        let prim = |t: Tensor<B, 3>| match downcast::<Tensor<B, 3>, Tensor<Flex, 3>>(t) {
+            Ok(t) => contiguous_f32(&t.into_primitive().tensor()),
+            Err(_) => unreachable!("B is Flex"),
+        };
+        let prim2 = |t: Tensor<B, 2>| match downcast::<Tensor<B, 2>, Tensor<Flex, 2>>(t) {
+            Ok(t) => contiguous_f32(&t.into_primitive().tensor()),
+            Err(_) => unreachable!("B is Flex"),
+        };
+        let (q, k, v) = (prim(input.query), prim(input.key), prim(input.value));
+        let (pk, pq) = (prim2(input.pos_key), prim2(input.pos_query));
+        let operands = Operands {
+            q: q.storage(),
+            k: k.storage(),
+            v: v.storage(),
+            pos_key: pk.storage(),
+            pos_query: pq.storage(),
+        };
+        let (context, _) = forward_kernel(&geometry, &pairs, &operands, false);
+        let out =
+            Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(flex_tensor(context, tokens)));
+        return Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Flex")));
+    }
+
+    let ad3 = |t: Tensor<B, 3>| match downcast::<Tensor<B, 3>, Tensor<AutodiffFlex, 3>>(t) {
+        Ok(t) => t.into_primitive().tensor(),
+        Err(_) => unreachable!("B is Autodiff<Flex>"),
+    };
+    let ad2 = |t: Tensor<B, 2>| match downcast::<Tensor<B, 2>, Tensor<AutodiffFlex, 2>>(t) {
+        Ok(t) => t.into_primitive().tensor(),
+        Err(_) => unreachable!("B is Autodiff<Flex>"),
+    };
+    let (q, k, v) = (ad3(input.query), ad3(input.key), ad3(input.value));
+    let (pk, pq) = (ad2(input.pos_key), ad2(input.pos_query));
+    let inputs = [
+        contiguous_f32(&q.primitive),
+        contiguous_f32(&k.primitive),
+        contiguous_f32(&v.primitive),
+        contiguous_f32(&pk.primitive),
+        contiguous_f32(&pq.primitive),
+    ];
+    let prep = FusedAttentionBackward
+        .prepare::<NoCheckpointing>([
+            q.node.clone(),
+            k.node.clone(),
+            v.node.clone(),
+            pk.node.clone(),
+            pq.node.clone(),
+        ])
+        .compute_bound()
+        .stateful();
+    let tracked = matches!(prep, OpsKind::Tracked(_));
+    let operands = Operands {
+        q: inputs[0].storage(),
+        k: inputs[1].storage(),
+        v: inputs[2].storage(),
+        pos_key: inputs[3].storage(),
+        pos_query: inputs[4].storage(),
+    };
+    let (context, probs) = forward_kernel(&geometry, &pairs, &operands, tracked);
+    let output = flex_tensor(context, tokens);
+    let out = match prep {
+        OpsKind::Tracked(prep) => prep.finish(
+            SavedAttention {
+                geometry,
+                pairs,
+                inputs,
+                probs: Arc::new(probs),
+            },
+            output,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    };
+    let out = Tensor::<AutodiffFlex, 3>::from_primitive(TensorPrimitive::Float(out));
+    Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>")))
+}
