@@ -94,6 +94,15 @@ pub struct BenchArgs {
     /// Seed of the batch order and of dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Time whole passes instead of sampled batches, with the protocol of the original's
+    /// `bench_ref.py`: molecules stably sorted by token count, cut into consecutive batches (the
+    /// last may be smaller), `--warmup` untimed passes, then this many timed passes; throughput
+    /// is molecules / median pass time. Used by `cargo xtask compare`.
+    #[arg(long)]
+    pub passes: Option<usize>,
+    /// Use only the first N molecules of the file (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
 }
 
 #[derive(Serialize)]
@@ -184,6 +193,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) {
         bail!("batch sizes must be positive");
     }
+    if args.passes == Some(0) {
+        bail!("--passes must be at least 1");
+    }
     let spec = args.device.unwrap_or_else(default_device);
     let vocab = match &args.vocab {
         Some(p) => Vocabulary::from_json_file(p)?,
@@ -194,7 +206,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         None if Path::new(DEFAULT_FIXTURE).exists() => PathBuf::from(DEFAULT_FIXTURE),
         None => PathBuf::from(DEFAULT_DATASET),
     };
-    let smiles = read_smiles_list(&path)?;
+    let mut smiles = read_smiles_list(&path)?;
+    if args.limit > 0 {
+        smiles.truncate(args.limit);
+    }
     if smiles.is_empty() {
         bail!("{}: no molecules", path.display());
     }
@@ -233,10 +248,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         rejected,
         mean_atoms
     );
-    println!(
-        "- iterations: inference {} warm-up + {} timed batches, training {} + {} steps",
-        args.warmup, args.iters, train_warmup, train_iters
-    );
+    match args.passes {
+        Some(p) => println!(
+            "- whole passes over length-sorted batches: {} warm-up + {p} timed (median)",
+            args.warmup
+        ),
+        None => println!(
+            "- iterations: inference {} warm-up + {} timed batches, training {} + {} steps",
+            args.warmup, args.iters, train_warmup, train_iters
+        ),
+    }
     println!();
 
     let featurize_result =
@@ -270,6 +291,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         peak_tflops: args.peak_tflops,
         seed: args.seed,
         compute_dtype: None,
+        passes: args.passes,
     };
     let models = with_backend!(spec, args.precision, |B, device, dtype| {
         let plan = Plan {
@@ -395,6 +417,81 @@ struct Plan {
     seed: u64,
     /// Mixed-precision compute dtype (`None`: f32).
     compute_dtype: Option<burn::tensor::DType>,
+    /// Whole timed passes (the reference protocol) instead of sampled batches.
+    passes: Option<usize>,
+}
+
+impl Plan {
+    /// `(warm-up batches, timed batches, timed repetitions)` for inference or training.
+    fn schedule<'a>(&self, all: &'a [HostBatch], training: bool) -> Schedule<'a> {
+        match self.passes {
+            Some(passes) => Schedule {
+                warmup: (0..self.warmup).flat_map(|_| all.iter()).collect(),
+                timed: all.iter().collect(),
+                repeats: passes,
+            },
+            None => {
+                let (warmup, iters) = if training {
+                    (self.train_warmup, self.train_iters)
+                } else {
+                    (self.warmup, self.iters)
+                };
+                Schedule {
+                    warmup: pick(all, warmup),
+                    timed: pick(all, iters),
+                    repeats: 1,
+                }
+            }
+        }
+    }
+}
+
+/// Which batches a measurement runs: untimed first, then `timed` `repeats` times (the median
+/// repetition counts).
+struct Schedule<'a> {
+    warmup: Vec<&'a HostBatch>,
+    timed: Vec<&'a HostBatch>,
+    repeats: usize,
+}
+
+impl Schedule<'_> {
+    fn molecules(&self) -> usize {
+        self.timed.iter().map(|h| h.batch.batch_size).sum()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    }
+}
+
+/// The original's batches (`bench_ref.py`): molecules stably sorted by token count, cut into
+/// consecutive chunks of `batch_size`, the last one possibly smaller.
+fn reference_batches(inputs: &[MoleInput], batch_size: usize) -> Vec<HostBatch> {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&i| inputs[i].len());
+    order
+        .chunks(batch_size)
+        .map(|idx| host_batch(inputs, idx))
+        .collect()
+}
+
+fn host_batch(inputs: &[MoleInput], idx: &[usize]) -> HostBatch {
+    let refs: Vec<&MoleInput> = idx.iter().map(|&i| &inputs[i]).collect();
+    // Any finite target works for timing; this one depends on the molecule.
+    let labels = refs.iter().map(|m| 0.1 * m.len() as f32).collect();
+    HostBatch {
+        batch: collate(&refs),
+        labels,
+    }
 }
 
 /// One prepared batch: host tensors and regression labels.
@@ -417,15 +514,7 @@ fn prepare_batches(inputs: &[MoleInput], batch_size: usize, seed: u64) -> Vec<Ho
     }
     let mut prepared: Vec<HostBatch> = batches
         .into_iter()
-        .map(|idx| {
-            let refs: Vec<&MoleInput> = idx.iter().map(|&i| &inputs[i]).collect();
-            // Any finite target works for timing; this one depends on the molecule.
-            let labels = refs.iter().map(|m| 0.1 * m.len() as f32).collect();
-            HostBatch {
-                batch: collate(&refs),
-                labels,
-            }
-        })
+        .map(|idx| host_batch(inputs, &idx))
         .collect();
     prepared.sort_by_key(|b| b.batch.seq_len);
     prepared
@@ -457,29 +546,36 @@ fn bench_models<B: AutodiffBackend>(
     for (size, encoder) in configs {
         let config = MolEConfig::supervised(encoder.clone(), TaskType::Regression, 1);
         for &bs in batch_sizes {
-            let batches = prepare_batches(inputs, bs, plan.seed);
-            // (mean padded length, forward FLOPs per molecule) over the first `iters` batches.
-            let stats = |iters: usize| {
-                let used = pick(&batches, iters);
-                let (seq, split) =
-                    used.iter()
-                        .map(|h| &h.batch)
-                        .fold((0.0, FlopSplit::default()), |(s, f), b| {
-                            (
-                                s + b.seq_len as f64,
-                                f.add_scaled(
-                                    forward_flop_split(encoder, b.seq_len, bs, 1, table_rows(b)),
-                                    1.0,
-                                ),
-                            )
-                        });
-                let k = 1.0 / iters as f64;
+            let batches = match plan.passes {
+                Some(_) => reference_batches(inputs, bs),
+                None => prepare_batches(inputs, bs, plan.seed),
+            };
+            let infer_schedule = plan.schedule(&batches, false);
+            let train_schedule = plan.schedule(&batches, true);
+            // (mean padded length, forward FLOPs per molecule) over the timed batches,
+            // weighted by their molecules.
+            let stats = |schedule: &Schedule<'_>| {
+                let (seq, split, mols) = schedule.timed.iter().map(|h| &h.batch).fold(
+                    (0.0, FlopSplit::default(), 0usize),
+                    |(s, f, m), b| {
+                        let n = b.batch_size;
+                        (
+                            s + (b.seq_len * n) as f64,
+                            f.add_scaled(
+                                forward_flop_split(encoder, b.seq_len, n, 1, table_rows(b)),
+                                n as f64,
+                            ),
+                            m + n,
+                        )
+                    },
+                );
+                let k = 1.0 / mols.max(1) as f64;
                 (seq * k, FlopSplit::default().add_scaled(split, k))
             };
             let (mean_seq, split) = stats(if plan.inference {
-                plan.iters
+                &infer_schedule
             } else {
-                plan.train_iters
+                &train_schedule
             });
             let fwd_flops = split.total();
             eprintln!(
@@ -505,29 +601,26 @@ fn bench_models<B: AutodiffBackend>(
                 let model: MolE<B::InnerBackend> =
                     MolE::new(&config, device).with_compute_dtype(plan.compute_dtype);
                 result.parameters = model.num_params();
-                let seconds = time_inference(
-                    &model,
-                    &pick(&batches, plan.warmup),
-                    &pick(&batches, plan.iters),
-                    device,
-                );
-                result.inference =
-                    Some(timing(plan.iters, bs, seconds, fwd_flops, plan.peak_tflops));
+                let seconds = time_inference(&model, &infer_schedule, device);
+                result.inference = Some(timing(
+                    &infer_schedule,
+                    seconds,
+                    fwd_flops,
+                    plan.peak_tflops,
+                ));
             }
             if plan.training {
                 let (seconds, phases) = time_training::<B>(
                     &config,
-                    &pick(&batches, plan.train_warmup),
-                    &pick(&batches, plan.train_iters),
+                    &train_schedule,
                     plan.seed,
                     plan.compute_dtype,
                     device,
                     &mut result.parameters,
                 );
-                let train_flops = stats(plan.train_iters).1.total();
+                let train_flops = stats(&train_schedule).1.total();
                 result.training = Some(timing(
-                    plan.train_iters,
-                    bs,
+                    &train_schedule,
                     seconds,
                     3.0 * train_flops,
                     plan.peak_tflops,
@@ -540,14 +633,10 @@ fn bench_models<B: AutodiffBackend>(
     Ok(results)
 }
 
-fn timing(
-    iters: usize,
-    batch_size: usize,
-    seconds: f64,
-    flops_per_mol: f64,
-    peak: Option<f64>,
-) -> Timing {
-    let molecules = iters * batch_size;
+/// `seconds`: one (median) repetition of the schedule's timed batches.
+fn timing(schedule: &Schedule<'_>, seconds: f64, flops_per_mol: f64, peak: Option<f64>) -> Timing {
+    let iters = schedule.timed.len();
+    let molecules = schedule.molecules();
     let mol_per_s = molecules as f64 / seconds;
     let tflops = flops_per_mol * mol_per_s / 1e12;
     Timing {
@@ -574,13 +663,8 @@ fn sync<B: Backend>(acc: Option<Tensor<B, 1>>) -> f32 {
     acc.map_or(0.0, |t| t.into_scalar().elem::<f32>())
 }
 
-/// Seconds for `iters` batches of upload + `embed`, after `warmup` untimed ones.
-fn time_inference<I: Backend>(
-    model: &MolE<I>,
-    warmup: &[&HostBatch],
-    timed: &[&HostBatch],
-    device: &I::Device,
-) -> f64 {
+/// Median seconds of the schedule's timed batches of upload + `embed`, after its warm-up.
+fn time_inference<I: Backend>(model: &MolE<I>, schedule: &Schedule<'_>, device: &I::Device) -> f64 {
     let run = |batches: &[&HostBatch]| {
         let mut acc = None;
         for host in batches {
@@ -589,22 +673,27 @@ fn time_inference<I: Backend>(
         }
         sync(acc)
     };
-    std::hint::black_box(run(warmup));
+    std::hint::black_box(run(&schedule.warmup));
     reset_peak_rss();
-    let start = Instant::now();
-    let check = run(timed);
-    let seconds = start.elapsed().as_secs_f64();
-    std::hint::black_box(check);
-    seconds
+    let times = (0..schedule.repeats)
+        .map(|_| {
+            let start = Instant::now();
+            let check = run(&schedule.timed);
+            let seconds = start.elapsed().as_secs_f64();
+            std::hint::black_box(check);
+            seconds
+        })
+        .collect();
+    median(times)
 }
 
-/// Seconds for `iters` optimiser steps (upload, forward, backward, clipping, Adam), after
-/// `warmup` untimed ones; a fresh model and optimiser per measurement. Then the same steps
-/// again with the device synchronised between phases, for the per-phase split.
+/// Median seconds of the schedule's timed optimiser steps (upload, forward, backward, clipping,
+/// Adam), after its warm-up; a fresh model and optimiser per measurement, trained on through the
+/// repetitions. Then the timed steps once more with the device synchronised between phases, for
+/// the per-phase split.
 fn time_training<B: AutodiffBackend>(
     config: &MolEConfig,
-    warmup: &[&HostBatch],
-    timed: &[&HostBatch],
+    schedule: &Schedule<'_>,
     seed: u64,
     compute_dtype: Option<burn::tensor::DType>,
     device: &B::Device,
@@ -634,16 +723,21 @@ fn time_training<B: AutodiffBackend>(
         }
         (model, sync(acc))
     };
-    let (warm, _) = run(model, warmup);
+    let (warm, _) = run(model, &schedule.warmup);
     model = warm;
     reset_peak_rss();
-    let start = Instant::now();
-    let (trained, check) = run(model, timed);
-    let seconds = start.elapsed().as_secs_f64();
-    std::hint::black_box(check);
+    let mut times = Vec::with_capacity(schedule.repeats);
+    for _ in 0..schedule.repeats {
+        let start = Instant::now();
+        let (trained, check) = run(model, &schedule.timed);
+        times.push(start.elapsed().as_secs_f64());
+        std::hint::black_box(check);
+        model = trained;
+    }
+    let seconds = median(times);
+    let timed = &schedule.timed;
 
     let mut phases = TrainPhases::default();
-    let mut model = trained;
     let lap = |slot: &mut f64, since: &mut Instant| {
         let _ = B::sync(device);
         *slot += since.elapsed().as_secs_f64() * 1e3;

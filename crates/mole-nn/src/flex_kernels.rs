@@ -153,24 +153,7 @@ struct Pairs {
     allowed: Arc<Vec<bool>>,
 }
 
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums so the compiler vectorises the loop.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
-        }
-    }
-    let mut tail = 0f32;
-    for x in chunks * 8..a.len() {
-        tail += a[x] * b[x];
-    }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
-}
-
-#[inline]
+#[inline(always)]
 fn axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
     for (o, v) in out.iter_mut().zip(x) {
         *o += alpha * v;
@@ -188,95 +171,264 @@ struct Operands<'a> {
     pos_query: &'a [f32],
 }
 
-/// Forward: `(context [batch, seq, width], probs [batch, heads, seq, seq])`; `probs` (before
-/// dropout) only when `keep_probs`.
+/// `table [rows, width]` → per head its transpose: `[heads][head_size][rows]`, so that the
+/// products against it run as contiguous multiply-adds over the rows.
+fn per_head_transpose(table: &[f32], rows: usize, heads: usize, d: usize) -> Vec<f32> {
+    let w = heads * d;
+    let mut out = vec![0f32; heads * d * rows];
+    for h in 0..heads {
+        for x in 0..d {
+            let dst = &mut out[(h * d + x) * rows..(h * d + x + 1) * rows];
+            for (r, o) in dst.iter_mut().enumerate() {
+                *o = table[r * w + h * d + x];
+            }
+        }
+    }
+    out
+}
+
+/// `out[c] = Σ_x a[x] · bt[x][c]` for `bt` laid out `[a.len()][cols]`: a row of `a · B`
+/// accumulated as contiguous multiply-adds (vectorised), in the order of `x`.
+#[inline(always)]
+fn row_times(out: &mut [f32], a: &[f32], bt: &[f32]) {
+    let cols = out.len();
+    out.fill(0.0);
+    for (x, &ax) in a.iter().enumerate() {
+        axpy(out, ax, &bt[x * cols..(x + 1) * cols]);
+    }
+}
+
+/// Scratch space of one molecule and head.
+struct HeadScratch {
+    /// `[head_size][seq]`: this head's keys, transposed.
+    kt: Vec<f32>,
+    /// `[seq][rows]`: q_i · K_r and k_j · Q_r.
+    c2p: Vec<f32>,
+    p2c: Vec<f32>,
+    /// `[seq]`: one row of q·kᵀ.
+    content: Vec<f32>,
+}
+
+impl HeadScratch {
+    fn new(g: &Geometry) -> Self {
+        Self {
+            kt: vec![0f32; g.head_size * g.seq],
+            c2p: vec![0f32; g.seq * g.rows],
+            p2c: vec![0f32; g.seq * g.rows],
+            content: vec![0f32; g.seq],
+        }
+    }
+}
+
+/// Per head, the relative table through the key and query projections, transposed.
+struct Tables {
+    /// `[heads][head_size][rows]`
+    pos_key_t: Vec<f32>,
+    pos_query_t: Vec<f32>,
+}
+
+impl Tables {
+    fn new(g: &Geometry, x: &Operands<'_>) -> Self {
+        Self {
+            pos_key_t: per_head_transpose(x.pos_key, g.rows, g.heads, g.head_size),
+            pos_query_t: per_head_transpose(x.pos_query, g.rows, g.heads, g.head_size),
+        }
+    }
+}
+
+/// Softmax probabilities (before dropout) of molecule `b`, head `h`, into `p [seq, seq]`.
+#[inline(always)]
+fn head_probs(
+    g: &Geometry,
+    pairs: &Pairs,
+    x: &Operands<'_>,
+    tables: &Tables,
+    (b, h): (usize, usize),
+    scratch: &mut HeadScratch,
+    p: &mut [f32],
+) {
+    let (n, d, w, rows) = (g.seq, g.head_size, g.width(), g.rows);
+    let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
+    let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
+    let row = |t: usize| (b * n + t) * w + h * d;
+    for t in 0..n {
+        for xi in 0..d {
+            scratch.kt[xi * n + t] = x.k[row(t) + xi];
+        }
+    }
+    let pk_t = &tables.pos_key_t[h * d * rows..(h + 1) * d * rows];
+    let pq_t = &tables.pos_query_t[h * d * rows..(h + 1) * d * rows];
+    for t in 0..n {
+        let c2p_t = &mut scratch.c2p[t * rows..(t + 1) * rows];
+        row_times(c2p_t, &x.q[row(t)..row(t) + d], pk_t);
+        let p2c_t = &mut scratch.p2c[t * rows..(t + 1) * rows];
+        row_times(p2c_t, &x.k[row(t)..row(t) + d], pq_t);
+    }
+    for i in 0..n {
+        row_times(&mut scratch.content, &x.q[row(i)..row(i) + d], &scratch.kt);
+        let p_row = &mut p[i * n..(i + 1) * n];
+        let mut max = f32::NEG_INFINITY;
+        for j in 0..n {
+            if !allowed[i * n + j] {
+                continue;
+            }
+            // Same three terms, each scaled, as the op-by-op path.
+            let logit = scratch.content[j] * g.inv_scale
+                + scratch.c2p[i * rows + rel[i * n + j] as usize] * g.inv_scale
+                + scratch.p2c[j * rows + rel[j * n + i] as usize] * g.inv_scale;
+            p_row[j] = logit;
+            max = max.max(logit);
+        }
+        if max == f32::NEG_INFINITY {
+            // XSoftmax: a fully masked row becomes all zeros.
+            p_row.fill(0.0);
+            continue;
+        }
+        let mut sum = 0f32;
+        for j in 0..n {
+            if allowed[i * n + j] {
+                let e = (p_row[j] - max).exp();
+                p_row[j] = e;
+                sum += e;
+            } else {
+                p_row[j] = 0.0;
+            }
+        }
+        let inv = 1.0 / sum;
+        for v in p_row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// Runs `$call` (a call of an `#[inline(always)]` kernel) compiled for AVX2 + FMA when the
+/// CPU has them (std caches the check), else for the baseline target. The binary stays
+/// portable; only the hot loops get the wider instructions.
+macro_rules! dispatch_simd {
+    ($name:ident, $call:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $name<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                unsafe { $name(|| $call) }
+            } else {
+                $call
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $call
+        }
+    }};
+}
+
+/// Per-molecule outputs of the forward pass.
+struct MoleculeForward<'a> {
+    /// `[seq, width]`
+    context: &'a mut [f32],
+    /// `[heads, seq, seq]`: probabilities before dropout.
+    probs: &'a mut [f32],
+    /// `[heads, seq, seq]`: dropout multipliers (empty without dropout).
+    factors: &'a mut [f32],
+}
+
+/// One molecule's attention, all heads.
+#[inline(always)]
+fn forward_molecule(
+    g: &Geometry,
+    pairs: &Pairs,
+    x: &Operands<'_>,
+    tables: &Tables,
+    b: usize,
+    out: MoleculeForward<'_>,
+) {
+    let (n, d, w) = (g.seq, g.head_size, g.width());
+    let mut scratch = HeadScratch::new(g);
+    let mut ones = Vec::new();
+    for h in 0..g.heads {
+        let p_h = &mut out.probs[h * n * n..(h + 1) * n * n];
+        head_probs(g, pairs, x, tables, (b, h), &mut scratch, p_h);
+        let f_h: &[f32] = if out.factors.is_empty() {
+            if ones.is_empty() {
+                ones = vec![1f32; n * n];
+            }
+            &ones
+        } else {
+            let f_h = &mut out.factors[h * n * n..(h + 1) * n * n];
+            for (t, f) in f_h.iter_mut().enumerate() {
+                *f = g.drop_factor(b, h, t / n, t % n);
+            }
+            f_h
+        };
+        for i in 0..n {
+            let ctx_i = &mut out.context[i * w + h * d..i * w + (h + 1) * d];
+            for j in 0..n {
+                let weight = p_h[i * n + j] * f_h[i * n + j];
+                if weight != 0.0 {
+                    let v_j = (b * n + j) * w + h * d;
+                    axpy(ctx_i, weight, &x.v[v_j..v_j + d]);
+                }
+            }
+        }
+    }
+}
+
+/// Forward: `(context [batch, seq, width], probs, factors)`, the last two `[batch, heads, seq,
+/// seq]`: probabilities before dropout (only when `keep_probs`) and dropout multipliers (only
+/// with dropout and `keep_probs`).
 fn forward_kernel(
     g: &Geometry,
     pairs: &Pairs,
     x: &Operands<'_>,
     keep_probs: bool,
-) -> (Vec<f32>, Vec<f32>) {
-    let (n, d, w) = (g.seq, g.head_size, g.width());
-    let mut context = vec![0f32; g.batch * n * w];
-    let mut probs = vec![
-        0f32;
-        if keep_probs {
-            g.batch * g.heads * n * n
-        } else {
-            0
-        }
-    ];
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (n, w) = (g.seq, g.width());
+    let tables = Tables::new(g, x);
     let per_probs = g.heads * n * n;
-    let work = |b: usize, ctx: &mut [f32], probs_b: Option<&mut [f32]>| {
-        let mut local = vec![0f32; per_probs];
-        let p = match probs_b {
-            Some(p) => p,
-            None => &mut local[..],
+    let mut context = vec![0f32; g.batch * n * w];
+    let mut probs = vec![0f32; if keep_probs { g.batch * per_probs } else { 0 }];
+    let with_factors = keep_probs && g.dropout.is_some();
+    let mut factors = vec![0f32; if with_factors { g.batch * per_probs } else { 0 }];
+    let run = |b: usize, context: &mut [f32], probs: &mut [f32], factors: &mut [f32]| {
+        let out = MoleculeForward {
+            context,
+            probs,
+            factors,
         };
-        let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
-        let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
-        let row = |t: usize, h: usize| (b * n + t) * w + h * d;
-        for h in 0..g.heads {
-            for i in 0..n {
-                let q_i = &x.q[row(i, h)..row(i, h) + d];
-                let p_row = &mut p[(h * n + i) * n..(h * n + i + 1) * n];
-                let mut max = f32::NEG_INFINITY;
-                let mut any = false;
-                for j in 0..n {
-                    if !allowed[i * n + j] {
-                        continue;
-                    }
-                    let k_j = &x.k[row(j, h)..row(j, h) + d];
-                    let r_ij = rel[i * n + j] as usize * w + h * d;
-                    let r_ji = rel[j * n + i] as usize * w + h * d;
-                    // Same three terms, each scaled, as the op-by-op path.
-                    let logit = dot(q_i, k_j) * g.inv_scale
-                        + dot(q_i, &x.pos_key[r_ij..r_ij + d]) * g.inv_scale
-                        + dot(k_j, &x.pos_query[r_ji..r_ji + d]) * g.inv_scale;
-                    p_row[j] = logit;
-                    max = max.max(logit);
-                    any = true;
-                }
-                if !any {
-                    // XSoftmax: a fully masked row becomes all zeros.
-                    p_row.fill(0.0);
-                    continue;
-                }
-                let mut sum = 0f32;
-                for j in 0..n {
-                    if allowed[i * n + j] {
-                        let e = (p_row[j] - max).exp();
-                        p_row[j] = e;
-                        sum += e;
-                    } else {
-                        p_row[j] = 0.0;
-                    }
-                }
-                let inv = 1.0 / sum;
-                let ctx_i = &mut ctx[i * w + h * d..i * w + (h + 1) * d];
-                for j in 0..n {
-                    p_row[j] *= inv;
-                    let weight = p_row[j] * g.drop_factor(b, h, i, j);
-                    if weight != 0.0 {
-                        axpy(ctx_i, weight, &x.v[row(j, h)..row(j, h) + d]);
-                    }
-                }
-            }
-        }
+        dispatch_simd!(forward_avx2, forward_molecule(g, pairs, x, &tables, b, out))
     };
     if keep_probs {
+        let factor_chunks: Vec<&mut [f32]> = if with_factors {
+            factors.chunks_mut(per_probs).collect()
+        } else {
+            (0..g.batch).map(|_| &mut [][..]).collect()
+        };
         context
             .par_chunks_mut(n * w)
             .zip(probs.par_chunks_mut(per_probs))
+            .zip(factor_chunks)
             .enumerate()
-            .for_each(|(b, (ctx, p))| work(b, ctx, Some(p)));
+            .for_each(|(b, ((ctx, p), f))| run(b, ctx, p, f));
     } else {
         context
             .par_chunks_mut(n * w)
             .enumerate()
-            .for_each(|(b, ctx)| work(b, ctx, None));
+            .for_each(|(b, ctx)| {
+                let mut p = vec![0f32; per_probs];
+                // Inference (no autodiff) never drops out: no multipliers needed.
+                let mut f = if g.dropout.is_some() {
+                    vec![0f32; per_probs]
+                } else {
+                    Vec::new()
+                };
+                run(b, ctx, &mut p, &mut f)
+            });
     }
-    (context, probs)
+    (context, probs, factors)
 }
 
 /// Gradients of the five float inputs.
@@ -288,17 +440,107 @@ struct InputGrads {
     pos_query: Vec<f32>,
 }
 
+/// What the forward pass kept, as host slices.
+struct ForwardState<'a> {
+    /// `[batch, heads, seq, seq]` probabilities before dropout.
+    probs: &'a [f32],
+    /// Same shape, dropout multipliers; empty without dropout.
+    factors: &'a [f32],
+}
+
+/// Per-molecule gradient outputs: `[seq, width]` for q, k, v; `[rows, width]` for the tables.
+struct MoleculeGrads<'a> {
+    dq: &'a mut [f32],
+    dk: &'a mut [f32],
+    dv: &'a mut [f32],
+    dpk: &'a mut [f32],
+    dpq: &'a mut [f32],
+}
+
+#[inline(always)]
+fn backward_molecule(
+    g: &Geometry,
+    pairs: &Pairs,
+    x: &Operands<'_>,
+    saved: &ForwardState<'_>,
+    grad: &[f32],
+    b: usize,
+    out: MoleculeGrads<'_>,
+) {
+    let (n, d, w) = (g.seq, g.head_size, g.width());
+    let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
+    let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
+    let local = |t: usize, h: usize| t * w + h * d;
+    let global = |t: usize, h: usize| (b * n + t) * w + h * d;
+    let mut dlogit = vec![0f32; n];
+    let mut vt = vec![0f32; d * n];
+    for h in 0..g.heads {
+        for t in 0..n {
+            for xi in 0..d {
+                vt[xi * n + t] = x.v[global(t, h) + xi];
+            }
+        }
+        for i in 0..n {
+            let at = ((b * g.heads + h) * n + i) * n;
+            let p_row = &saved.probs[at..at + n];
+            let f_row = (!saved.factors.is_empty()).then(|| &saved.factors[at..at + n]);
+            let g_i = &grad[global(i, h)..global(i, h) + d];
+            // d probs (through dropout) and d v.
+            row_times(&mut dlogit, g_i, &vt);
+            let mut weighted = 0f32;
+            for j in 0..n {
+                if p_row[j] == 0.0 {
+                    dlogit[j] = 0.0;
+                    continue;
+                }
+                let factor = f_row.map_or(1.0, |f| f[j]);
+                if factor != 0.0 {
+                    axpy(
+                        &mut out.dv[local(j, h)..local(j, h) + d],
+                        p_row[j] * factor,
+                        g_i,
+                    );
+                }
+                let dp = dlogit[j] * factor;
+                dlogit[j] = dp;
+                weighted += p_row[j] * dp;
+            }
+            // Softmax backward, then the 1/scale of each term.
+            let q_i = &x.q[global(i, h)..global(i, h) + d];
+            for j in 0..n {
+                if p_row[j] == 0.0 || !allowed[i * n + j] {
+                    continue;
+                }
+                let dl = p_row[j] * (dlogit[j] - weighted) * g.inv_scale;
+                if dl == 0.0 {
+                    continue;
+                }
+                let k_j = &x.k[global(j, h)..global(j, h) + d];
+                let r_ij = rel[i * n + j] as usize * w + h * d;
+                let r_ji = rel[j * n + i] as usize * w + h * d;
+                let dq_i = &mut out.dq[local(i, h)..local(i, h) + d];
+                axpy(dq_i, dl, k_j);
+                axpy(dq_i, dl, &x.pos_key[r_ij..r_ij + d]);
+                let dk_j = &mut out.dk[local(j, h)..local(j, h) + d];
+                axpy(dk_j, dl, q_i);
+                axpy(dk_j, dl, &x.pos_query[r_ji..r_ji + d]);
+                axpy(&mut out.dpk[r_ij..r_ij + d], dl, q_i);
+                axpy(&mut out.dpq[r_ji..r_ji + d], dl, k_j);
+            }
+        }
+    }
+}
+
 /// Backward of [`forward_kernel`] given `grad` = d loss / d context `[batch, seq, width]`.
 fn backward_kernel(
     g: &Geometry,
     pairs: &Pairs,
     x: &Operands<'_>,
-    probs: &[f32],
+    saved: &ForwardState<'_>,
     grad: &[f32],
 ) -> InputGrads {
-    let (n, d, w) = (g.seq, g.head_size, g.width());
-    let per_b = n * w;
-    let table = g.rows * w;
+    let per_b = g.seq * g.width();
+    let table = g.rows * g.width();
     let mut dq = vec![0f32; g.batch * per_b];
     let mut dk = vec![0f32; g.batch * per_b];
     let mut dv = vec![0f32; g.batch * per_b];
@@ -311,60 +553,18 @@ fn backward_kernel(
         .zip(dpk.par_chunks_mut(table))
         .zip(dpq.par_chunks_mut(table))
         .enumerate()
-        .for_each(|(b, ((((dq_b, dk_b), dv_b), dpk_b), dpq_b))| {
-            let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
-            let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
-            let local = |t: usize, h: usize| t * w + h * d;
-            let global = |t: usize, h: usize| (b * n + t) * w + h * d;
-            let mut dlogit = vec![0f32; n];
-            for h in 0..g.heads {
-                for i in 0..n {
-                    let p_row = &probs[((b * g.heads + h) * n + i) * n..][..n];
-                    let g_i = &grad[global(i, h)..global(i, h) + d];
-                    // d probs (through dropout) and d v.
-                    let mut weighted = 0f32;
-                    for j in 0..n {
-                        if p_row[j] == 0.0 {
-                            dlogit[j] = 0.0;
-                            continue;
-                        }
-                        let factor = g.drop_factor(b, h, i, j);
-                        let v_j = &x.v[global(j, h)..global(j, h) + d];
-                        if factor != 0.0 {
-                            axpy(
-                                &mut dv_b[local(j, h)..local(j, h) + d],
-                                p_row[j] * factor,
-                                g_i,
-                            );
-                        }
-                        let dp = dot(g_i, v_j) * factor;
-                        dlogit[j] = dp;
-                        weighted += p_row[j] * dp;
-                    }
-                    // Softmax backward, then the 1/scale of each term.
-                    let q_i = &x.q[global(i, h)..global(i, h) + d];
-                    for j in 0..n {
-                        if p_row[j] == 0.0 || !allowed[i * n + j] {
-                            continue;
-                        }
-                        let dl = p_row[j] * (dlogit[j] - weighted) * g.inv_scale;
-                        if dl == 0.0 {
-                            continue;
-                        }
-                        let k_j = &x.k[global(j, h)..global(j, h) + d];
-                        let r_ij = rel[i * n + j] as usize * w + h * d;
-                        let r_ji = rel[j * n + i] as usize * w + h * d;
-                        let dq_i = &mut dq_b[local(i, h)..local(i, h) + d];
-                        axpy(dq_i, dl, k_j);
-                        axpy(dq_i, dl, &x.pos_key[r_ij..r_ij + d]);
-                        let dk_j = &mut dk_b[local(j, h)..local(j, h) + d];
-                        axpy(dk_j, dl, q_i);
-                        axpy(dk_j, dl, &x.pos_query[r_ji..r_ji + d]);
-                        axpy(&mut dpk_b[r_ij..r_ij + d], dl, q_i);
-                        axpy(&mut dpq_b[r_ji..r_ji + d], dl, k_j);
-                    }
-                }
-            }
+        .for_each(|(b, ((((dq, dk), dv), dpk), dpq))| {
+            let out = MoleculeGrads {
+                dq,
+                dk,
+                dv,
+                dpk,
+                dpq,
+            };
+            dispatch_simd!(
+                backward_avx2,
+                backward_molecule(g, pairs, x, saved, grad, b, out)
+            )
         });
     let sum_tables = |parts: Vec<f32>| {
         let mut total = vec![0f32; table];
@@ -403,7 +603,10 @@ struct SavedAttention {
     pairs: Pairs,
     /// q, k, v, pos_key, pos_query, contiguous.
     inputs: [FlexTensor; 5],
+    /// `[batch, heads, seq, seq]`: probabilities before dropout, and dropout multipliers
+    /// (empty without dropout).
     probs: Arc<Vec<f32>>,
+    factors: Arc<Vec<f32>>,
 }
 
 #[derive(Debug)]
@@ -424,7 +627,11 @@ impl Backward<Flex, 5> for FusedAttentionBackward {
             pos_query: pq.storage(),
         };
         let g = saved.geometry;
-        let out = backward_kernel(&g, &saved.pairs, &operands, &saved.probs, grad.storage());
+        let state = ForwardState {
+            probs: &saved.probs,
+            factors: &saved.factors,
+        };
+        let out = backward_kernel(&g, &saved.pairs, &operands, &state, grad.storage());
         let tokens = Shape::new([g.batch, g.seq, g.width()]);
         let table = Shape::new([g.rows, g.width()]);
         let [nq, nk, nv, npk, npq] = ops.parents;
@@ -527,7 +734,7 @@ pub fn attention<B: Backend>(
             pos_key: pk.storage(),
             pos_query: pq.storage(),
         };
-        let (context, _) = forward_kernel(&geometry, &pairs, &operands, false);
+        let (context, _, _) = forward_kernel(&geometry, &pairs, &operands, false);
         let out =
             Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(flex_tensor(context, tokens)));
         return Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Flex")));
@@ -568,7 +775,7 @@ pub fn attention<B: Backend>(
         pos_key: inputs[3].storage(),
         pos_query: inputs[4].storage(),
     };
-    let (context, probs) = forward_kernel(&geometry, &pairs, &operands, tracked);
+    let (context, probs, factors) = forward_kernel(&geometry, &pairs, &operands, tracked);
     let output = flex_tensor(context, tokens);
     let out = match prep {
         OpsKind::Tracked(prep) => prep.finish(
@@ -577,6 +784,7 @@ pub fn attention<B: Backend>(
                 pairs,
                 inputs,
                 probs: Arc::new(probs),
+                factors: Arc::new(factors),
             },
             output,
         ),
