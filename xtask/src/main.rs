@@ -1,6 +1,8 @@
 //! Project tasks: `cargo xtask bench` (release build, featurisation and model benchmarks on
-//! every device found, docs/benchmarks.md) and `cargo xtask gpu-check` (how to check a GPU
-//! machine without Rust).
+//! every device found, docs/benchmarks.md), `cargo xtask compare` (side by side with the original
+//! PyTorch MolE) and `cargo xtask gpu-check` (how to check a GPU machine without Rust).
+
+mod compare;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ usage: cargo xtask <task> [options]
 tasks:
   bench       build `mole` in release, benchmark featurisation and the models on the CPU and on
               every GPU `mole info` reports, and write docs/benchmarks.md
+  compare     run the original PyTorch MolE (../shared/reference/bench_ref.py) and `mole bench`
+              on the same molecules, threads and batches; write the ratios to docs/benchmarks.md
   gpu-check   print how to check a GPU machine with a prebuilt binary (scripts/gpu-check.sh)
 
 bench options:
@@ -43,9 +47,10 @@ fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("bench") => bench(BenchOptions::parse(args.collect())?),
+        Some("compare") => compare::compare(compare::CompareOptions::parse(args.collect())?),
         Some("gpu-check") => gpu_check(),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}");
+            print!("{USAGE}\n{}", compare::USAGE);
             Ok(())
         }
         Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
@@ -264,7 +269,7 @@ fn bench(o: BenchOptions) -> Result<()> {
 
 /// Marks the start of the hand-written sections (fine-tuning results, notes) that a re-run
 /// keeps: everything from this line on is carried over from the existing report.
-const KEEP_MARKER: &str = "<!-- cargo xtask bench keeps everything below this line -->";
+pub(crate) const KEEP_MARKER: &str = "<!-- cargo xtask bench keeps everything below this line -->";
 
 fn write_report(path: &Path, generated: String) -> Result<()> {
     let kept = std::fs::read_to_string(path)

@@ -3,7 +3,6 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::{backend::Backend, Bool, DType, Int, Tensor};
 use mole_nn::common_init::{layer_norm, linear};
 use mole_nn::precision;
@@ -155,6 +154,9 @@ pub struct AtomEnvHead<B: Backend> {
     pub dense: Linear<B>,
     pub layer_norm: LayerNorm<B>,
     pub decoder: Linear<B>,
+    /// The LayerNorm's epsilon (Burn's `LayerNorm` does not expose its own).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> AtomEnvHead<B> {
@@ -165,13 +167,15 @@ impl<B: Backend> AtomEnvHead<B> {
             dense: linear(h, h, std, device),
             layer_norm: layer_norm(h, encoder.layer_norm_eps, device),
             decoder: linear(h, num_targets, std, device),
+            layer_norm_eps: encoder.layer_norm_eps,
         }
     }
 
     /// `[atoms, hidden]` → `[atoms, num_targets]`
     pub fn forward(&self, states: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = gelu(precision::linear(&self.dense, states));
-        precision::linear(&self.decoder, precision::layer_norm(&self.layer_norm, x))
+        let x = mole_nn::gelu(precision::linear(&self.dense, states));
+        let x = precision::layer_norm(&self.layer_norm, self.layer_norm_eps, x);
+        precision::linear(&self.decoder, x)
     }
 }
 

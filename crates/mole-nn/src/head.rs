@@ -2,7 +2,6 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::common_init::linear;
@@ -36,7 +35,7 @@ impl<B: Backend> TaskPredictionHead<B> {
     /// `[batch, hidden]` → `[batch, outputs]`
     pub fn forward(&self, cls: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = self.dropout.forward(cls);
-        let x = gelu(precision::linear(&self.dense, x));
+        let x = crate::gelu(precision::linear(&self.dense, x));
         let x = self.dropout.forward(x);
         precision::linear(&self.classifier, x)
     }

@@ -3,7 +3,6 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use crate::attention::{AttentionOutput, AttentionTerms, DisentangledSelfAttention};
@@ -19,6 +18,9 @@ pub struct BertOutputBlock<B: Backend> {
     pub dense: Linear<B>,
     pub layer_norm: LayerNorm<B>,
     pub dropout: Dropout,
+    /// The LayerNorm's epsilon (Burn's `LayerNorm` does not expose its own).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 /// The projection closing the attention block (`attention.output` in the original).
@@ -32,13 +34,14 @@ impl<B: Backend> BertOutputBlock<B> {
             dense: linear(d_in, config.hidden_size, config.initializer_range, device),
             layer_norm: layer_norm(config.hidden_size, config.layer_norm_eps, device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 
     /// `x [batch, seq, d_in]`, `residual [batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         let projected = crate::dropout(&self.dropout, precision::linear(&self.dense, x));
-        precision::layer_norm(&self.layer_norm, projected + residual)
+        precision::layer_norm(&self.layer_norm, self.layer_norm_eps, projected + residual)
     }
 }
 
@@ -74,7 +77,7 @@ impl<B: Backend> BertIntermediate<B> {
 
     /// `[batch, seq, hidden]` → `[batch, seq, intermediate]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        gelu(precision::linear(&self.dense, x))
+        crate::gelu(precision::linear(&self.dense, x))
     }
 }
 

@@ -37,6 +37,19 @@ pub fn dropout<B: burn::tensor::backend::Backend, const D: usize>(
     dropout.forward(x)
 }
 
+/// Exact (erf) GELU; with feature `flex`, one parallel operation on the CPU backend (see
+/// [`flex_kernels::gelu`]).
+pub fn gelu<B: burn::tensor::backend::Backend, const D: usize>(
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex_kernels::gelu(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::gelu(x)
+}
+
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {

@@ -49,14 +49,24 @@ pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) ->
 }
 
 /// LayerNorm computed in the parameters' dtype (f32 under mixed precision), returned in the
-/// dtype of `x`.
+/// dtype of `x`. `eps` must be the norm's own epsilon (Burn keeps it private): with feature
+/// `flex`, training on the CPU runs it as one fused operation (`flex_kernels::layer_norm`).
 pub fn layer_norm<B: Backend, const D: usize>(
     norm: &LayerNorm<B>,
+    eps: f64,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
     let dtype = x.dtype();
     let param_dtype = norm.gamma.val().dtype();
     if param_dtype == dtype {
+        #[cfg(feature = "flex")]
+        if let Some(beta) = &norm.beta {
+            match crate::flex_kernels::layer_norm(x, norm.gamma.val(), beta.val(), eps) {
+                Ok(y) => return y,
+                Err((x, _, _)) => return norm.forward(x),
+            }
+        }
+        let _ = eps;
         return norm.forward(x);
     }
     norm.forward(x.cast(param_dtype)).cast(dtype)

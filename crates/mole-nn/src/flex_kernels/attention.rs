@@ -1,116 +1,19 @@
-//! Fused CPU kernels for Burn's Flex backend (feature `flex`).
-//!
-//! Why: on the CPU, MolE's step is dominated not by its matrix products but by the per-operation
-//! cost of the disentangled attention's element-wise path (two gathers and their scatter-add
-//! backward, transposes that Flex walks element by element, the masked softmax, dropout) and by
-//! dropout masks that Burn draws element by element from ChaCha. Here:
-//!
-//! - [`attention`] computes `softmax(mask(q·kᵀ + c2p + p2c) / scale) · v` (with dropout on the
-//!   probabilities) for all heads of a batch as **one** operation, with its own backward
-//!   (a custom node of Burn's autodiff graph), in parallel over molecules;
-//! - [`dropout`] draws masks with a counter-based hash (SplitMix64) in parallel and applies them
-//!   with one multiplication instead of Burn's two.
-//!
-//! Both are used only when the backend is Flex or `Autodiff<Flex>`, the compute dtype is f32 and
-//! nothing asks for attention internals; everything else takes the generic op-by-op path, whose
-//! numerics these kernels follow (same terms, same masking semantics as the original XSoftmax).
-//! Random streams are seeded from the backend's RNG, so `Backend::seed` still makes runs
-//! reproducible.
+//! The disentangled attention as one Flex operation with its own backward (see the module
+//! documentation of `flex_kernels`).
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::{Flex, FlexDevice, FlexTensor};
-use burn::backend::Autodiff;
+use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Distribution, Int, Shape, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Bool, DType, Int, Shape, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
-type AutodiffFlex = Autodiff<Flex>;
-
-/// True when `B` runs on the Flex CPU device (Flex itself or Flex under autodiff).
-pub fn is_flex<B: Backend>() -> bool {
-    TypeId::of::<B::Device>() == TypeId::of::<FlexDevice>()
-}
-
-/// Moves `x` into type `U` when it is one (a checked, copy-free downcast).
-fn downcast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
-    let mut slot = Some(x);
-    match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
-        Some(u) => Ok(u.take().expect("just filled")),
-        None => Err(slot.expect("not taken")),
-    }
-}
-
-/// A 64-bit seed drawn from the backend's RNG (so `Backend::seed` governs it).
-fn draw_seed<B: Backend>(device: &B::Device) -> u64 {
-    // Four 16-bit draws: the backend's int type may be i32.
-    let draws = Tensor::<B, 1, Int>::random([4], Distribution::Uniform(0.0, 65536.0), device)
-        .into_data()
-        .convert::<i64>()
-        .to_vec::<i64>()
-        .unwrap_or_default();
-    draws
-        .iter()
-        .fold(0u64, |acc, &d| (acc << 16) | (d as u64 & 0xffff))
-}
-
-/// SplitMix64's finaliser: a well-mixed 64-bit value for each counter.
-#[inline]
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Dropout multiplier of element `index` of a stream: `1/keep` with probability `keep`, else 0.
-#[inline]
-fn keep_factor(seed: u64, index: u64, keep: f32, inv_keep: f32) -> f32 {
-    // 24 random bits: uniform in [0, 1) at f32 resolution.
-    let u =
-        (mix(seed ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03)) >> 40) as f32 * (1.0 / 16_777_216.0);
-    if u < keep {
-        inv_keep
-    } else {
-        0.0
-    }
-}
-
-/// Inverted dropout with probability `prob`, as `burn::nn::Dropout` (active only when the
-/// backend records gradients), with masks drawn in parallel by a counter-based hash. Returns
-/// `Err(x)` when `B` is not Flex-based or `x` is not f32, for the caller's generic path.
-pub fn dropout<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    prob: f64,
-) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    if !is_flex::<B>() || x.dtype() != DType::F32 {
-        return Err(x);
-    }
-    let device = x.device();
-    if !B::ad_enabled(&device) || prob == 0.0 {
-        return Ok(x);
-    }
-    let keep = (1.0 - prob) as f32;
-    let inv_keep = 1.0 / keep;
-    let seed = draw_seed::<B>(&device);
-    let shape = x.shape();
-    let mut mask = vec![0f32; shape.num_elements()];
-    mask.par_chunks_mut(4096)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let base = (c * 4096) as u64;
-            for (o, m) in chunk.iter_mut().enumerate() {
-                *m = keep_factor(seed, base + o as u64, keep, inv_keep);
-            }
-        });
-    let mask = Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device);
-    Ok(x * mask)
-}
+use super::{contiguous_f32, downcast, draw_seed, flex_tensor, keep_factor, AutodiffFlex};
 
 /// Shapes and constants of one fused attention call.
 #[derive(Debug, Clone, Copy)]
@@ -154,9 +57,17 @@ struct Pairs {
 }
 
 #[inline(always)]
-fn axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
-    for (o, v) in out.iter_mut().zip(x) {
-        *o += alpha * v;
+/// `out += alpha · x`; with `FMA` as fused multiply-adds (only where the CPU has them: without
+/// hardware FMA, `mul_add` is a slow library call).
+fn axpy<const FMA: bool>(out: &mut [f32], alpha: f32, x: &[f32]) {
+    if FMA {
+        for (o, v) in out.iter_mut().zip(x) {
+            *o = alpha.mul_add(*v, *o);
+        }
+    } else {
+        for (o, v) in out.iter_mut().zip(x) {
+            *o += alpha * v;
+        }
     }
 }
 
@@ -190,11 +101,11 @@ fn per_head_transpose(table: &[f32], rows: usize, heads: usize, d: usize) -> Vec
 /// `out[c] = Σ_x a[x] · bt[x][c]` for `bt` laid out `[a.len()][cols]`: a row of `a · B`
 /// accumulated as contiguous multiply-adds (vectorised), in the order of `x`.
 #[inline(always)]
-fn row_times(out: &mut [f32], a: &[f32], bt: &[f32]) {
+fn row_times<const FMA: bool>(out: &mut [f32], a: &[f32], bt: &[f32]) {
     let cols = out.len();
     out.fill(0.0);
     for (x, &ax) in a.iter().enumerate() {
-        axpy(out, ax, &bt[x * cols..(x + 1) * cols]);
+        axpy::<FMA>(out, ax, &bt[x * cols..(x + 1) * cols]);
     }
 }
 
@@ -238,7 +149,7 @@ impl Tables {
 
 /// Softmax probabilities (before dropout) of molecule `b`, head `h`, into `p [seq, seq]`.
 #[inline(always)]
-fn head_probs(
+fn head_probs<const FMA: bool>(
     g: &Geometry,
     pairs: &Pairs,
     x: &Operands<'_>,
@@ -260,12 +171,12 @@ fn head_probs(
     let pq_t = &tables.pos_query_t[h * d * rows..(h + 1) * d * rows];
     for t in 0..n {
         let c2p_t = &mut scratch.c2p[t * rows..(t + 1) * rows];
-        row_times(c2p_t, &x.q[row(t)..row(t) + d], pk_t);
+        row_times::<FMA>(c2p_t, &x.q[row(t)..row(t) + d], pk_t);
         let p2c_t = &mut scratch.p2c[t * rows..(t + 1) * rows];
-        row_times(p2c_t, &x.k[row(t)..row(t) + d], pq_t);
+        row_times::<FMA>(p2c_t, &x.k[row(t)..row(t) + d], pq_t);
     }
     for i in 0..n {
-        row_times(&mut scratch.content, &x.q[row(i)..row(i) + d], &scratch.kt);
+        row_times::<FMA>(&mut scratch.content, &x.q[row(i)..row(i) + d], &scratch.kt);
         let p_row = &mut p[i * n..(i + 1) * n];
         let mut max = f32::NEG_INFINITY;
         for j in 0..n {
@@ -301,31 +212,6 @@ fn head_probs(
     }
 }
 
-/// Runs `$call` (a call of an `#[inline(always)]` kernel) compiled for AVX2 + FMA when the
-/// CPU has them (std caches the check), else for the baseline target. The binary stays
-/// portable; only the hot loops get the wider instructions.
-macro_rules! dispatch_simd {
-    ($name:ident, $call:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn $name<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-                unsafe { $name(|| $call) }
-            } else {
-                $call
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $call
-        }
-    }};
-}
-
 /// Per-molecule outputs of the forward pass.
 struct MoleculeForward<'a> {
     /// `[seq, width]`
@@ -338,7 +224,7 @@ struct MoleculeForward<'a> {
 
 /// One molecule's attention, all heads.
 #[inline(always)]
-fn forward_molecule(
+fn forward_molecule<const FMA: bool>(
     g: &Geometry,
     pairs: &Pairs,
     x: &Operands<'_>,
@@ -351,7 +237,7 @@ fn forward_molecule(
     let mut ones = Vec::new();
     for h in 0..g.heads {
         let p_h = &mut out.probs[h * n * n..(h + 1) * n * n];
-        head_probs(g, pairs, x, tables, (b, h), &mut scratch, p_h);
+        head_probs::<FMA>(g, pairs, x, tables, (b, h), &mut scratch, p_h);
         let f_h: &[f32] = if out.factors.is_empty() {
             if ones.is_empty() {
                 ones = vec![1f32; n * n];
@@ -370,7 +256,7 @@ fn forward_molecule(
                 let weight = p_h[i * n + j] * f_h[i * n + j];
                 if weight != 0.0 {
                     let v_j = (b * n + j) * w + h * d;
-                    axpy(ctx_i, weight, &x.v[v_j..v_j + d]);
+                    axpy::<FMA>(ctx_i, weight, &x.v[v_j..v_j + d]);
                 }
             }
         }
@@ -458,7 +344,7 @@ struct MoleculeGrads<'a> {
 }
 
 #[inline(always)]
-fn backward_molecule(
+fn backward_molecule<const FMA: bool>(
     g: &Geometry,
     pairs: &Pairs,
     x: &Operands<'_>,
@@ -486,7 +372,7 @@ fn backward_molecule(
             let f_row = (!saved.factors.is_empty()).then(|| &saved.factors[at..at + n]);
             let g_i = &grad[global(i, h)..global(i, h) + d];
             // d probs (through dropout) and d v.
-            row_times(&mut dlogit, g_i, &vt);
+            row_times::<FMA>(&mut dlogit, g_i, &vt);
             let mut weighted = 0f32;
             for j in 0..n {
                 if p_row[j] == 0.0 {
@@ -495,7 +381,7 @@ fn backward_molecule(
                 }
                 let factor = f_row.map_or(1.0, |f| f[j]);
                 if factor != 0.0 {
-                    axpy(
+                    axpy::<FMA>(
                         &mut out.dv[local(j, h)..local(j, h) + d],
                         p_row[j] * factor,
                         g_i,
@@ -519,13 +405,13 @@ fn backward_molecule(
                 let r_ij = rel[i * n + j] as usize * w + h * d;
                 let r_ji = rel[j * n + i] as usize * w + h * d;
                 let dq_i = &mut out.dq[local(i, h)..local(i, h) + d];
-                axpy(dq_i, dl, k_j);
-                axpy(dq_i, dl, &x.pos_key[r_ij..r_ij + d]);
+                axpy::<FMA>(dq_i, dl, k_j);
+                axpy::<FMA>(dq_i, dl, &x.pos_key[r_ij..r_ij + d]);
                 let dk_j = &mut out.dk[local(j, h)..local(j, h) + d];
-                axpy(dk_j, dl, q_i);
-                axpy(dk_j, dl, &x.pos_query[r_ji..r_ji + d]);
-                axpy(&mut out.dpk[r_ij..r_ij + d], dl, q_i);
-                axpy(&mut out.dpq[r_ji..r_ji + d], dl, k_j);
+                axpy::<FMA>(dk_j, dl, q_i);
+                axpy::<FMA>(dk_j, dl, &x.pos_query[r_ji..r_ji + d]);
+                axpy::<FMA>(&mut out.dpk[r_ij..r_ij + d], dl, q_i);
+                axpy::<FMA>(&mut out.dpq[r_ji..r_ji + d], dl, k_j);
             }
         }
     }
@@ -581,18 +467,6 @@ fn backward_kernel(
         v: dv,
         pos_key: sum_tables(dpk),
         pos_query: sum_tables(dpq),
-    }
-}
-
-fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
     }
 }
 

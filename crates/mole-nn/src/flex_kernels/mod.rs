@@ -1,0 +1,156 @@
+//! Fused CPU kernels for Burn's Flex backend (feature `flex`).
+//!
+//! Why: on the CPU, MolE's step is dominated not by its matrix products but by the per-operation
+//! cost of the disentangled attention's element-wise path (two gathers and their scatter-add
+//! backward, transposes that Flex walks element by element, the masked softmax, dropout) and by
+//! dropout masks that Burn draws element by element from ChaCha. Here:
+//!
+//! - [`attention`] computes `softmax(mask(q·kᵀ + c2p + p2c) / scale) · v` (with dropout on the
+//!   probabilities) for all heads of a batch as **one** operation, with its own backward
+//!   (a custom node of Burn's autodiff graph), in parallel over molecules;
+//! - [`dropout`] draws masks with a counter-based hash (SplitMix64) in parallel and applies them
+//!   with one multiplication instead of Burn's two.
+//!
+//! Both are used only when the backend is Flex or `Autodiff<Flex>`, the compute dtype is f32 and
+//! nothing asks for attention internals; everything else takes the generic op-by-op path, whose
+//! numerics these kernels follow (same terms, same masking semantics as the original XSoftmax).
+//! Random streams are seeded from the backend's RNG, so `Backend::seed` still makes runs
+//! reproducible.
+
+use std::any::{Any, TypeId};
+
+use burn::backend::flex::{Flex, FlexDevice, FlexTensor};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Distribution, Int, Shape, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Runs `$kernel::<true>($args)` compiled for AVX2 + FMA when the CPU has them (std caches the
+/// check), else `$kernel::<false>($args)` for the baseline target. The binary stays portable;
+/// only the hot loops get the wider instructions. (`$kernel` must be `#[inline(always)]`.)
+macro_rules! dispatch_simd {
+    ($name:ident, $kernel:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $name<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                unsafe { $name(|| $kernel::<true>($($arg),*)) }
+            } else {
+                $kernel::<false>($($arg),*)
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            // NEON has fused multiply-add on every aarch64 CPU.
+            $kernel::<true>($($arg),*)
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            $kernel::<false>($($arg),*)
+        }
+    }};
+}
+
+mod attention;
+mod norm_act;
+
+pub use attention::{attention, FusedAttentionInput};
+pub use norm_act::{gelu, layer_norm};
+
+type AutodiffFlex = Autodiff<Flex>;
+
+/// True when `B` runs on the Flex CPU device (Flex itself or Flex under autodiff).
+pub fn is_flex<B: Backend>() -> bool {
+    TypeId::of::<B::Device>() == TypeId::of::<FlexDevice>()
+}
+
+/// Moves `x` into type `U` when it is one (a checked, copy-free downcast).
+pub(crate) fn downcast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
+    let mut slot = Some(x);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
+        Some(u) => Ok(u.take().expect("just filled")),
+        None => Err(slot.expect("not taken")),
+    }
+}
+
+/// A 64-bit seed drawn from the backend's RNG (so `Backend::seed` governs it).
+pub(crate) fn draw_seed<B: Backend>(device: &B::Device) -> u64 {
+    // Four 16-bit draws: the backend's int type may be i32.
+    let draws = Tensor::<B, 1, Int>::random([4], Distribution::Uniform(0.0, 65536.0), device)
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .unwrap_or_default();
+    draws
+        .iter()
+        .fold(0u64, |acc, &d| (acc << 16) | (d as u64 & 0xffff))
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit value for each counter.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Dropout multiplier of element `index` of a stream: `1/keep` with probability `keep`, else 0.
+#[inline]
+pub(crate) fn keep_factor(seed: u64, index: u64, keep: f32, inv_keep: f32) -> f32 {
+    // 24 random bits: uniform in [0, 1) at f32 resolution.
+    let u =
+        (mix(seed ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03)) >> 40) as f32 * (1.0 / 16_777_216.0);
+    if u < keep {
+        inv_keep
+    } else {
+        0.0
+    }
+}
+
+/// Inverted dropout with probability `prob`, as `burn::nn::Dropout` (active only when the
+/// backend records gradients), with masks drawn in parallel by a counter-based hash. Returns
+/// `Err(x)` when `B` is not Flex-based or `x` is not f32, for the caller's generic path.
+pub fn dropout<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    prob: f64,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if !is_flex::<B>() || x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let device = x.device();
+    if !B::ad_enabled(&device) || prob == 0.0 {
+        return Ok(x);
+    }
+    let keep = (1.0 - prob) as f32;
+    let inv_keep = 1.0 / keep;
+    let seed = draw_seed::<B>(&device);
+    let shape = x.shape();
+    let mut mask = vec![0f32; shape.num_elements()];
+    mask.par_chunks_mut(4096)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let base = (c * 4096) as u64;
+            for (o, m) in chunk.iter_mut().enumerate() {
+                *m = keep_factor(seed, base + o as u64, keep, inv_keep);
+            }
+        });
+    let mask = Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device);
+    Ok(x * mask)
+}
+
+pub(crate) fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+pub(crate) fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}

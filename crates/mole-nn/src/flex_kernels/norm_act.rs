@@ -1,0 +1,295 @@
+//! Exact GELU and LayerNorm as single parallel Flex operations with their own backward.
+//!
+//! Why: under `Autodiff<Flex>`, Burn decomposes LayerNorm into about ten tracked element-wise
+//! operations (twenty more in the backward) and runs GELU's erf and its derivative on one
+//! thread; here each is one pass over the rows, split across the rayon pool, forward and
+//! backward. The formulas are those of Flex and of Burn's decomposition (the same `libm::erff`,
+//! two-pass mean and biased variance, division by `sqrt(var + eps)`).
+
+use std::any::TypeId;
+use std::f32::consts::{PI, SQRT_2};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
+use rayon::prelude::*;
+
+use super::{contiguous_f32, downcast, flex_tensor, AutodiffFlex};
+
+/// Elements per parallel task for element-wise passes.
+const CHUNK: usize = 16 * 1024;
+
+#[inline]
+fn gelu_value(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x / SQRT_2))
+}
+
+#[inline]
+fn gelu_derivative(x: f32) -> f32 {
+    let inv_sqrt_2pi = 1.0 / (2.0 * PI).sqrt();
+    let cdf = 0.5 * (1.0 + libm::erff(x / SQRT_2));
+    let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
+    cdf + x * pdf
+}
+
+fn shape_of(t: &FlexTensor) -> Shape {
+    t.layout().shape().clone()
+}
+
+fn gelu_forward(x: &FlexTensor) -> FlexTensor {
+    let x = contiguous_f32(x);
+    let input: &[f32] = x.storage();
+    let mut out = vec![0f32; input.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(input.par_chunks(CHUNK))
+        .for_each(|(o, i)| {
+            for (o, &v) in o.iter_mut().zip(i) {
+                *o = gelu_value(v);
+            }
+        });
+    flex_tensor(out, shape_of(&x))
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    /// The input, contiguous.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
+        let [parent] = ops.parents;
+        let Some(node) = parent else { return };
+        let input: &[f32] = ops.state.storage();
+        let g: &[f32] = grad.storage();
+        let mut out = vec![0f32; input.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(input.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+            .for_each(|(o, (i, g))| {
+                for ((o, &x), &g) in o.iter_mut().zip(i).zip(g) {
+                    *o = g * gelu_derivative(x);
+                }
+            });
+        grads.register::<Flex>(node.id, flex_tensor(out, shape_of(&ops.state)));
+    }
+}
+
+/// Exact (erf) GELU, in parallel; `Err(x)` when `B` is not Flex-based or `x` is not f32.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    if TypeId::of::<B>() == TypeId::of::<Flex>() {
+        let x: Tensor<Flex, D> = downcast(x).unwrap_or_else(|_| unreachable!("B is Flex"));
+        let out = gelu_forward(&x.into_primitive().tensor());
+        let out = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(out));
+        return Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Flex")));
+    }
+    if TypeId::of::<B>() != TypeId::of::<AutodiffFlex>() {
+        return Err(x);
+    }
+    let x: Tensor<AutodiffFlex, D> =
+        downcast(x).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"));
+    let x = x.into_primitive().tensor();
+    let input = contiguous_f32(&x.primitive);
+    let output = gelu_forward(&input);
+    let out = match GeluBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(input, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    };
+    let out = Tensor::<AutodiffFlex, D>::from_primitive(TensorPrimitive::Float(out));
+    Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>")))
+}
+
+/// Sum with eight independent partial sums (vectorisable; a strict left-to-right f32 sum is
+/// latency-bound).
+#[inline]
+fn lane_sum(values: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (k, v) in values.enumerate() {
+        lanes[k % 8] += v;
+    }
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+}
+
+/// Rows per parallel task for LayerNorm.
+const ROWS_PER_TASK: usize = 32;
+
+/// Normalises each row of `x [rows, d]`: returns `(y, x̂, inv_std)` where `x̂ = (x - mean) /
+/// sqrt(var + eps)` and `y = x̂·γ + β`.
+fn layer_norm_forward(
+    x: &[f32],
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let d = gamma.len();
+    let rows = x.len() / d;
+    let mut y = vec![0f32; x.len()];
+    let mut normed = vec![0f32; x.len()];
+    let mut inv_std = vec![0f32; rows];
+    y.par_chunks_mut(ROWS_PER_TASK * d)
+        .zip(normed.par_chunks_mut(ROWS_PER_TASK * d))
+        .zip(inv_std.par_chunks_mut(ROWS_PER_TASK))
+        .zip(x.par_chunks(ROWS_PER_TASK * d))
+        .for_each(|(((y, normed), inv_std), x)| {
+            for (r, inv) in inv_std.iter_mut().enumerate() {
+                let row = &x[r * d..(r + 1) * d];
+                let mean = lane_sum(row.iter().copied()) / d as f32;
+                let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / d as f32;
+                let denom = (var + eps).sqrt();
+                *inv = 1.0 / denom;
+                let n_row = &mut normed[r * d..(r + 1) * d];
+                let y_row = &mut y[r * d..(r + 1) * d];
+                for c in 0..d {
+                    let n = (row[c] - mean) / denom;
+                    n_row[c] = n;
+                    y_row[c] = match beta {
+                        Some(b) => n * gamma[c] + b[c],
+                        None => n * gamma[c],
+                    };
+                }
+            }
+        });
+    (y, normed, inv_std)
+}
+
+#[derive(Debug, Clone)]
+struct SavedLayerNorm {
+    /// `x̂`, `[rows * d]`, and `1 / sqrt(var + eps)` per row.
+    normed: std::sync::Arc<Vec<f32>>,
+    inv_std: std::sync::Arc<Vec<f32>>,
+    gamma: FlexTensor,
+    input_shape: Shape,
+}
+
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    type State = SavedLayerNorm;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
+        let dy: &[f32] = grad.storage();
+        let saved = ops.state;
+        let gamma: &[f32] = saved.gamma.storage();
+        let d = gamma.len();
+        let normed = &saved.normed[..];
+        let mut dx = vec![0f32; dy.len()];
+        // Per task: partial sums of dγ = Σ dy·x̂ and dβ = Σ dy, added up afterwards.
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(ROWS_PER_TASK * d)
+            .zip(dy.par_chunks(ROWS_PER_TASK * d))
+            .zip(normed.par_chunks(ROWS_PER_TASK * d))
+            .zip(saved.inv_std.par_chunks(ROWS_PER_TASK))
+            .map(|(((dx, dy), normed), inv_std)| {
+                let mut dgamma = vec![0f32; d];
+                let mut dbeta = vec![0f32; d];
+                let mut dn = vec![0f32; d];
+                for (r, &inv) in inv_std.iter().enumerate() {
+                    let dy = &dy[r * d..(r + 1) * d];
+                    let n = &normed[r * d..(r + 1) * d];
+                    for c in 0..d {
+                        dn[c] = dy[c] * gamma[c];
+                        dgamma[c] += dy[c] * n[c];
+                        dbeta[c] += dy[c];
+                    }
+                    let mean_dn = lane_sum(dn.iter().copied()) / d as f32;
+                    let mean_dn_n = lane_sum(dn.iter().zip(n).map(|(a, b)| a * b)) / d as f32;
+                    let dx = &mut dx[r * d..(r + 1) * d];
+                    for c in 0..d {
+                        dx[c] = inv * (dn[c] - mean_dn - n[c] * mean_dn_n);
+                    }
+                }
+                (dgamma, dbeta)
+            })
+            .collect();
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_tensor(dx, saved.input_shape.clone()));
+        }
+        let total = |pick: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
+            let mut sum = vec![0f32; d];
+            for part in &partials {
+                for (s, v) in sum.iter_mut().zip(pick(part)) {
+                    *s += v;
+                }
+            }
+            flex_tensor(sum, Shape::new([d]))
+        };
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, total(|p| &p.0));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, total(|p| &p.1));
+        }
+    }
+}
+
+/// LayerNorm over the last dimension with scale `gamma [d]` and shift `beta [d]`, as one
+/// parallel operation with its own backward under `Autodiff<Flex>` (plain Flex already fuses
+/// it). `Err` hands the inputs back when `B` is not `Autodiff<Flex>` or the dtype is not f32.
+#[allow(clippy::type_complexity)]
+pub fn layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    eps: f64,
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>)> {
+    if TypeId::of::<B>() != TypeId::of::<AutodiffFlex>()
+        || x.dtype() != DType::F32
+        || gamma.dtype() != DType::F32
+    {
+        return Err((x, gamma, beta));
+    }
+    let ad = |t: Tensor<B, 1>| -> Tensor<AutodiffFlex, 1> {
+        downcast(t).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"))
+    };
+    let x: Tensor<AutodiffFlex, D> =
+        downcast(x).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"));
+    let (x, gamma, beta) = (
+        x.into_primitive().tensor(),
+        ad(gamma).into_primitive().tensor(),
+        ad(beta).into_primitive().tensor(),
+    );
+    let input = contiguous_f32(&x.primitive);
+    let gamma_host = contiguous_f32(&gamma.primitive);
+    let beta_host = contiguous_f32(&beta.primitive);
+    let (y, normed, inv_std) = layer_norm_forward(
+        input.storage(),
+        gamma_host.storage(),
+        Some(beta_host.storage()),
+        eps as f32,
+    );
+    let input_shape = shape_of(&input);
+    let output = flex_tensor(y, input_shape.clone());
+    let out = match LayerNormBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            SavedLayerNorm {
+                normed: std::sync::Arc::new(normed),
+                inv_std: std::sync::Arc::new(inv_std),
+                gamma: gamma_host,
+                input_shape,
+            },
+            output,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    };
+    let out = Tensor::<AutodiffFlex, D>::from_primitive(TensorPrimitive::Float(out));
+    Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>")))
+}
