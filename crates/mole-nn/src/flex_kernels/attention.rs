@@ -56,21 +56,6 @@ struct Pairs {
     allowed: Arc<Vec<bool>>,
 }
 
-#[inline(always)]
-/// `out += alpha · x`; with `FMA` as fused multiply-adds (only where the CPU has them: without
-/// hardware FMA, `mul_add` is a slow library call).
-fn axpy<const FMA: bool>(out: &mut [f32], alpha: f32, x: &[f32]) {
-    if FMA {
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = alpha.mul_add(*v, *o);
-        }
-    } else {
-        for (o, v) in out.iter_mut().zip(x) {
-            *o += alpha * v;
-        }
-    }
-}
-
 /// Host views of the attention's float inputs (all contiguous, row-major).
 struct Operands<'a> {
     /// `[batch, seq, heads * head_size]` each.
@@ -98,15 +83,52 @@ fn per_head_transpose(table: &[f32], rows: usize, heads: usize, d: usize) -> Vec
     out
 }
 
-/// `out[c] = Σ_x a[x] · bt[x][c]` for `bt` laid out `[a.len()][cols]`: a row of `a · B`
-/// accumulated as contiguous multiply-adds (vectorised), in the order of `x`.
+/// `acc + a·b`; with `FMA` as one fused multiply-add (only where the CPU has it: without
+/// hardware FMA, `mul_add` is a slow library call).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, acc)
+    } else {
+        acc + a * b
+    }
+}
+
+/// `out[c] = Σ_x a[x] · b[x·stride + c]`: a row of `a · B` for a matrix `B` whose rows start
+/// `stride` apart (`stride ≥ out.len()`), accumulated in the order of `x`. Columns go in blocks
+/// of 8 held in registers, so each element of `B` is loaded once and `out` is written once.
+#[inline(always)]
+fn row_times_strided<const FMA: bool>(out: &mut [f32], a: &[f32], b: &[f32], stride: usize) {
+    const LANES: usize = 8;
+    let cols = out.len();
+    let mut c = 0;
+    while c + LANES <= cols {
+        let mut acc = [0f32; LANES];
+        for (x, &ax) in a.iter().enumerate() {
+            let row: &[f32; LANES] = b[x * stride + c..x * stride + c + LANES]
+                .try_into()
+                .expect("LANES elements");
+            for l in 0..LANES {
+                acc[l] = madd::<FMA>(ax, row[l], acc[l]);
+            }
+        }
+        out[c..c + LANES].copy_from_slice(&acc);
+        c += LANES;
+    }
+    for (cc, o) in out.iter_mut().enumerate().skip(c) {
+        let mut acc = 0f32;
+        for (x, &ax) in a.iter().enumerate() {
+            acc = madd::<FMA>(ax, b[x * stride + cc], acc);
+        }
+        *o = acc;
+    }
+}
+
+/// `row_times_strided` for a densely packed `B` (`[a.len()][out.len()]`).
 #[inline(always)]
 fn row_times<const FMA: bool>(out: &mut [f32], a: &[f32], bt: &[f32]) {
     let cols = out.len();
-    out.fill(0.0);
-    for (x, &ax) in a.iter().enumerate() {
-        axpy::<FMA>(out, ax, &bt[x * cols..(x + 1) * cols]);
-    }
+    row_times_strided::<FMA>(out, a, bt, cols);
 }
 
 /// Scratch space of one molecule and head.
@@ -250,15 +272,15 @@ fn forward_molecule<const FMA: bool>(
             }
             f_h
         };
+        // context_i = Σ_j (p ⊙ dropout)[i, j] · v_j: rows of this head's values are `w` apart.
+        let v_h = &x.v[b * n * w + h * d..];
+        let mut weights = vec![0f32; n];
         for i in 0..n {
-            let ctx_i = &mut out.context[i * w + h * d..i * w + (h + 1) * d];
             for j in 0..n {
-                let weight = p_h[i * n + j] * f_h[i * n + j];
-                if weight != 0.0 {
-                    let v_j = (b * n + j) * w + h * d;
-                    axpy::<FMA>(ctx_i, weight, &x.v[v_j..v_j + d]);
-                }
+                weights[j] = p_h[i * n + j] * f_h[i * n + j];
             }
+            let ctx_i = &mut out.context[i * w + h * d..i * w + (h + 1) * d];
+            row_times_strided::<FMA>(ctx_i, &weights, v_h, w);
         }
     }
 }
@@ -353,66 +375,101 @@ fn backward_molecule<const FMA: bool>(
     b: usize,
     out: MoleculeGrads<'_>,
 ) {
-    let (n, d, w) = (g.seq, g.head_size, g.width());
+    let (n, d, w, rows) = (g.seq, g.head_size, g.width(), g.rows);
     let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
     let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
     let local = |t: usize, h: usize| t * w + h * d;
-    let global = |t: usize, h: usize| (b * n + t) * w + h * d;
-    let mut dlogit = vec![0f32; n];
-    let mut vt = vec![0f32; d * n];
-    for h in 0..g.heads {
-        for t in 0..n {
-            for xi in 0..d {
-                vt[xi * n + t] = x.v[global(t, h) + xi];
+    let transpose = |src: &[f32], dst: &mut [f32], r: usize, c: usize| {
+        for i in 0..r {
+            for j in 0..c {
+                dst[j * r + i] = src[i * c + j];
             }
         }
+    };
+    let mut vt = vec![0f32; d * n];
+    // (p ⊙ dropout)ᵀ, d logits (already × 1/scale) and its transpose.
+    let mut dropped_t = vec![0f32; n * n];
+    let mut dl = vec![0f32; n * n];
+    let mut dl_t = vec![0f32; n * n];
+    // d logits summed per relative-table row: e_q[i][r] = Σ_{j: δ(i,j) = r} dl[i][j] (c2p),
+    // e_k[j][r] = Σ_{i: δ(j,i) = r} dl[i][j] (p2c), and their transposes.
+    let mut e_q = vec![0f32; n * rows];
+    let mut e_k = vec![0f32; n * rows];
+    let mut e_q_t = vec![0f32; rows * n];
+    let mut e_k_t = vec![0f32; rows * n];
+    let mut dlogit = vec![0f32; n];
+    let mut extra = vec![0f32; d];
+    for h in 0..g.heads {
+        // This head's rows of q, k, v, the gradient and the two tables: `w` apart.
+        let q_h = &x.q[b * n * w + h * d..];
+        let k_h = &x.k[b * n * w + h * d..];
+        let v_h = &x.v[b * n * w + h * d..];
+        let grad_h = &grad[b * n * w + h * d..];
+        let pk_h = &x.pos_key[h * d..];
+        let pq_h = &x.pos_query[h * d..];
+        for t in 0..n {
+            for xi in 0..d {
+                vt[xi * n + t] = v_h[t * w + xi];
+            }
+        }
+        let at = (b * g.heads + h) * n * n;
+        let p = &saved.probs[at..at + n * n];
+        let factors = (!saved.factors.is_empty()).then(|| &saved.factors[at..at + n * n]);
+        let factor = |k: usize| factors.map_or(1.0, |f| f[k]);
         for i in 0..n {
-            let at = ((b * g.heads + h) * n + i) * n;
-            let p_row = &saved.probs[at..at + n];
-            let f_row = (!saved.factors.is_empty()).then(|| &saved.factors[at..at + n]);
-            let g_i = &grad[global(i, h)..global(i, h) + d];
-            // d probs (through dropout) and d v.
-            row_times::<FMA>(&mut dlogit, g_i, &vt);
+            for j in 0..n {
+                dropped_t[j * n + i] = p[i * n + j] * factor(i * n + j);
+            }
+        }
+        // d v_j = Σ_i (p ⊙ dropout)[i][j] · g_i
+        for j in 0..n {
+            let dv_j = &mut out.dv[local(j, 0) + h * d..local(j, 0) + (h + 1) * d];
+            row_times_strided::<FMA>(dv_j, &dropped_t[j * n..(j + 1) * n], grad_h, w);
+        }
+        // d probs (through dropout), softmax backward, 1/scale.
+        e_q.fill(0.0);
+        e_k.fill(0.0);
+        for i in 0..n {
+            row_times::<FMA>(&mut dlogit, &grad_h[i * w..i * w + d], &vt);
             let mut weighted = 0f32;
             for j in 0..n {
-                if p_row[j] == 0.0 {
-                    dlogit[j] = 0.0;
-                    continue;
-                }
-                let factor = f_row.map_or(1.0, |f| f[j]);
-                if factor != 0.0 {
-                    axpy::<FMA>(
-                        &mut out.dv[local(j, h)..local(j, h) + d],
-                        p_row[j] * factor,
-                        g_i,
-                    );
-                }
-                let dp = dlogit[j] * factor;
+                let dp = dlogit[j] * factor(i * n + j);
                 dlogit[j] = dp;
-                weighted += p_row[j] * dp;
+                weighted += p[i * n + j] * dp;
             }
-            // Softmax backward, then the 1/scale of each term.
-            let q_i = &x.q[global(i, h)..global(i, h) + d];
             for j in 0..n {
-                if p_row[j] == 0.0 || !allowed[i * n + j] {
-                    continue;
-                }
-                let dl = p_row[j] * (dlogit[j] - weighted) * g.inv_scale;
-                if dl == 0.0 {
-                    continue;
-                }
-                let k_j = &x.k[global(j, h)..global(j, h) + d];
-                let r_ij = rel[i * n + j] as usize * w + h * d;
-                let r_ji = rel[j * n + i] as usize * w + h * d;
-                let dq_i = &mut out.dq[local(i, h)..local(i, h) + d];
-                axpy::<FMA>(dq_i, dl, k_j);
-                axpy::<FMA>(dq_i, dl, &x.pos_key[r_ij..r_ij + d]);
-                let dk_j = &mut out.dk[local(j, h)..local(j, h) + d];
-                axpy::<FMA>(dk_j, dl, q_i);
-                axpy::<FMA>(dk_j, dl, &x.pos_query[r_ji..r_ji + d]);
-                axpy::<FMA>(&mut out.dpk[r_ij..r_ij + d], dl, q_i);
-                axpy::<FMA>(&mut out.dpq[r_ji..r_ji + d], dl, k_j);
+                let k = i * n + j;
+                let v = if p[k] == 0.0 || !allowed[k] {
+                    0.0
+                } else {
+                    p[k] * (dlogit[j] - weighted) * g.inv_scale
+                };
+                dl[k] = v;
+                e_q[i * rows + rel[k] as usize] += v;
+                e_k[j * rows + rel[j * n + i] as usize] += v;
             }
+        }
+        transpose(&dl, &mut dl_t, n, n);
+        transpose(&e_q, &mut e_q_t, n, rows);
+        transpose(&e_k, &mut e_k_t, n, rows);
+        // d q_i = Σ_j dl[i][j] · k_j + Σ_r e_q[i][r] · K_r
+        // d k_j = Σ_i dl[i][j] · q_i + Σ_r e_k[j][r] · Q_r
+        for t in 0..n {
+            let dq_t = &mut out.dq[local(t, h)..local(t, h) + d];
+            row_times_strided::<FMA>(dq_t, &dl[t * n..(t + 1) * n], k_h, w);
+            row_times_strided::<FMA>(&mut extra, &e_q[t * rows..(t + 1) * rows], pk_h, w);
+            dq_t.iter_mut().zip(&extra).for_each(|(o, e)| *o += e);
+            let dk_t = &mut out.dk[local(t, h)..local(t, h) + d];
+            row_times_strided::<FMA>(dk_t, &dl_t[t * n..(t + 1) * n], q_h, w);
+            row_times_strided::<FMA>(&mut extra, &e_k[t * rows..(t + 1) * rows], pq_h, w);
+            dk_t.iter_mut().zip(&extra).for_each(|(o, e)| *o += e);
+        }
+        // d K_r = Σ_i e_q[i][r] · q_i, d Q_r = Σ_j e_k[j][r] · k_j
+        for r in 0..rows {
+            let dpk_r = &mut out.dpk[r * w + h * d..r * w + (h + 1) * d];
+            row_times_strided::<FMA>(dpk_r, &e_q_t[r * n..(r + 1) * n], q_h, w);
+            let dpq_r = &mut out.dpq[r * w + h * d..r * w + (h + 1) * d];
+            row_times_strided::<FMA>(dpq_r, &e_k_t[r * n..(r + 1) * n], k_h, w);
         }
     }
 }
