@@ -16,12 +16,12 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use clap::Args;
 use mole_featurize::{collate, featurize, read_molecules, Batch, MoleInput, Vocabulary};
-use mole_model::training::clip_global_norm;
+use mole_model::training::{clip_global_norm, FusedAdam};
 use mole_model::{BatchTensors, MolE, MolEConfig, TaskType};
 use mole_nn::DebertaConfig;
 use rand::rngs::StdRng;
@@ -702,7 +702,8 @@ fn time_training<B: AutodiffBackend>(
     B::seed(device, seed);
     let mut model: MolE<B> = MolE::new(config, device).with_compute_dtype(compute_dtype);
     *parameters = model.num_params();
-    let mut optim = AdamConfig::new().with_epsilon(1e-6).init::<B, MolE<B>>();
+    // The trainer's optimiser: Adam (β 0.9/0.999, ε 1e-6), fused on the CPU.
+    let mut optim = FusedAdam::new(0.9, 0.999, 1e-6).init::<B, MolE<B>>();
     let mut run = |model: MolE<B>, batches: &[&HostBatch]| {
         let mut model = model;
         let mut acc = None;

@@ -13,14 +13,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, ElementConversion, Int, Tensor, TensorData};
 use mole_featurize::{collate, Batch, Vocabulary};
 use mole_metrics::{MetricsCollection, TaskKind};
 use mole_model::data_parallel::{self, Peer};
-use mole_model::training::{clip_global_norm, LossScaler};
+use mole_model::training::{clip_global_norm, FusedAdam, LossScaler};
 use mole_model::{BatchTensors, Checkpoint, MolE, MolEConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -378,14 +378,10 @@ pub fn evaluate<B: Backend>(
     out
 }
 
-type AdamOptimizer<B> = OptimizerAdaptor<Adam, MolE<B>, B>;
+type AdamOptimizer<B> = OptimizerAdaptor<FusedAdam, MolE<B>, B>;
 
 fn adam<B: AutodiffBackend>(s: &TrainSettings) -> AdamOptimizer<B> {
-    AdamConfig::new()
-        .with_beta_1(s.adam_beta1)
-        .with_beta_2(s.adam_beta2)
-        .with_epsilon(s.adam_eps)
-        .init::<B, MolE<B>>()
+    FusedAdam::new(s.adam_beta1, s.adam_beta2, s.adam_eps).init::<B, MolE<B>>()
 }
 
 /// One replica's share of a training step.

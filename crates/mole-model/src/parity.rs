@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use mole_featurize::Batch;
@@ -562,11 +562,8 @@ pub fn check_adam_step<B: AutodiffBackend>(
     let loss = supervised_loss(&model, fb, false, device);
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let grads = clip_global_norm(&model, grads, 1.0);
-    let mut optim = AdamConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-6)
-        .init::<B, MolE<B>>();
+    // The optimiser mole trains with (fused on the CPU backend).
+    let mut optim = crate::training::FusedAdam::new(0.9, 0.999, 1e-6).init::<B, MolE<B>>();
     let model = optim.step(1e-3, model, grads);
     let after = to_state_dict(&model.valid());
     let want = StateDict::load(&path)?;

@@ -3,7 +3,8 @@
 //! clips each tensor on its own) and named access to gradients.
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::GradientsParams;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamState, AdaptiveMomentumState, GradientsParams, LearningRate, SimpleOptimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use mole_nn::attention::to_f32;
@@ -181,6 +182,98 @@ pub fn grads_as_state_dict<B: AutodiffBackend>(
     to_state_dict(&mapped)
 }
 
+/// Adam as the original trains with it (`torch.optim.Adam`, no weight decay), computed with the
+/// formulas of Burn's `Adam`. With feature `flex`, a step on the Flex CPU backend is one
+/// parallel pass over each parameter, its gradient and both moments, in place
+/// (`mole_nn::flex_kernels::adam_step`); elsewhere the same arithmetic runs op by op. The state
+/// is Burn's `AdamState`, so optimiser records (resume files) are interchangeable with Burn's
+/// `Adam`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusedAdam {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+}
+
+impl FusedAdam {
+    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32) -> Self {
+        Self {
+            beta_1,
+            beta_2,
+            epsilon,
+        }
+    }
+
+    /// The optimiser for module `M` (what `AdamConfig::init` returns for Burn's `Adam`).
+    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(self) -> OptimizerAdaptor<Self, M, B> {
+        OptimizerAdaptor::from(self)
+    }
+}
+
+impl<B: Backend> SimpleOptimizer<B> for FusedAdam {
+    type State<const D: usize> = AdamState<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let time = state.as_ref().map_or(1, |s| s.momentum.time + 1);
+        let bias_correction2_sqrt = (1.0 - self.beta_2.powi(time as i32)).sqrt();
+        let combined = bias_correction2_sqrt / (1.0 - self.beta_1.powi(time as i32));
+        let epsilon = self.epsilon * bias_correction2_sqrt;
+        let moments = state.map(|s| (s.momentum.moment_1, s.momentum.moment_2));
+        let done = |(p, m, v): (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)| {
+            let momentum = AdaptiveMomentumState {
+                time,
+                moment_1: m,
+                moment_2: v,
+                max_moment_2: None,
+            };
+            (p, Some(AdamState { momentum }))
+        };
+        #[cfg(feature = "flex")]
+        let (tensor, grad, moments) = {
+            let coefficients = mole_nn::flex_kernels::AdamCoefficients {
+                beta_1: self.beta_1,
+                beta_2: self.beta_2,
+                combined,
+                epsilon,
+                lr: lr as f32,
+            };
+            match mole_nn::flex_kernels::adam_step(tensor, grad, moments, coefficients) {
+                Ok(out) => return done(out),
+                Err(inputs) => inputs,
+            }
+        };
+        let (m, v) = match moments {
+            Some((m, v)) => (
+                m.mul_scalar(self.beta_1)
+                    .add(grad.clone().mul_scalar(1.0 - self.beta_1)),
+                v.mul_scalar(self.beta_2)
+                    .add(grad.square().mul_scalar(1.0 - self.beta_2)),
+            ),
+            None => (
+                grad.clone().mul_scalar(1.0 - self.beta_1),
+                grad.square().mul_scalar(1.0 - self.beta_2),
+            ),
+        };
+        let update = m
+            .clone()
+            .mul_scalar(combined)
+            .div(v.clone().sqrt().add_scalar(epsilon));
+        done((tensor - update.mul_scalar(lr), m, v))
+    }
+
+    fn to_device<const D: usize>(mut state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        state.momentum.moment_1 = state.momentum.moment_1.to_device(device);
+        state.momentum.moment_2 = state.momentum.moment_2.to_device(device);
+        state
+    }
+}
+
 /// Number of trainable scalars.
 pub fn num_parameters<B: Backend, M: Module<B>>(model: &M) -> usize {
     model.num_params()
@@ -199,6 +292,45 @@ mod tests {
         let x = Tensor::<AD, 2>::from_floats([input], &device);
         let loss = layer.forward(x).sum().mul_scalar(loss_scale);
         GradientsParams::from_grads(loss.backward(), layer)
+    }
+
+    /// Three steps of `FusedAdam` (fused on Flex when feature `flex` is on) against Burn's
+    /// `Adam` with the same settings: the same arithmetic, so parameters agree to f32 rounding.
+    #[test]
+    fn fused_adam_follows_burns_adam() {
+        use burn::optim::{AdamConfig, Optimizer};
+        let device = Default::default();
+        let start: Linear<AD> = LinearConfig::new(3, 2).init(&device);
+        let mut ours = FusedAdam::new(0.9, 0.999, 1e-6).init::<AD, Linear<AD>>();
+        let mut burns = AdamConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-6)
+            .init::<AD, Linear<AD>>();
+        let (mut a, mut b) = (start.clone(), start);
+        for step in 0..3 {
+            let input = [1.0 + step as f32, -2.0, 0.5 * step as f32];
+            let ga = {
+                let x = Tensor::<AD, 2>::from_floats([input], &device);
+                GradientsParams::from_grads(a.forward(x).square().sum().backward(), &a)
+            };
+            let gb = {
+                let x = Tensor::<AD, 2>::from_floats([input], &device);
+                GradientsParams::from_grads(b.forward(x).square().sum().backward(), &b)
+            };
+            a = ours.step(1e-2, a, ga);
+            b = burns.step(1e-2, b, gb);
+        }
+        let host = |l: &Linear<AD>| {
+            let mut v = l.weight.val().into_data().to_vec::<f32>().unwrap();
+            v.extend(l.bias.as_ref().unwrap().val().into_data().to_vec::<f32>().unwrap());
+            v
+        };
+        let (pa, pb) = (host(&a), host(&b));
+        assert!(pa.iter().zip(&pb).any(|(x, y)| x != &0.0 || y != &0.0));
+        for (x, y) in pa.iter().zip(&pb) {
+            assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{pa:?} vs {pb:?}");
+        }
     }
 
     #[test]

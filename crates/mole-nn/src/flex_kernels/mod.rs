@@ -55,9 +55,11 @@ macro_rules! dispatch_simd {
     }};
 }
 
+mod adam;
 mod attention;
 mod norm_act;
 
+pub use adam::{adam_step, AdamCoefficients};
 pub use attention::{attention, FusedAttentionInput};
 pub use norm_act::{gelu, layer_norm};
 

@@ -1,0 +1,111 @@
+//! Adam's update as one parallel pass on Flex (parameter, gradient and both moments read once,
+//! written in place), instead of Burn's twelve single-threaded element-wise operations.
+
+use std::any::TypeId;
+
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorPrimitive};
+use rayon::prelude::*;
+
+use super::{downcast, flex_tensor};
+
+/// Elements per parallel task.
+const CHUNK: usize = 32 * 1024;
+
+/// The scalars of one Adam step, as Burn's `Adam` computes them (all f32).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamCoefficients {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    /// `sqrt(1 - beta_2^t) / (1 - beta_1^t)`
+    pub combined: f32,
+    /// `epsilon · sqrt(1 - beta_2^t)`
+    pub epsilon: f32,
+    pub lr: f32,
+}
+
+/// `(parameter, first moment, second moment)` after the step.
+pub type AdamOutput<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>);
+/// The inputs handed back: parameter, gradient and moments (`None` on the first step).
+pub type AdamInput<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, Option<(Tensor<B, D>, Tensor<B, D>)>);
+
+/// A contiguous f32 tensor this code may write: `t` itself when it is the only owner of its
+/// storage, else a copy.
+fn writable(t: FlexTensor) -> FlexTensor {
+    if t.is_unique() && t.is_contiguous() && t.layout().start_offset() == 0 {
+        t
+    } else {
+        let shape = t.layout().shape().clone();
+        let values: Vec<f32> = t.to_contiguous().storage::<f32>().to_vec();
+        flex_tensor(values, shape)
+    }
+}
+
+/// One Adam step (Burn's formulas: `m = β1·m + (1-β1)·g`, `v = β2·v + (1-β2)·g²`,
+/// `p -= lr · (m·combined) / (sqrt(v) + ε')`) when `B` is Flex and everything is f32; `Err`
+/// hands the inputs back otherwise.
+pub fn adam_step<B: Backend, const D: usize>(
+    param: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<(Tensor<B, D>, Tensor<B, D>)>,
+    c: AdamCoefficients,
+) -> Result<AdamOutput<B, D>, AdamInput<B, D>> {
+    let all_f32 = param.dtype() == DType::F32
+        && grad.dtype() == DType::F32
+        && moments
+            .as_ref()
+            .is_none_or(|(m, v)| m.dtype() == DType::F32 && v.dtype() == DType::F32);
+    if TypeId::of::<B>() != TypeId::of::<Flex>() || !all_f32 {
+        return Err((param, grad, moments));
+    }
+    let prim = |t: Tensor<B, D>| -> FlexTensor {
+        let t: Tensor<Flex, D> = downcast(t).unwrap_or_else(|_| unreachable!("B is Flex"));
+        t.into_primitive().tensor()
+    };
+    let shape = param.shape();
+    let n = shape.num_elements();
+    let mut p = writable(prim(param));
+    let g = prim(grad).to_contiguous();
+    let (mut m, mut v, first) = match moments {
+        Some((m, v)) => (writable(prim(m)), writable(prim(v)), false),
+        None => (
+            flex_tensor(vec![0f32; n], shape.clone()),
+            flex_tensor(vec![0f32; n], shape.clone()),
+            true,
+        ),
+    };
+    {
+        let g: &[f32] = &g.storage::<f32>()[..n];
+        let p: &mut [f32] = &mut p.storage_mut::<f32>()[..n];
+        let m: &mut [f32] = &mut m.storage_mut::<f32>()[..n];
+        let v: &mut [f32] = &mut v.storage_mut::<f32>()[..n];
+        let (one_minus_b1, one_minus_b2) = (1.0 - c.beta_1, 1.0 - c.beta_2);
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((p, m), v), g)| {
+                for k in 0..p.len() {
+                    let gk = g[k];
+                    let (mk, vk) = if first {
+                        (gk * one_minus_b1, gk * gk * one_minus_b2)
+                    } else {
+                        (
+                            m[k] * c.beta_1 + gk * one_minus_b1,
+                            v[k] * c.beta_2 + gk * gk * one_minus_b2,
+                        )
+                    };
+                    m[k] = mk;
+                    v[k] = vk;
+                    let update = (mk * c.combined) / (vk.sqrt() + c.epsilon);
+                    p[k] -= update * c.lr;
+                }
+            });
+    }
+    let wrap = |t: FlexTensor| -> Tensor<B, D> {
+        let t = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(t));
+        downcast(t).unwrap_or_else(|_| unreachable!("B is Flex"))
+    };
+    Ok((wrap(p), wrap(m), wrap(v)))
+}
