@@ -94,27 +94,54 @@ fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
     }
 }
 
-/// `out[c] = Σ_x a[x] · b[x·stride + c]`: a row of `a · B` for a matrix `B` whose rows start
-/// `stride` apart (`stride ≥ out.len()`), accumulated in the order of `x`. Columns go in blocks
-/// of 8 held in registers, so each element of `B` is loaded once and `out` is written once.
+/// `BLOCKS` consecutive 8-column blocks of `out = a · B` starting at column `c`: `BLOCKS`
+/// independent accumulator chains, so the multiply-adds overlap instead of waiting on each
+/// other's latency.
 #[inline(always)]
-fn row_times_strided<const FMA: bool>(out: &mut [f32], a: &[f32], b: &[f32], stride: usize) {
+fn column_blocks<const FMA: bool, const BLOCKS: usize>(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    stride: usize,
+    c: usize,
+) {
     const LANES: usize = 8;
-    let cols = out.len();
-    let mut c = 0;
-    while c + LANES <= cols {
-        let mut acc = [0f32; LANES];
-        for (x, &ax) in a.iter().enumerate() {
-            let row: &[f32; LANES] = b[x * stride + c..x * stride + c + LANES]
+    let mut acc = [[0f32; LANES]; BLOCKS];
+    for (x, &ax) in a.iter().enumerate() {
+        let base = x * stride + c;
+        for (blk, acc) in acc.iter_mut().enumerate() {
+            let row: &[f32; LANES] = b[base + blk * LANES..base + (blk + 1) * LANES]
                 .try_into()
                 .expect("LANES elements");
             for l in 0..LANES {
                 acc[l] = madd::<FMA>(ax, row[l], acc[l]);
             }
         }
-        out[c..c + LANES].copy_from_slice(&acc);
-        c += LANES;
     }
+    for (blk, acc) in acc.iter().enumerate() {
+        out[c + blk * LANES..c + (blk + 1) * LANES].copy_from_slice(acc);
+    }
+}
+
+/// `out[c] = Σ_x a[x] · b[x·stride + c]`: a row of `a · B` for a matrix `B` whose rows start
+/// `stride` apart (`stride ≥ out.len()`), accumulated in the order of `x`. Columns go in blocks
+/// of 8 held in registers, up to four blocks at a time, so each element of `B` is loaded once,
+/// `out` is written once and the accumulator chains run side by side.
+#[inline(always)]
+fn row_times_strided<const FMA: bool>(out: &mut [f32], a: &[f32], b: &[f32], stride: usize) {
+    let cols = out.len();
+    let mut c = 0;
+    while c + 32 <= cols {
+        column_blocks::<FMA, 4>(out, a, b, stride, c);
+        c += 32;
+    }
+    match (cols - c) / 8 {
+        3 => column_blocks::<FMA, 3>(out, a, b, stride, c),
+        2 => column_blocks::<FMA, 2>(out, a, b, stride, c),
+        1 => column_blocks::<FMA, 1>(out, a, b, stride, c),
+        _ => {}
+    }
+    c += (cols - c) / 8 * 8;
     for (cc, o) in out.iter_mut().enumerate().skip(c) {
         let mut acc = 0f32;
         for (x, &ax) in a.iter().enumerate() {
@@ -285,6 +312,21 @@ fn forward_molecule<const FMA: bool>(
     }
 }
 
+/// [`forward_molecule`] compiled for AVX2 + FMA (its body is inlined here, so every loop gets
+/// the wider instructions and `mul_add` becomes one instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn forward_molecule_avx2(
+    g: &Geometry,
+    pairs: &Pairs,
+    x: &Operands<'_>,
+    tables: &Tables,
+    b: usize,
+    out: MoleculeForward<'_>,
+) {
+    forward_molecule::<true>(g, pairs, x, tables, b, out)
+}
+
 /// Forward: `(context [batch, seq, width], probs, factors)`, the last two `[batch, heads, seq,
 /// seq]`: probabilities before dropout (only when `keep_probs`) and dropout multipliers (only
 /// with dropout and `keep_probs`).
@@ -307,7 +349,15 @@ fn forward_kernel(
             probs,
             factors,
         };
-        dispatch_simd!(forward_avx2, forward_molecule(g, pairs, x, &tables, b, out))
+        if super::has_avx2_fma() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (checked by `has_avx2_fma`).
+            unsafe {
+                forward_molecule_avx2(g, pairs, x, &tables, b, out)
+            }
+        } else {
+            forward_molecule::<{ super::NATIVE_FMA }>(g, pairs, x, &tables, b, out)
+        }
     };
     if keep_probs {
         let factor_chunks: Vec<&mut [f32]> = if with_factors {
@@ -474,6 +524,21 @@ fn backward_molecule<const FMA: bool>(
     }
 }
 
+/// [`backward_molecule`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn backward_molecule_avx2(
+    g: &Geometry,
+    pairs: &Pairs,
+    x: &Operands<'_>,
+    saved: &ForwardState<'_>,
+    grad: &[f32],
+    b: usize,
+    out: MoleculeGrads<'_>,
+) {
+    backward_molecule::<true>(g, pairs, x, saved, grad, b, out)
+}
+
 /// Backward of [`forward_kernel`] given `grad` = d loss / d context `[batch, seq, width]`.
 fn backward_kernel(
     g: &Geometry,
@@ -504,10 +569,15 @@ fn backward_kernel(
                 dpk,
                 dpq,
             };
-            dispatch_simd!(
-                backward_avx2,
-                backward_molecule(g, pairs, x, saved, grad, b, out)
-            )
+            if super::has_avx2_fma() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU has AVX2 and FMA (checked by `has_avx2_fma`).
+                unsafe {
+                    backward_molecule_avx2(g, pairs, x, saved, grad, b, out)
+                }
+            } else {
+                backward_molecule::<{ super::NATIVE_FMA }>(g, pairs, x, saved, grad, b, out)
+            }
         });
     let sum_tables = |parts: Vec<f32>| {
         let mut total = vec![0f32; table];

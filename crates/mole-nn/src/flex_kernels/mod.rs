@@ -25,35 +25,24 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, Int, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Runs `$kernel::<true>($args)` compiled for AVX2 + FMA when the CPU has them (std caches the
-/// check), else `$kernel::<false>($args)` for the baseline target. The binary stays portable;
-/// only the hot loops get the wider instructions. (`$kernel` must be `#[inline(always)]`.)
-macro_rules! dispatch_simd {
-    ($name:ident, $kernel:ident($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn $name<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-                unsafe { $name(|| $kernel::<true>($($arg),*)) }
-            } else {
-                $kernel::<false>($($arg),*)
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            // NEON has fused multiply-add on every aarch64 CPU.
-            $kernel::<true>($($arg),*)
-        }
-        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-        {
-            $kernel::<false>($($arg),*)
-        }
-    }};
+/// True when the hot loops may run their AVX2 + FMA builds (`*_avx2` functions, compiled with
+/// `#[target_feature]`; std caches the CPU check). The binary stays portable: other CPUs run
+/// the baseline builds.
+#[inline]
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
+
+/// Whether `f32::mul_add` is one instruction in the baseline build: on aarch64 (NEON) it is;
+/// on baseline x86-64 it would be a slow library call, so the baseline loops multiply and add.
+pub(crate) const NATIVE_FMA: bool = cfg!(target_arch = "aarch64");
 
 mod adam;
 mod attention;
