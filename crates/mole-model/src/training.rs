@@ -4,7 +4,9 @@
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamState, AdaptiveMomentumState, GradientsParams, LearningRate, SimpleOptimizer};
+use burn::optim::{
+    AdamState, AdaptiveMomentumState, GradientsParams, LearningRate, SimpleOptimizer,
+};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use mole_nn::attention::to_f32;
@@ -323,7 +325,15 @@ mod tests {
         }
         let host = |l: &Linear<AD>| {
             let mut v = l.weight.val().into_data().to_vec::<f32>().unwrap();
-            v.extend(l.bias.as_ref().unwrap().val().into_data().to_vec::<f32>().unwrap());
+            v.extend(
+                l.bias
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap(),
+            );
             v
         };
         let (pa, pb) = (host(&a), host(&b));

@@ -28,7 +28,11 @@ pub struct AdamCoefficients {
 /// `(parameter, first moment, second moment)` after the step.
 pub type AdamOutput<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>);
 /// The inputs handed back: parameter, gradient and moments (`None` on the first step).
-pub type AdamInput<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, Option<(Tensor<B, D>, Tensor<B, D>)>);
+pub type AdamInput<B, const D: usize> = (
+    Tensor<B, D>,
+    Tensor<B, D>,
+    Option<(Tensor<B, D>, Tensor<B, D>)>,
+);
 
 /// A contiguous f32 tensor this code may write: `t` itself when it is the only owner of its
 /// storage, else a copy.

@@ -57,25 +57,42 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
 #[derive(Debug)]
 struct GeluBackward;
 
+/// `Φ(x) = 0.5·(1 + erf(x/√2))` recovered from the forward's output `y = x·Φ(x)` where that is
+/// well conditioned, which halves the erf evaluations (the output is kept alive anyway: it is
+/// the next linear layer's input). Near zero, erf is evaluated again.
+#[inline]
+fn gelu_derivative_from_output(x: f32, y: f32) -> f32 {
+    if x.abs() < 1e-2 {
+        return gelu_derivative(x);
+    }
+    let inv_sqrt_2pi = 1.0 / (2.0 * PI).sqrt();
+    let cdf = y / x;
+    let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
+    cdf + x * pdf
+}
+
 impl Backward<Flex, 1> for GeluBackward {
-    /// The input, contiguous.
-    type State = FlexTensor;
+    /// The input and the output, contiguous.
+    type State = (FlexTensor, FlexTensor);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
         let [parent] = ops.parents;
         let Some(node) = parent else { return };
-        let input: &[f32] = ops.state.storage();
+        let (input, output) = &ops.state;
+        let x: &[f32] = input.storage();
+        let y: &[f32] = output.storage();
         let g: &[f32] = grad.storage();
-        let mut out = vec![0f32; input.len()];
+        let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK)
-            .zip(input.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(o, (i, g))| {
-                for ((o, &x), &g) in o.iter_mut().zip(i).zip(g) {
-                    *o = g * gelu_derivative(x);
+            .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|((o, (x, y)), g)| {
+                for (((o, &x), &y), &g) in o.iter_mut().zip(x).zip(y).zip(g) {
+                    *o = g * gelu_derivative_from_output(x, y);
                 }
             });
-        grads.register::<Flex>(node.id, flex_tensor(out, shape_of(&ops.state)));
+        grads.register::<Flex>(node.id, flex_tensor(out, shape_of(input)));
     }
 }
 
@@ -103,7 +120,7 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>,
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(input, output),
+        OpsKind::Tracked(prep) => prep.finish((input, output.clone()), output),
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
     let out = Tensor::<AutodiffFlex, D>::from_primitive(TensorPrimitive::Float(out));
