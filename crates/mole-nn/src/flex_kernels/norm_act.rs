@@ -236,7 +236,9 @@ impl Backward<Flex, 3> for LayerNormBackward {
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, saved.input_shape.clone()));
         }
-        let total = |pick: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
+        // Partial sums of one task: (dγ, dβ).
+        type Partial = (Vec<f32>, Vec<f32>);
+        let total = |pick: fn(&Partial) -> &Vec<f32>| {
             let mut sum = vec![0f32; d];
             for part in &partials {
                 for (s, v) in sum.iter_mut().zip(pick(part)) {
