@@ -303,6 +303,9 @@ mod tests {
         use burn::optim::{AdamConfig, Optimizer};
         let device = Default::default();
         let start: Linear<AD> = LinearConfig::new(3, 2).init(&device);
+        // Burn initialises parameters lazily; initialise before cloning so both copies start
+        // from the same weights.
+        let _ = (start.weight.val(), start.bias.as_ref().map(|b| b.val()));
         let mut ours = FusedAdam::new(0.9, 0.999, 1e-6).init::<AD, Linear<AD>>();
         let mut burns = AdamConfig::new()
             .with_beta_1(0.9)
