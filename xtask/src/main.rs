@@ -772,7 +772,8 @@ fn where_time_goes(runs: &[Run]) -> String {
          as the hidden size grows. The c2p/p2c products use only the relative-table rows a batch \
          needs (its largest distance + 1, about 15–25 of the 128 rows for drug-like molecules), \
          so they stay a small share even in tiny. The element-wise work (softmax, LayerNorm, GELU, the \
-         relative-index gathers, dropout in training) is not in these FLOPs; compare the \
+         relative-position look-ups, dropout in training; fused kernels on the CPU) is not in \
+         these FLOPs; compare the \
          achieved GFLOP/s of tiny and base above to see how much of tiny's time goes to it and \
          to per-op overhead rather than to matmuls. On GPUs, expect MFU to be lowest for tiny \
          and highest for base at batch 64."
