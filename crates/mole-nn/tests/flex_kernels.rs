@@ -320,3 +320,48 @@ fn fused_gelu_and_layer_norm_match_burn_with_gradients() {
 fn host<B: burn::tensor::backend::Backend>(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data().to_vec::<f32>().unwrap()
 }
+
+/// The comparisons above would pass trivially if the fused path handed its inputs back: check
+/// that it takes Flex and `Autodiff<Flex>` f32 inputs, and hands back other dtypes.
+#[test]
+fn fused_attention_takes_flex_f32_and_hands_back_the_rest() {
+    fn input<B: burn::tensor::backend::Backend>(
+        dtype: burn::tensor::DType,
+    ) -> mole_nn::flex_kernels::FusedAttentionInput<B> {
+        let device = Default::default();
+        let tokens = || {
+            Tensor::<B, 3>::from_data(
+                TensorData::new(values(BATCH * SEQ * 16, 5), [BATCH, SEQ, 16]),
+                &device,
+            )
+            .cast(dtype)
+        };
+        let table = || {
+            Tensor::<B, 2>::from_data(TensorData::new(values(ROWS * 16, 6), [ROWS, 16]), &device)
+                .cast(dtype)
+        };
+        mole_nn::flex_kernels::FusedAttentionInput {
+            query: tokens(),
+            key: tokens(),
+            value: tokens(),
+            pos_key: table(),
+            pos_query: table(),
+            attend: Tensor::<B, 4, Bool>::from_data(
+                TensorData::new(attend_mask(), [BATCH, 1, SEQ, SEQ]),
+                &device,
+            ),
+            rel_index: Tensor::<B, 3, Int>::from_data(
+                TensorData::new(relative_positions(), [BATCH, SEQ, SEQ]),
+                &device,
+            )
+            .unsqueeze_dim::<4>(1)
+            .expand([BATCH, 2, SEQ, SEQ]),
+            num_heads: 2,
+            dropout: 0.0,
+        }
+    }
+    use burn::tensor::DType;
+    assert!(mole_nn::flex_kernels::attention(input::<Flex>(DType::F32)).is_ok());
+    assert!(mole_nn::flex_kernels::attention(input::<AD>(DType::F32)).is_ok());
+    assert!(mole_nn::flex_kernels::attention(input::<Flex>(DType::F16)).is_err());
+}

@@ -683,23 +683,33 @@ pub fn attention<B: Backend>(
     let [batch, seq, width] = input.query.dims();
     let rows = input.pos_key.dims()[0];
     let heads = input.num_heads;
-    let head_size = width / heads;
+    let head_size = width.checked_div(heads).unwrap_or(0);
     let device = input.query.device();
-    let rel: Vec<u32> = input
+    // The pair structure on the host (Flex: no transfer). Anything unexpected (a shape or
+    // element type these loops do not handle) hands the inputs back to the generic path.
+    let pairs_len = batch * seq * seq;
+    let rel: Option<Vec<u32>> = input
         .rel_index
+        .clone()
         .slice([0..batch, 0..1, 0..seq, 0..seq])
         .into_data()
         .convert::<i64>()
         .to_vec::<i64>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.clamp(0, rows as i64 - 1) as u32)
-        .collect();
-    let allowed: Vec<bool> = input
-        .attend
-        .into_data()
-        .to_vec::<bool>()
-        .unwrap_or_default();
+        .ok()
+        .map(|v| {
+            v.into_iter()
+                .map(|r| r.clamp(0, rows as i64 - 1) as u32)
+                .collect()
+        });
+    let allowed: Option<Vec<bool>> = (input.attend.dims() == [batch, 1, seq, seq])
+        .then(|| input.attend.clone().into_data().to_vec::<bool>().ok())
+        .flatten();
+    let (Some(rel), Some(allowed)) = (rel, allowed) else {
+        return Err(input);
+    };
+    if rel.len() != pairs_len || allowed.len() != pairs_len || heads == 0 || width % heads != 0 {
+        return Err(input);
+    }
     let pairs = Pairs {
         rel: Arc::new(rel),
         allowed: Arc::new(allowed),
