@@ -1,21 +1,24 @@
 //! Fused CPU kernels for Burn's Flex backend (feature `flex`).
 //!
-//! Why: on the CPU, MolE's step is dominated not by its matrix products but by the per-operation
-//! cost of the disentangled attention's element-wise path (two gathers and their scatter-add
-//! backward, transposes that Flex walks element by element, the masked softmax, dropout) and by
-//! dropout masks that Burn draws element by element from ChaCha. Here:
+//! Why: on the CPU, MolE's step was dominated not by its matrix products but by per-operation
+//! costs: the disentangled attention's element-wise path (two gathers and their scatter-add
+//! backward, transposes that Flex walks element by element, the masked softmax), LayerNorm,
+//! which Burn decomposes into ~30 single-threaded operations under autodiff, GELU's erf on one
+//! thread, Adam's twelve element-wise passes, and dropout masks drawn element by element from
+//! ChaCha. Here, each as one parallel operation (with its own backward node in Burn's autodiff
+//! graph where it has a backward):
 //!
-//! - [`attention`] computes `softmax(mask(q·kᵀ + c2p + p2c) / scale) · v` (with dropout on the
-//!   probabilities) for all heads of a batch as **one** operation, with its own backward
-//!   (a custom node of Burn's autodiff graph), in parallel over molecules;
-//! - [`dropout`] draws masks with a counter-based hash (SplitMix64) in parallel and applies them
-//!   with one multiplication instead of Burn's two.
+//! - [`attention`]: `softmax(mask(q·kᵀ + c2p + p2c) / scale) · v` with dropout on the
+//!   probabilities, all heads, parallel over molecules;
+//! - [`layer_norm`], [`gelu`]: one pass each way;
+//! - [`adam_step`]: Adam's update in place;
+//! - [`dropout`]: masks from a counter-based hash (SplitMix64), one multiplication.
 //!
-//! Both are used only when the backend is Flex or `Autodiff<Flex>`, the compute dtype is f32 and
-//! nothing asks for attention internals; everything else takes the generic op-by-op path, whose
-//! numerics these kernels follow (same terms, same masking semantics as the original XSoftmax).
-//! Random streams are seeded from the backend's RNG, so `Backend::seed` still makes runs
-//! reproducible.
+//! They apply only when the backend is Flex or `Autodiff<Flex>` (checked by `TypeId`), the
+//! dtype is f32 and nothing asks for attention internals; everything else takes the generic
+//! op-by-op path, whose numerics these kernels follow (same terms and formulas, the original's
+//! XSoftmax masking). Random streams are seeded from the backend's RNG, so `Backend::seed` still
+//! makes runs reproducible.
 
 use std::any::{Any, TypeId};
 
