@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{cargo, machine, output, root, status};
+use crate::{cargo, f, machine, output, root, status};
 
 pub const USAGE: &str = "\
 compare options:
@@ -201,10 +201,6 @@ pub fn compare(o: CompareOptions) -> Result<()> {
     update_report(&o.out, &section)?;
     eprintln!("xtask: wrote the comparison into {}", o.out.display());
     Ok(())
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
 }
 
 fn ratio(ours: f64, theirs: f64) -> String {

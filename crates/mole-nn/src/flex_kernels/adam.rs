@@ -5,10 +5,10 @@ use std::any::TypeId;
 
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::{downcast, flex_tensor};
+use super::{flex_tensor, from_flex, into_flex};
 
 /// Elements per parallel task.
 const CHUNK: usize = 32 * 1024;
@@ -63,16 +63,12 @@ pub fn adam_step<B: Backend, const D: usize>(
     if TypeId::of::<B>() != TypeId::of::<Flex>() || !all_f32 {
         return Err((param, grad, moments));
     }
-    let prim = |t: Tensor<B, D>| -> FlexTensor {
-        let t: Tensor<Flex, D> = downcast(t).unwrap_or_else(|_| unreachable!("B is Flex"));
-        t.into_primitive().tensor()
-    };
     let shape = param.shape();
     let n = shape.num_elements();
-    let mut p = writable(prim(param));
-    let g = prim(grad).to_contiguous();
+    let mut p = writable(into_flex(param));
+    let g = into_flex(grad).to_contiguous();
     let (mut m, mut v, first) = match moments {
-        Some((m, v)) => (writable(prim(m)), writable(prim(v)), false),
+        Some((m, v)) => (writable(into_flex(m)), writable(into_flex(v)), false),
         None => (
             flex_tensor(vec![0f32; n], shape.clone()),
             flex_tensor(vec![0f32; n], shape.clone()),
@@ -107,9 +103,5 @@ pub fn adam_step<B: Backend, const D: usize>(
                 }
             });
     }
-    let wrap = |t: FlexTensor| -> Tensor<B, D> {
-        let t = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(t));
-        downcast(t).unwrap_or_else(|_| unreachable!("B is Flex"))
-    };
-    Ok((wrap(p), wrap(m), wrap(v)))
+    Ok((from_flex(p), from_flex(m), from_flex(v)))
 }

@@ -10,10 +10,13 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Int, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{Bool, DType, Int, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, downcast, draw_seed, flex_tensor, keep_factor, AutodiffFlex};
+use super::{
+    contiguous_f32, draw_seed, flex_tensor, from_autodiff, from_flex, into_autodiff, into_flex,
+    keep_factor, sum_parts, transpose_into, AutodiffFlex,
+};
 
 /// Shapes and constants of one fused attention call.
 #[derive(Debug, Clone, Copy)]
@@ -70,15 +73,10 @@ struct Operands<'a> {
 /// `table [rows, width]` → per head its transpose: `[heads][head_size][rows]`, so that the
 /// products against it run as contiguous multiply-adds over the rows.
 fn per_head_transpose(table: &[f32], rows: usize, heads: usize, d: usize) -> Vec<f32> {
-    let w = heads * d;
     let mut out = vec![0f32; heads * d * rows];
     for h in 0..heads {
-        for x in 0..d {
-            let dst = &mut out[(h * d + x) * rows..(h * d + x + 1) * rows];
-            for (r, o) in dst.iter_mut().enumerate() {
-                *o = table[r * w + h * d + x];
-            }
-        }
+        let dst = &mut out[h * d * rows..(h + 1) * d * rows];
+        transpose_into(dst, &table[h * d..], rows, d, heads * d);
     }
     out
 }
@@ -211,11 +209,7 @@ fn head_probs<const FMA: bool>(
     let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
     let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
     let row = |t: usize| (b * n + t) * w + h * d;
-    for t in 0..n {
-        for xi in 0..d {
-            scratch.kt[xi * n + t] = x.k[row(t) + xi];
-        }
-    }
+    transpose_into(&mut scratch.kt, &x.k[row(0)..], n, d, w);
     let pk_t = &tables.pos_key_t[h * d * rows..(h + 1) * d * rows];
     let pq_t = &tables.pos_query_t[h * d * rows..(h + 1) * d * rows];
     for t in 0..n {
@@ -283,28 +277,28 @@ fn forward_molecule<const FMA: bool>(
 ) {
     let (n, d, w) = (g.seq, g.head_size, g.width());
     let mut scratch = HeadScratch::new(g);
-    let mut ones = Vec::new();
+    let mut weights = vec![0f32; n];
     for h in 0..g.heads {
         let p_h = &mut out.probs[h * n * n..(h + 1) * n * n];
         head_probs::<FMA>(g, pairs, x, tables, (b, h), &mut scratch, p_h);
-        let f_h: &[f32] = if out.factors.is_empty() {
-            if ones.is_empty() {
-                ones = vec![1f32; n * n];
-            }
-            &ones
-        } else {
+        let f_h: Option<&[f32]> = (!out.factors.is_empty()).then(|| {
             let f_h = &mut out.factors[h * n * n..(h + 1) * n * n];
             for (t, f) in f_h.iter_mut().enumerate() {
                 *f = g.drop_factor(b, h, t / n, t % n);
             }
-            f_h
-        };
+            &*f_h
+        });
         // context_i = Σ_j (p ⊙ dropout)[i, j] · v_j: rows of this head's values are `w` apart.
         let v_h = &x.v[b * n * w + h * d..];
-        let mut weights = vec![0f32; n];
         for i in 0..n {
-            for j in 0..n {
-                weights[j] = p_h[i * n + j] * f_h[i * n + j];
+            let p_row = &p_h[i * n..(i + 1) * n];
+            match f_h {
+                Some(f) => {
+                    for (j, weight) in weights.iter_mut().enumerate() {
+                        *weight = p_row[j] * f[i * n + j];
+                    }
+                }
+                None => weights.copy_from_slice(p_row),
             }
             let ctx_i = &mut out.context[i * w + h * d..i * w + (h + 1) * d];
             row_times_strided::<FMA>(ctx_i, &weights, v_h, w);
@@ -377,7 +371,8 @@ fn forward_kernel(
             .enumerate()
             .for_each(|(b, ctx)| {
                 let mut p = vec![0f32; per_probs];
-                // Inference (no autodiff) never drops out: no multipliers needed.
+                // Nothing kept for a backward (inference, or autodiff with nothing to
+                // differentiate): probabilities and multipliers live per molecule only.
                 let mut f = if g.dropout.is_some() {
                     vec![0f32; per_probs]
                 } else {
@@ -429,13 +424,6 @@ fn backward_molecule<const FMA: bool>(
     let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
     let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
     let local = |t: usize, h: usize| t * w + h * d;
-    let transpose = |src: &[f32], dst: &mut [f32], r: usize, c: usize| {
-        for i in 0..r {
-            for j in 0..c {
-                dst[j * r + i] = src[i * c + j];
-            }
-        }
-    };
     let mut vt = vec![0f32; d * n];
     // (p ⊙ dropout)ᵀ, d logits (already × 1/scale) and its transpose.
     let mut dropped_t = vec![0f32; n * n];
@@ -457,11 +445,7 @@ fn backward_molecule<const FMA: bool>(
         let grad_h = &grad[b * n * w + h * d..];
         let pk_h = &x.pos_key[h * d..];
         let pq_h = &x.pos_query[h * d..];
-        for t in 0..n {
-            for xi in 0..d {
-                vt[xi * n + t] = v_h[t * w + xi];
-            }
-        }
+        transpose_into(&mut vt, v_h, n, d, w);
         let at = (b * g.heads + h) * n * n;
         let p = &saved.probs[at..at + n * n];
         let factors = (!saved.factors.is_empty()).then(|| &saved.factors[at..at + n * n]);
@@ -499,9 +483,9 @@ fn backward_molecule<const FMA: bool>(
                 e_k[j * rows + rel[j * n + i] as usize] += v;
             }
         }
-        transpose(&dl, &mut dl_t, n, n);
-        transpose(&e_q, &mut e_q_t, n, rows);
-        transpose(&e_k, &mut e_k_t, n, rows);
+        transpose_into(&mut dl_t, &dl, n, n, n);
+        transpose_into(&mut e_q_t, &e_q, n, rows, rows);
+        transpose_into(&mut e_k_t, &e_k, n, rows, rows);
         // d q_i = Σ_j dl[i][j] · k_j + Σ_r e_q[i][r] · K_r
         // d k_j = Σ_i dl[i][j] · q_i + Σ_r e_k[j][r] · Q_r
         for t in 0..n {
@@ -579,21 +563,12 @@ fn backward_kernel(
                 backward_molecule::<{ super::NATIVE_FMA }>(g, pairs, x, saved, grad, b, out)
             }
         });
-    let sum_tables = |parts: Vec<f32>| {
-        let mut total = vec![0f32; table];
-        for part in parts.chunks(table) {
-            for (t, p) in total.iter_mut().zip(part) {
-                *t += p;
-            }
-        }
-        total
-    };
     InputGrads {
         q: dq,
         k: dk,
         v: dv,
-        pos_key: sum_tables(dpk),
-        pos_query: sum_tables(dpq),
+        pos_key: sum_parts(dpk.chunks(table), table),
+        pos_query: sum_parts(dpq.chunks(table), table),
     }
 }
 
@@ -728,16 +703,11 @@ pub fn attention<B: Backend>(
     let tokens = Shape::new([batch, seq, width]);
 
     if flex {
-        let prim = |t: Tensor<B, 3>| match downcast::<Tensor<B, 3>, Tensor<Flex, 3>>(t) {
-            Ok(t) => contiguous_f32(&t.into_primitive().tensor()),
-            Err(_) => unreachable!("B is Flex"),
-        };
-        let prim2 = |t: Tensor<B, 2>| match downcast::<Tensor<B, 2>, Tensor<Flex, 2>>(t) {
-            Ok(t) => contiguous_f32(&t.into_primitive().tensor()),
-            Err(_) => unreachable!("B is Flex"),
-        };
-        let (q, k, v) = (prim(input.query), prim(input.key), prim(input.value));
-        let (pk, pq) = (prim2(input.pos_key), prim2(input.pos_query));
+        let q = contiguous_f32(&into_flex(input.query));
+        let k = contiguous_f32(&into_flex(input.key));
+        let v = contiguous_f32(&into_flex(input.value));
+        let pk = contiguous_f32(&into_flex(input.pos_key));
+        let pq = contiguous_f32(&into_flex(input.pos_query));
         let operands = Operands {
             q: q.storage(),
             k: k.storage(),
@@ -746,21 +716,15 @@ pub fn attention<B: Backend>(
             pos_query: pq.storage(),
         };
         let (context, _, _) = forward_kernel(&geometry, &pairs, &operands, false);
-        let out =
-            Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(flex_tensor(context, tokens)));
-        return Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Flex")));
+        return Ok(from_flex(flex_tensor(context, tokens)));
     }
 
-    let ad3 = |t: Tensor<B, 3>| match downcast::<Tensor<B, 3>, Tensor<AutodiffFlex, 3>>(t) {
-        Ok(t) => t.into_primitive().tensor(),
-        Err(_) => unreachable!("B is Autodiff<Flex>"),
-    };
-    let ad2 = |t: Tensor<B, 2>| match downcast::<Tensor<B, 2>, Tensor<AutodiffFlex, 2>>(t) {
-        Ok(t) => t.into_primitive().tensor(),
-        Err(_) => unreachable!("B is Autodiff<Flex>"),
-    };
-    let (q, k, v) = (ad3(input.query), ad3(input.key), ad3(input.value));
-    let (pk, pq) = (ad2(input.pos_key), ad2(input.pos_query));
+    let (q, k, v) = (
+        into_autodiff(input.query),
+        into_autodiff(input.key),
+        into_autodiff(input.value),
+    );
+    let (pk, pq) = (into_autodiff(input.pos_key), into_autodiff(input.pos_query));
     let inputs = [
         contiguous_f32(&q.primitive),
         contiguous_f32(&k.primitive),
@@ -801,6 +765,5 @@ pub fn attention<B: Backend>(
         ),
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
-    let out = Tensor::<AutodiffFlex, 3>::from_primitive(TensorPrimitive::Float(out));
-    Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>")))
+    Ok(from_autodiff(out))
 }

@@ -25,7 +25,8 @@ use std::any::{Any, TypeId};
 use burn::backend::flex::{Flex, FlexDevice, FlexTensor};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Distribution, Int, Shape, Tensor, TensorData};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, Distribution, Int, Shape, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 /// True when the hot loops may run their AVX2 + FMA builds (`*_avx2` functions, compiled with
@@ -69,6 +70,63 @@ pub(crate) fn downcast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
         Some(u) => Ok(u.take().expect("just filled")),
         None => Err(slot.expect("not taken")),
     }
+}
+
+/// The Flex primitive of `t`; the caller has checked that `B` is `Flex`.
+pub(crate) fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
+    let t: Tensor<Flex, D> = downcast(t).unwrap_or_else(|_| unreachable!("B is Flex"));
+    t.into_primitive().tensor()
+}
+
+/// `t` as a tensor of `B`; the caller has checked that `B` is `Flex`.
+pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
+    let t = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(t));
+    downcast(t).unwrap_or_else(|_| unreachable!("B is Flex"))
+}
+
+/// The `Autodiff<Flex>` primitive of `t` (Flex tensor + graph node); the caller has checked
+/// that `B` is `Autodiff<Flex>`.
+pub(crate) fn into_autodiff<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+) -> FloatTensor<AutodiffFlex> {
+    let t: Tensor<AutodiffFlex, D> =
+        downcast(t).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"));
+    t.into_primitive().tensor()
+}
+
+/// `t` as a tensor of `B`; the caller has checked that `B` is `Autodiff<Flex>`.
+pub(crate) fn from_autodiff<B: Backend, const D: usize>(
+    t: FloatTensor<AutodiffFlex>,
+) -> Tensor<B, D> {
+    let t = Tensor::<AutodiffFlex, D>::from_primitive(TensorPrimitive::Float(t));
+    downcast(t).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"))
+}
+
+/// `dst[j·rows + i] = src[i·stride + j]` for `i < rows`, `j < cols`: the transpose of a
+/// `rows × cols` block whose rows start `stride` apart (e.g. one head's slice of `[seq, width]`).
+pub(crate) fn transpose_into(
+    dst: &mut [f32],
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+) {
+    for i in 0..rows {
+        for j in 0..cols {
+            dst[j * rows + i] = src[i * stride + j];
+        }
+    }
+}
+
+/// Element-wise sum of equally long partial results (one per parallel task) of length `len`.
+pub(crate) fn sum_parts<'a>(parts: impl Iterator<Item = &'a [f32]>, len: usize) -> Vec<f32> {
+    let mut total = vec![0f32; len];
+    for part in parts {
+        for (t, p) in total.iter_mut().zip(part) {
+            *t += p;
+        }
+    }
+    total
 }
 
 /// A 64-bit seed drawn from the backend's RNG (so `Backend::seed` governs it).

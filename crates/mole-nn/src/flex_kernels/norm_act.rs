@@ -15,10 +15,13 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, downcast, flex_tensor, AutodiffFlex};
+use super::{
+    contiguous_f32, flex_tensor, from_autodiff, from_flex, into_autodiff, into_flex, sum_parts,
+    AutodiffFlex,
+};
 
 /// Elements per parallel task for element-wise passes.
 const CHUNK: usize = 16 * 1024;
@@ -102,17 +105,12 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>,
         return Err(x);
     }
     if TypeId::of::<B>() == TypeId::of::<Flex>() {
-        let x: Tensor<Flex, D> = downcast(x).unwrap_or_else(|_| unreachable!("B is Flex"));
-        let out = gelu_forward(&x.into_primitive().tensor());
-        let out = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(out));
-        return Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Flex")));
+        return Ok(from_flex(gelu_forward(&into_flex(x))));
     }
     if TypeId::of::<B>() != TypeId::of::<AutodiffFlex>() {
         return Err(x);
     }
-    let x: Tensor<AutodiffFlex, D> =
-        downcast(x).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"));
-    let x = x.into_primitive().tensor();
+    let x = into_autodiff(x);
     let input = contiguous_f32(&x.primitive);
     let output = gelu_forward(&input);
     let out = match GeluBackward
@@ -123,8 +121,7 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>,
         OpsKind::Tracked(prep) => prep.finish((input, output.clone()), output),
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
-    let out = Tensor::<AutodiffFlex, D>::from_primitive(TensorPrimitive::Float(out));
-    Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>")))
+    Ok(from_autodiff(out))
 }
 
 /// Sum with eight independent partial sums (vectorisable; a strict left-to-right f32 sum is
@@ -236,22 +233,13 @@ impl Backward<Flex, 3> for LayerNormBackward {
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, saved.input_shape.clone()));
         }
-        // Partial sums of one task: (dγ, dβ).
-        type Partial = (Vec<f32>, Vec<f32>);
-        let total = |pick: fn(&Partial) -> &Vec<f32>| {
-            let mut sum = vec![0f32; d];
-            for part in &partials {
-                for (s, v) in sum.iter_mut().zip(pick(part)) {
-                    *s += v;
-                }
-            }
-            flex_tensor(sum, Shape::new([d]))
-        };
         if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, total(|p| &p.0));
+            let dgamma = sum_parts(partials.iter().map(|p| &p.0[..]), d);
+            grads.register::<Flex>(node.id, flex_tensor(dgamma, Shape::new([d])));
         }
         if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, total(|p| &p.1));
+            let dbeta = sum_parts(partials.iter().map(|p| &p.1[..]), d);
+            grads.register::<Flex>(node.id, flex_tensor(dbeta, Shape::new([d])));
         }
     }
 }
@@ -272,16 +260,7 @@ pub fn layer_norm<B: Backend, const D: usize>(
     {
         return Err((x, gamma, beta));
     }
-    let ad = |t: Tensor<B, 1>| -> Tensor<AutodiffFlex, 1> {
-        downcast(t).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"))
-    };
-    let x: Tensor<AutodiffFlex, D> =
-        downcast(x).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>"));
-    let (x, gamma, beta) = (
-        x.into_primitive().tensor(),
-        ad(gamma).into_primitive().tensor(),
-        ad(beta).into_primitive().tensor(),
-    );
+    let (x, gamma, beta) = (into_autodiff(x), into_autodiff(gamma), into_autodiff(beta));
     let input = contiguous_f32(&x.primitive);
     let gamma_host = contiguous_f32(&gamma.primitive);
     let beta_host = contiguous_f32(&beta.primitive);
@@ -309,6 +288,5 @@ pub fn layer_norm<B: Backend, const D: usize>(
         ),
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
-    let out = Tensor::<AutodiffFlex, D>::from_primitive(TensorPrimitive::Float(out));
-    Ok(downcast(out).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex>")))
+    Ok(from_autodiff(out))
 }
