@@ -66,6 +66,23 @@ fn relative_positions() -> Vec<i64> {
     rel.iter().map(|&r| r.min(ROWS as i64 - 1)).collect()
 }
 
+/// The attention mask `[batch, 1, seq, seq]` and relative index `[batch, heads, seq, seq]`
+/// (heads expanded) of [`attend_mask`] and [`relative_positions`].
+fn pair_inputs<B: Backend>() -> (Tensor<B, 4, Bool>, Tensor<B, 4, Int>) {
+    let device = Default::default();
+    let attend = Tensor::from_data(
+        TensorData::new(attend_mask(), [BATCH, 1, SEQ, SEQ]),
+        &device,
+    );
+    let rel = Tensor::<B, 3, Int>::from_data(
+        TensorData::new(relative_positions(), [BATCH, SEQ, SEQ]),
+        &device,
+    )
+    .unsqueeze_dim::<4>(1)
+    .expand([BATCH, 2, SEQ, SEQ]);
+    (attend, rel)
+}
+
 struct Run {
     context: Vec<f32>,
     grads: Vec<(&'static str, Vec<f32>)>,
@@ -80,16 +97,7 @@ fn run(attention: &DisentangledSelfAttention<AD>, fused: bool) -> Run {
         Tensor::<AD, 2>::random([ROWS, 16], Distribution::Normal(0.0, 1.0), &device).require_grad();
     let weights =
         Tensor::<AD, 3>::random([BATCH, SEQ, 16], Distribution::Normal(0.0, 1.0), &device);
-    let attend = Tensor::<AD, 4, Bool>::from_data(
-        TensorData::new(attend_mask(), [BATCH, 1, SEQ, SEQ]),
-        &device,
-    );
-    let rel = Tensor::<AD, 3, Int>::from_data(
-        TensorData::new(relative_positions(), [BATCH, SEQ, SEQ]),
-        &device,
-    )
-    .unsqueeze_dim::<4>(1)
-    .expand([BATCH, 2, SEQ, SEQ]);
+    let (attend, rel) = pair_inputs::<AD>();
     // want_probs = true selects the op-by-op path.
     let out = attention.forward(hidden.clone(), attend, rel, table.clone(), !fused, false);
     assert_eq!(out.probs.is_some(), !fused);
@@ -186,16 +194,7 @@ fn fused_attention_inference_matches_the_op_by_op_path() {
     let hidden =
         Tensor::<Flex, 3>::random([BATCH, SEQ, 16], Distribution::Normal(0.0, 1.0), &device);
     let table = Tensor::<Flex, 2>::random([ROWS, 16], Distribution::Normal(0.0, 1.0), &device);
-    let attend = Tensor::<Flex, 4, Bool>::from_data(
-        TensorData::new(attend_mask(), [BATCH, 1, SEQ, SEQ]),
-        &device,
-    );
-    let rel = Tensor::<Flex, 3, Int>::from_data(
-        TensorData::new(relative_positions(), [BATCH, SEQ, SEQ]),
-        &device,
-    )
-    .unsqueeze_dim::<4>(1)
-    .expand([BATCH, 2, SEQ, SEQ]);
+    let (attend, rel) = pair_inputs::<Flex>();
     let fused = attention.forward(
         hidden.clone(),
         attend.clone(),
@@ -340,22 +339,15 @@ fn fused_attention_takes_flex_f32_and_hands_back_the_rest() {
             Tensor::<B, 2>::from_data(TensorData::new(values(ROWS * 16, 6), [ROWS, 16]), &device)
                 .cast(dtype)
         };
+        let (attend, rel_index) = pair_inputs::<B>();
         mole_nn::flex_kernels::FusedAttentionInput {
             query: tokens(),
             key: tokens(),
             value: tokens(),
             pos_key: table(),
             pos_query: table(),
-            attend: Tensor::<B, 4, Bool>::from_data(
-                TensorData::new(attend_mask(), [BATCH, 1, SEQ, SEQ]),
-                &device,
-            ),
-            rel_index: Tensor::<B, 3, Int>::from_data(
-                TensorData::new(relative_positions(), [BATCH, SEQ, SEQ]),
-                &device,
-            )
-            .unsqueeze_dim::<4>(1)
-            .expand([BATCH, 2, SEQ, SEQ]),
+            attend,
+            rel_index,
             num_heads: 2,
             dropout: 0.0,
         }
