@@ -173,7 +173,7 @@ impl<B: Backend> AtomEnvHead<B> {
 
     /// `[atoms, hidden]` → `[atoms, num_targets]`
     pub fn forward(&self, states: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = mole_nn::gelu(precision::linear(&self.dense, states));
+        let x = precision::linear_gelu(&self.dense, states);
         let x = precision::layer_norm(&self.layer_norm, self.layer_norm_eps, x);
         precision::linear(&self.decoder, x)
     }

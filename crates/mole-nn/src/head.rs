@@ -35,7 +35,7 @@ impl<B: Backend> TaskPredictionHead<B> {
     /// `[batch, hidden]` → `[batch, outputs]`
     pub fn forward(&self, cls: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = self.dropout.forward(cls);
-        let x = crate::gelu(precision::linear(&self.dense, x));
+        let x = precision::linear_gelu(&self.dense, x);
         let x = self.dropout.forward(x);
         precision::linear(&self.classifier, x)
     }

@@ -77,7 +77,7 @@ impl<B: Backend> BertIntermediate<B> {
 
     /// `[batch, seq, hidden]` → `[batch, seq, intermediate]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        crate::gelu(precision::linear(&self.dense, x))
+        precision::linear_gelu(&self.dense, x)
     }
 }
 

@@ -30,7 +30,42 @@ pub fn cast_to<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: DType) -> Ten
 /// input broadcasts the weight to `[1, in, out]` and takes a batched product, whose backward
 /// materialises one weight gradient per batch item before summing them (`[batch, in, out]`):
 /// on the CPU that made base's backward 4–5× slower than its forward.
+///
+/// With feature `flex`, on the CPU backend in f32 it is one fused operation
+/// (`flex_kernels::linear`).
 pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match fused_linear(layer, x, crate::flex_kernels::Activation::Identity) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    plain_linear(layer, x)
+}
+
+/// `gelu(x·W + b)` (exact GELU), as [`linear`] followed by [`crate::gelu`]; with feature `flex`
+/// one fused operation on the CPU backend in f32.
+pub fn linear_gelu<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match fused_linear(layer, x, crate::flex_kernels::Activation::Gelu) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    crate::gelu(plain_linear(layer, x))
+}
+
+#[cfg(feature = "flex")]
+fn fused_linear<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+    activation: crate::flex_kernels::Activation,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let Some(bias) = &layer.bias else {
+        return Err(x);
+    };
+    crate::flex_kernels::linear(x, layer.weight.val(), bias.val(), activation).map_err(|e| e.0)
+}
+
+fn plain_linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
     let dtype = x.dtype();
     let mut weight = layer.weight.val();
     let mut bias = layer.bias.as_ref().map(|b| b.val());

@@ -50,10 +50,12 @@ pub(crate) const NATIVE_FMA: bool = cfg!(target_arch = "aarch64");
 
 mod adam;
 mod attention;
+mod linear;
 mod norm_act;
 
 pub use adam::{adam_step, AdamCoefficients};
 pub use attention::{attention, FusedAttentionInput};
+pub use linear::{linear, Activation};
 pub use norm_act::{gelu, layer_norm};
 
 type AutodiffFlex = Autodiff<Flex>;
@@ -204,5 +206,146 @@ pub(crate) fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
         t.clone()
     } else {
         t.to_contiguous()
+    }
+}
+
+/// A read-only matrix for [`matmul_into`]: element `(i, j)` is `data[i·row_stride +
+/// j·col_stride]`, so a transpose is a view with the strides swapped, not a copy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatView<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatView<'a> {
+    /// A dense row-major `rows × cols` matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose (same memory).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// Products of at least this many multiply-adds are split across the rayon pool (Flex's own
+/// threshold).
+const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), `dst` dense row-major
+/// `[lhs.rows, rhs.cols]`, with `gemm` (the kernels Flex uses, AVX-512 where the CPU has it).
+///
+/// Why not Flex's `matmul`: it allocates every output zeroed and then copies it once more to
+/// realign it (on the main thread, before the product starts), and it cannot add into an
+/// existing buffer (bias, gradient accumulation).
+pub(crate) fn matmul_into(dst: &mut [f32], accumulate: bool, lhs: MatView<'_>, rhs: MatView<'_>) {
+    assert_eq!(dst.len(), lhs.rows * rhs.cols, "matmul_into: output size");
+    // SAFETY: `dst` holds `lhs.rows × rhs.cols` initialised floats and aliases nothing.
+    unsafe { gemm_raw(dst.as_mut_ptr(), accumulate, lhs, rhs) }
+}
+
+/// `lhs · rhs` in a new dense row-major buffer.
+pub(crate) fn matmul(lhs: MatView<'_>, rhs: MatView<'_>) -> Vec<f32> {
+    let len = lhs.rows * rhs.cols;
+    let mut out = uninit(len);
+    // SAFETY: `len` writable floats; without `accumulate` they are written, never read.
+    unsafe { gemm_raw(out.as_mut_ptr().cast::<f32>(), false, lhs, rhs) };
+    // SAFETY: every element was written by `gemm_raw`.
+    unsafe { assume_init(out) }
+}
+
+/// A buffer of `len` floats to be written before use (saves the zero-fill of `vec![0.0; len]`,
+/// a serial pass over fresh memory).
+pub(crate) fn uninit(len: usize) -> Vec<std::mem::MaybeUninit<f32>> {
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` needs no initialisation.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `values` as plain floats.
+///
+/// # Safety
+/// Every element must have been written.
+pub(crate) unsafe fn assume_init(values: Vec<std::mem::MaybeUninit<f32>>) -> Vec<f32> {
+    let mut values = std::mem::ManuallyDrop::new(values);
+    let (ptr, len, cap) = (values.as_mut_ptr(), values.len(), values.capacity());
+    // SAFETY: same allocation, length and capacity; `MaybeUninit<f32>` has the layout of
+    // `f32`; the caller guarantees every element is initialised.
+    unsafe { Vec::from_raw_parts(ptr.cast::<f32>(), len, cap) }
+}
+
+/// # Safety
+/// `dst` points to `lhs.rows × rhs.cols` writable floats (initialised when `accumulate`) that
+/// do not overlap the operands.
+unsafe fn gemm_raw(dst: *mut f32, accumulate: bool, lhs: MatView<'_>, rhs: MatView<'_>) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(
+        rhs.rows == k && lhs.in_bounds() && rhs.in_bounds(),
+        "matmul: mismatched operands"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            // SAFETY: `m × n` writable floats (caller).
+            unsafe { std::ptr::write_bytes(dst, 0, m * n) };
+        }
+        return;
+    }
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_PRODUCT {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: every index gemm touches is inside the operands (`in_bounds`) and the `m × n`
+    // dense output (caller); gemm reads `dst` only with `read_dst = accumulate`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }

@@ -27,7 +27,7 @@ use super::{
 const CHUNK: usize = 16 * 1024;
 
 #[inline]
-fn gelu_value(x: f32) -> f32 {
+pub(super) fn gelu_value(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::erff(x / SQRT_2))
 }
 
@@ -64,7 +64,7 @@ struct GeluBackward;
 /// well conditioned, which halves the erf evaluations (the output is kept alive anyway: it is
 /// the next linear layer's input). Near zero, erf is evaluated again.
 #[inline]
-fn gelu_derivative_from_output(x: f32, y: f32) -> f32 {
+pub(super) fn gelu_derivative_from_output(x: f32, y: f32) -> f32 {
     if x.abs() < 1e-2 {
         return gelu_derivative(x);
     }
