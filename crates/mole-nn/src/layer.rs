@@ -40,7 +40,27 @@ impl<B: Backend> BertOutputBlock<B> {
 
     /// `x [batch, seq, d_in]`, `residual [batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let projected = crate::dropout(&self.dropout, precision::linear(&self.dense, x));
+        let projected = precision::linear(&self.dense, x);
+        // On the CPU backend, dropout, the residual add and the LayerNorm are one operation.
+        #[cfg(feature = "flex")]
+        let (projected, residual) = match (&self.layer_norm.beta, projected.dtype()) {
+            (Some(beta), dtype) if dtype == self.layer_norm.gamma.val().dtype() => {
+                let fused = crate::flex_kernels::ResidualLayerNormInput {
+                    x: projected,
+                    residual,
+                    dropout: self.dropout.prob,
+                    gamma: self.layer_norm.gamma.val(),
+                    beta: beta.val(),
+                    eps: self.layer_norm_eps,
+                };
+                match crate::flex_kernels::residual_layer_norm(fused) {
+                    Ok(y) => return y,
+                    Err(back) => (back.x, back.residual),
+                }
+            }
+            _ => (projected, residual),
+        };
+        let projected = crate::dropout(&self.dropout, projected);
         precision::layer_norm(&self.layer_norm, self.layer_norm_eps, projected + residual)
     }
 }

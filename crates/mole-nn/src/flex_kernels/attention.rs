@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::{
     contiguous_f32, draw_seed, flex_tensor, from_autodiff, from_flex, into_autodiff, into_flex,
-    keep_factor, sum_parts, transpose_into, AutodiffFlex,
+    keep_factor, padded8, sum_parts, transpose_into, transpose_padded, AutodiffFlex,
 };
 
 /// Shapes and constants of one fused attention call.
@@ -37,15 +37,17 @@ impl Geometry {
     fn width(&self) -> usize {
         self.heads * self.head_size
     }
-    /// Dropout multiplier of probability `(b, h, i, j)`.
-    #[inline]
-    fn drop_factor(&self, b: usize, h: usize, i: usize, j: usize) -> f32 {
-        match self.dropout {
-            None => 1.0,
-            Some((seed, keep)) => {
-                let index = (((b * self.heads + h) * self.seq + i) * self.seq + j) as u64;
-                keep_factor(seed, index, keep, 1.0 / keep)
-            }
+    /// Dropout multipliers of the probabilities of molecule `b`, head `h`, into `out [seq,
+    /// seq]`; probability `(b, h, i, j)` has stream index `((b·heads + h)·seq + i)·seq + j`.
+    fn drop_factors(&self, b: usize, h: usize, out: &mut [f32]) {
+        let Some((seed, keep)) = self.dropout else {
+            out.fill(1.0);
+            return;
+        };
+        let inv_keep = 1.0 / keep;
+        let base = ((b * self.heads + h) * self.seq * self.seq) as u64;
+        for (t, f) in out.iter_mut().enumerate() {
+            *f = keep_factor(seed, base + t as u64, keep, inv_keep);
         }
     }
 }
@@ -70,13 +72,14 @@ struct Operands<'a> {
     pos_query: &'a [f32],
 }
 
-/// `table [rows, width]` → per head its transpose: `[heads][head_size][rows]`, so that the
-/// products against it run as contiguous multiply-adds over the rows.
+/// `table [rows, width]` → per head its transpose: `[heads][head_size][padded8(rows)]`, so
+/// that the products against it run as contiguous 8-wide multiply-adds over the rows.
 fn per_head_transpose(table: &[f32], rows: usize, heads: usize, d: usize) -> Vec<f32> {
-    let mut out = vec![0f32; heads * d * rows];
+    let rows8 = padded8(rows);
+    let mut out = vec![0f32; heads * d * rows8];
     for h in 0..heads {
-        let dst = &mut out[h * d * rows..(h + 1) * d * rows];
-        transpose_into(dst, &table[h * d..], rows, d, heads * d);
+        let dst = &mut out[h * d * rows8..(h + 1) * d * rows8];
+        transpose_padded(dst, &table[h * d..], (rows, d), heads * d, rows8);
     }
     out
 }
@@ -156,24 +159,25 @@ fn row_times<const FMA: bool>(out: &mut [f32], a: &[f32], bt: &[f32]) {
     row_times_strided::<FMA>(out, a, bt, cols);
 }
 
-/// Scratch space of one molecule and head.
+/// Scratch space of one molecule and head (rows padded to multiples of 8, see [`padded8`]).
 struct HeadScratch {
-    /// `[head_size][seq]`: this head's keys, transposed.
+    /// `[head_size][padded8(seq)]`: this head's keys, transposed.
     kt: Vec<f32>,
-    /// `[seq][rows]`: q_i · K_r and k_j · Q_r.
+    /// `[seq][padded8(rows)]`: q_i · K_r and k_j · Q_r.
     c2p: Vec<f32>,
     p2c: Vec<f32>,
-    /// `[seq]`: one row of q·kᵀ.
+    /// `[padded8(seq)]`: one row of q·kᵀ.
     content: Vec<f32>,
 }
 
 impl HeadScratch {
     fn new(g: &Geometry) -> Self {
+        let (n8, rows8) = (padded8(g.seq), padded8(g.rows));
         Self {
-            kt: vec![0f32; g.head_size * g.seq],
-            c2p: vec![0f32; g.seq * g.rows],
-            p2c: vec![0f32; g.seq * g.rows],
-            content: vec![0f32; g.seq],
+            kt: vec![0f32; g.head_size * n8],
+            c2p: vec![0f32; g.seq * rows8],
+            p2c: vec![0f32; g.seq * rows8],
+            content: vec![0f32; n8],
         }
     }
 }
@@ -205,11 +209,13 @@ fn head_probs<const FMA: bool>(
     scratch: &mut HeadScratch,
     p: &mut [f32],
 ) {
-    let (n, d, w, rows) = (g.seq, g.head_size, g.width(), g.rows);
+    let (n, d, w) = (g.seq, g.head_size, g.width());
+    // Row lengths of the padded scratch matrices.
+    let (n8, rows) = (padded8(n), padded8(g.rows));
     let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
     let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
     let row = |t: usize| (b * n + t) * w + h * d;
-    transpose_into(&mut scratch.kt, &x.k[row(0)..], n, d, w);
+    transpose_padded(&mut scratch.kt, &x.k[row(0)..], (n, d), w, n8);
     let pk_t = &tables.pos_key_t[h * d * rows..(h + 1) * d * rows];
     let pq_t = &tables.pos_query_t[h * d * rows..(h + 1) * d * rows];
     for t in 0..n {
@@ -283,9 +289,7 @@ fn forward_molecule<const FMA: bool>(
         head_probs::<FMA>(g, pairs, x, tables, (b, h), &mut scratch, p_h);
         let f_h: Option<&[f32]> = (!out.factors.is_empty()).then(|| {
             let f_h = &mut out.factors[h * n * n..(h + 1) * n * n];
-            for (t, f) in f_h.iter_mut().enumerate() {
-                *f = g.drop_factor(b, h, t / n, t % n);
-            }
+            g.drop_factors(b, h, f_h);
             &*f_h
         });
         // context_i = Σ_j (p ⊙ dropout)[i, j] · v_j: rows of this head's values are `w` apart.
@@ -424,7 +428,9 @@ fn backward_molecule<const FMA: bool>(
     let rel = &pairs.rel[b * n * n..(b + 1) * n * n];
     let allowed = &pairs.allowed[b * n * n..(b + 1) * n * n];
     let local = |t: usize, h: usize| t * w + h * d;
-    let mut vt = vec![0f32; d * n];
+    // `[head_size][padded8(seq)]`: this head's values transposed, rows padded with zeros.
+    let n8 = padded8(n);
+    let mut vt = vec![0f32; d * n8];
     // (p ⊙ dropout)ᵀ, d logits (already × 1/scale) and its transpose.
     let mut dropped_t = vec![0f32; n * n];
     let mut dl = vec![0f32; n * n];
@@ -435,7 +441,7 @@ fn backward_molecule<const FMA: bool>(
     let mut e_k = vec![0f32; n * rows];
     let mut e_q_t = vec![0f32; rows * n];
     let mut e_k_t = vec![0f32; rows * n];
-    let mut dlogit = vec![0f32; n];
+    let mut dlogit = vec![0f32; n8];
     let mut extra = vec![0f32; d];
     for h in 0..g.heads {
         // This head's rows of q, k, v, the gradient and the two tables: `w` apart.
@@ -445,7 +451,7 @@ fn backward_molecule<const FMA: bool>(
         let grad_h = &grad[b * n * w + h * d..];
         let pk_h = &x.pos_key[h * d..];
         let pq_h = &x.pos_query[h * d..];
-        transpose_into(&mut vt, v_h, n, d, w);
+        transpose_padded(&mut vt, v_h, (n, d), w, n8);
         let at = (b * g.heads + h) * n * n;
         let p = &saved.probs[at..at + n * n];
         let factors = (!saved.factors.is_empty()).then(|| &saved.factors[at..at + n * n]);

@@ -56,7 +56,7 @@ mod norm_act;
 pub use adam::{adam_step, AdamCoefficients};
 pub use attention::{attention, FusedAttentionInput};
 pub use linear::{linear, Activation};
-pub use norm_act::{gelu, layer_norm};
+pub use norm_act::{gelu, layer_norm, residual_layer_norm, ResidualLayerNormInput};
 
 type AutodiffFlex = Autodiff<Flex>;
 
@@ -113,11 +113,30 @@ pub(crate) fn transpose_into(
     cols: usize,
     stride: usize,
 ) {
+    transpose_padded(dst, src, (rows, cols), stride, rows);
+}
+
+/// [`transpose_into`] with the transposed rows `dst_stride ≥ rows` apart (row padding, left
+/// untouched).
+pub(crate) fn transpose_padded(
+    dst: &mut [f32],
+    src: &[f32],
+    (rows, cols): (usize, usize),
+    stride: usize,
+    dst_stride: usize,
+) {
     for i in 0..rows {
         for j in 0..cols {
-            dst[j * rows + i] = src[i * stride + j];
+            dst[j * dst_stride + i] = src[i * stride + j];
         }
     }
+}
+
+/// `n` rounded up to a multiple of 8 (one AVX2 register of f32): matrices whose rows are
+/// multiplied against get their rows padded to this length with zeros, so that the products
+/// run entirely in 8-wide blocks instead of ending in a scalar, latency-bound remainder.
+pub(crate) const fn padded8(n: usize) -> usize {
+    n.div_ceil(8) * 8
 }
 
 /// Element-wise sum of equally long partial results (one per parallel task) of length `len`.

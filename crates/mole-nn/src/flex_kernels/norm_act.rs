@@ -19,8 +19,8 @@ use burn::tensor::{DType, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{
-    contiguous_f32, flex_tensor, from_autodiff, from_flex, into_autodiff, into_flex, sum_parts,
-    AutodiffFlex,
+    assume_init, contiguous_f32, draw_seed, flex_tensor, from_autodiff, from_flex, into_autodiff,
+    into_flex, keep_factor, sum_parts, uninit, AutodiffFlex,
 };
 
 /// Elements per parallel task for element-wise passes.
@@ -139,26 +139,57 @@ fn lane_sum(values: impl Iterator<Item = f32>) -> f32 {
 /// Rows per parallel task for LayerNorm.
 const ROWS_PER_TASK: usize = 32;
 
-/// Normalises each row of `x [rows, d]`: returns `(y, x̂, inv_std)` where `x̂ = (x - mean) /
-/// sqrt(var + eps)` and `y = x̂·γ + β`.
+/// What is added to the LayerNorm's input first: `LayerNorm(dropout(x) + residual)`.
+#[derive(Clone, Copy)]
+struct Residual<'a> {
+    /// Same shape as `x`.
+    values: &'a [f32],
+    /// Dropout on `x`: `(seed, keep)`; the multiplier of element `t` is `keep_factor(seed, t)`,
+    /// the stream of [`super::dropout`].
+    dropout: Option<(u64, f32)>,
+}
+
+/// Dropout multiplier of element `index` (1 without dropout).
+#[inline]
+fn drop_multiplier(dropout: Option<(u64, f32)>, index: usize) -> f32 {
+    match dropout {
+        None => 1.0,
+        Some((seed, keep)) => keep_factor(seed, index as u64, keep, 1.0 / keep),
+    }
+}
+
+/// Normalises each row of `x [rows, d]` (first adding `residual`, if any): returns `(y, x̂,
+/// inv_std)` where `x̂ = (x - mean) / sqrt(var + eps)` and `y = x̂·γ + β`.
 fn layer_norm_forward(
     x: &[f32],
+    residual: Option<Residual<'_>>,
     gamma: &[f32],
     beta: Option<&[f32]>,
     eps: f32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let d = gamma.len();
     let rows = x.len() / d;
-    let mut y = vec![0f32; x.len()];
-    let mut normed = vec![0f32; x.len()];
+    let mut y = uninit(x.len());
+    let mut normed = uninit(x.len());
     let mut inv_std = vec![0f32; rows];
     y.par_chunks_mut(ROWS_PER_TASK * d)
         .zip(normed.par_chunks_mut(ROWS_PER_TASK * d))
         .zip(inv_std.par_chunks_mut(ROWS_PER_TASK))
-        .zip(x.par_chunks(ROWS_PER_TASK * d))
-        .for_each(|(((y, normed), inv_std), x)| {
+        .enumerate()
+        .for_each(|(task, ((y, normed), inv_std))| {
+            let mut summed = vec![0f32; if residual.is_some() { d } else { 0 }];
             for (r, inv) in inv_std.iter_mut().enumerate() {
-                let row = &x[r * d..(r + 1) * d];
+                let start = (task * ROWS_PER_TASK + r) * d;
+                let row: &[f32] = match residual {
+                    None => &x[start..start + d],
+                    Some(res) => {
+                        for (c, z) in summed.iter_mut().enumerate() {
+                            let t = start + c;
+                            *z = x[t] * drop_multiplier(res.dropout, t) + res.values[t];
+                        }
+                        &summed
+                    }
+                };
                 let mean = lane_sum(row.iter().copied()) / d as f32;
                 let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / d as f32;
                 let denom = (var + eps).sqrt();
@@ -167,15 +198,59 @@ fn layer_norm_forward(
                 let y_row = &mut y[r * d..(r + 1) * d];
                 for c in 0..d {
                     let n = (row[c] - mean) / denom;
-                    n_row[c] = n;
-                    y_row[c] = match beta {
+                    n_row[c].write(n);
+                    y_row[c].write(match beta {
                         Some(b) => n * gamma[c] + b[c],
                         None => n * gamma[c],
-                    };
+                    });
                 }
             }
         });
-    (y, normed, inv_std)
+    // SAFETY: every row of both was written above.
+    unsafe { (assume_init(y), assume_init(normed), inv_std) }
+}
+
+/// LayerNorm's backward: `(dx, dγ, dβ)` from `dy`, `x̂` and `inv_std`.
+fn layer_norm_backward(
+    dy: &[f32],
+    normed: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let d = gamma.len();
+    let mut dx = uninit(dy.len());
+    // Per task: partial sums of dγ = Σ dy·x̂ and dβ = Σ dy, added up afterwards.
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(ROWS_PER_TASK * d)
+        .zip(dy.par_chunks(ROWS_PER_TASK * d))
+        .zip(normed.par_chunks(ROWS_PER_TASK * d))
+        .zip(inv_std.par_chunks(ROWS_PER_TASK))
+        .map(|(((dx, dy), normed), inv_std)| {
+            let mut dgamma = vec![0f32; d];
+            let mut dbeta = vec![0f32; d];
+            let mut dn = vec![0f32; d];
+            for (r, &inv) in inv_std.iter().enumerate() {
+                let dy = &dy[r * d..(r + 1) * d];
+                let n = &normed[r * d..(r + 1) * d];
+                for c in 0..d {
+                    dn[c] = dy[c] * gamma[c];
+                    dgamma[c] += dy[c] * n[c];
+                    dbeta[c] += dy[c];
+                }
+                let mean_dn = lane_sum(dn.iter().copied()) / d as f32;
+                let mean_dn_n = lane_sum(dn.iter().zip(n).map(|(a, b)| a * b)) / d as f32;
+                let dx = &mut dx[r * d..(r + 1) * d];
+                for c in 0..d {
+                    dx[c].write(inv * (dn[c] - mean_dn - n[c] * mean_dn_n));
+                }
+            }
+            (dgamma, dbeta)
+        })
+        .collect();
+    let dgamma = sum_parts(partials.iter().map(|p| &p.0[..]), d);
+    let dbeta = sum_parts(partials.iter().map(|p| &p.1[..]), d);
+    // SAFETY: every row was written above.
+    (unsafe { assume_init(dx) }, dgamma, dbeta)
 }
 
 #[derive(Debug, Clone)]
@@ -195,50 +270,22 @@ impl Backward<Flex, 3> for LayerNormBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
-        let dy: &[f32] = grad.storage();
         let saved = ops.state;
-        let gamma: &[f32] = saved.gamma.storage();
-        let d = gamma.len();
-        let normed = &saved.normed[..];
-        let mut dx = vec![0f32; dy.len()];
-        // Per task: partial sums of dγ = Σ dy·x̂ and dβ = Σ dy, added up afterwards.
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(ROWS_PER_TASK * d)
-            .zip(dy.par_chunks(ROWS_PER_TASK * d))
-            .zip(normed.par_chunks(ROWS_PER_TASK * d))
-            .zip(saved.inv_std.par_chunks(ROWS_PER_TASK))
-            .map(|(((dx, dy), normed), inv_std)| {
-                let mut dgamma = vec![0f32; d];
-                let mut dbeta = vec![0f32; d];
-                let mut dn = vec![0f32; d];
-                for (r, &inv) in inv_std.iter().enumerate() {
-                    let dy = &dy[r * d..(r + 1) * d];
-                    let n = &normed[r * d..(r + 1) * d];
-                    for c in 0..d {
-                        dn[c] = dy[c] * gamma[c];
-                        dgamma[c] += dy[c] * n[c];
-                        dbeta[c] += dy[c];
-                    }
-                    let mean_dn = lane_sum(dn.iter().copied()) / d as f32;
-                    let mean_dn_n = lane_sum(dn.iter().zip(n).map(|(a, b)| a * b)) / d as f32;
-                    let dx = &mut dx[r * d..(r + 1) * d];
-                    for c in 0..d {
-                        dx[c] = inv * (dn[c] - mean_dn - n[c] * mean_dn_n);
-                    }
-                }
-                (dgamma, dbeta)
-            })
-            .collect();
+        let (dx, dgamma, dbeta) = layer_norm_backward(
+            grad.storage(),
+            &saved.normed,
+            &saved.inv_std,
+            saved.gamma.storage(),
+        );
+        let d = dgamma.len();
         let [node_x, node_gamma, node_beta] = ops.parents;
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, saved.input_shape.clone()));
         }
         if let Some(node) = node_gamma {
-            let dgamma = sum_parts(partials.iter().map(|p| &p.0[..]), d);
             grads.register::<Flex>(node.id, flex_tensor(dgamma, Shape::new([d])));
         }
         if let Some(node) = node_beta {
-            let dbeta = sum_parts(partials.iter().map(|p| &p.1[..]), d);
             grads.register::<Flex>(node.id, flex_tensor(dbeta, Shape::new([d])));
         }
     }
@@ -266,6 +313,7 @@ pub fn layer_norm<B: Backend, const D: usize>(
     let beta_host = contiguous_f32(&beta.primitive);
     let (y, normed, inv_std) = layer_norm_forward(
         input.storage(),
+        None,
         gamma_host.storage(),
         Some(beta_host.storage()),
         eps as f32,
@@ -283,6 +331,163 @@ pub fn layer_norm<B: Backend, const D: usize>(
                 inv_std: std::sync::Arc::new(inv_std),
                 gamma: gamma_host,
                 input_shape,
+            },
+            output,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    };
+    Ok(from_autodiff(out))
+}
+
+/// Inputs of [`residual_layer_norm`]: `LayerNorm(dropout(x) + residual)`, the closing step of
+/// each transformer sub-block.
+pub struct ResidualLayerNormInput<B: Backend, const D: usize> {
+    /// `[..., d]`: the sub-block's output.
+    pub x: Tensor<B, D>,
+    /// Same shape: the sub-block's input.
+    pub residual: Tensor<B, D>,
+    /// Dropout probability on `x` (applied when the backend records gradients, as
+    /// `burn::nn::Dropout`).
+    pub dropout: f64,
+    /// `[d]` each.
+    pub gamma: Tensor<B, 1>,
+    pub beta: Tensor<B, 1>,
+    pub eps: f64,
+}
+
+#[derive(Debug, Clone)]
+struct SavedResidualLayerNorm {
+    norm: SavedLayerNorm,
+    dropout: Option<(u64, f32)>,
+}
+
+#[derive(Debug)]
+struct ResidualLayerNormBackward;
+
+impl Backward<Flex, 4> for ResidualLayerNormBackward {
+    type State = SavedResidualLayerNorm;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
+        let SavedResidualLayerNorm { norm, dropout } = ops.state;
+        let (dz, dgamma, dbeta) =
+            layer_norm_backward(grad.storage(), &norm.normed, &norm.inv_std, norm.gamma.storage());
+        let d = dgamma.len();
+        let [node_x, node_residual, node_gamma, node_beta] = ops.parents;
+        // d x = d z · dropout multiplier (d z itself without dropout).
+        let dx = node_x.as_ref().map(|_| match dropout {
+            None => dz.clone(),
+            Some(_) => {
+                let mut dx = dz.clone();
+                dx.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+                    for (o, v) in chunk.iter_mut().enumerate() {
+                        *v *= drop_multiplier(dropout, c * CHUNK + o);
+                    }
+                });
+                dx
+            }
+        });
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, flex_tensor(dx, norm.input_shape.clone()));
+        }
+        if let Some(node) = node_residual {
+            grads.register::<Flex>(node.id, flex_tensor(dz, norm.input_shape.clone()));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, flex_tensor(dgamma, Shape::new([d])));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, flex_tensor(dbeta, Shape::new([d])));
+        }
+    }
+}
+
+/// `LayerNorm(dropout(x) + residual)` over the last dimension as one parallel operation (with
+/// its own backward under `Autodiff<Flex>`); the dropout stream is that of [`super::dropout`]
+/// (same seed draw, same element multipliers). `Err` hands the inputs back when `B` is not
+/// Flex-based, a tensor is not f32 or the shapes do not match.
+pub fn residual_layer_norm<B: Backend, const D: usize>(
+    input: ResidualLayerNormInput<B, D>,
+) -> Result<Tensor<B, D>, ResidualLayerNormInput<B, D>> {
+    let flex_ad = TypeId::of::<B>() == TypeId::of::<AutodiffFlex>();
+    let flex = TypeId::of::<B>() == TypeId::of::<Flex>();
+    let d = input.gamma.dims()[0];
+    let dtypes = [
+        input.x.dtype(),
+        input.residual.dtype(),
+        input.gamma.dtype(),
+        input.beta.dtype(),
+    ];
+    if !(flex || flex_ad)
+        || dtypes != [DType::F32; 4]
+        || input.x.dims() != input.residual.dims()
+        || input.x.dims()[D - 1] != d
+        || input.beta.dims() != [d]
+    {
+        return Err(input);
+    }
+    let device = input.x.device();
+    let dropout = (B::ad_enabled(&device) && input.dropout > 0.0)
+        .then(|| (draw_seed::<B>(&device), (1.0 - input.dropout) as f32));
+    let eps = input.eps as f32;
+    if flex {
+        let x = contiguous_f32(&into_flex(input.x));
+        let residual = contiguous_f32(&into_flex(input.residual));
+        let gamma = contiguous_f32(&into_flex(input.gamma));
+        let beta = contiguous_f32(&into_flex(input.beta));
+        let res = Residual {
+            values: residual.storage(),
+            dropout,
+        };
+        let (y, _, _) = layer_norm_forward(
+            x.storage(),
+            Some(res),
+            gamma.storage(),
+            Some(beta.storage()),
+            eps,
+        );
+        return Ok(from_flex(flex_tensor(y, shape_of(&x))));
+    }
+    let x = into_autodiff(input.x);
+    let residual = into_autodiff(input.residual);
+    let gamma = into_autodiff(input.gamma);
+    let beta = into_autodiff(input.beta);
+    let x_host = contiguous_f32(&x.primitive);
+    let residual_host = contiguous_f32(&residual.primitive);
+    let gamma_host = contiguous_f32(&gamma.primitive);
+    let beta_host = contiguous_f32(&beta.primitive);
+    let res = Residual {
+        values: residual_host.storage(),
+        dropout,
+    };
+    let (y, normed, inv_std) = layer_norm_forward(
+        x_host.storage(),
+        Some(res),
+        gamma_host.storage(),
+        Some(beta_host.storage()),
+        eps,
+    );
+    let input_shape = shape_of(&x_host);
+    let output = flex_tensor(y, input_shape.clone());
+    let out = match ResidualLayerNormBackward
+        .prepare::<NoCheckpointing>([
+            x.node.clone(),
+            residual.node.clone(),
+            gamma.node.clone(),
+            beta.node.clone(),
+        ])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            SavedResidualLayerNorm {
+                norm: SavedLayerNorm {
+                    normed: std::sync::Arc::new(normed),
+                    inv_std: std::sync::Arc::new(inv_std),
+                    gamma: gamma_host,
+                    input_shape,
+                },
+                dropout,
             },
             output,
         ),
