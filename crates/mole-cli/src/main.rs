@@ -137,6 +137,7 @@ enum Command {
 }
 
 fn main() {
+    backend::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
