@@ -244,16 +244,13 @@ fn head_probs<const FMA: bool>(
             p_row.fill(0.0);
             continue;
         }
-        let mut sum = 0f32;
-        for j in 0..n {
-            if allowed[i * n + j] {
-                let e = (p_row[j] - max).exp();
-                p_row[j] = e;
-                sum += e;
-            } else {
-                p_row[j] = 0.0;
-            }
+        // Branch-free (masked entries hold stale values and are zeroed by the select), so
+        // the exponentials run as SIMD.
+        for (p, &ok) in p_row.iter_mut().zip(&allowed[i * n..(i + 1) * n]) {
+            let e = super::math::exp(*p - max);
+            *p = if ok { e } else { 0.0 };
         }
+        let sum: f32 = p_row.iter().sum();
         let inv = 1.0 / sum;
         for v in p_row.iter_mut() {
             *v *= inv;

@@ -19,7 +19,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::norm_act::{gelu_derivative_from_output, gelu_value};
+use super::norm_act::{gelu_derivative, gelu_value};
 use super::{
     assume_init, contiguous_f32, flex_tensor, from_autodiff, from_flex, into_autodiff, into_flex,
     matmul, matmul_into, sum_parts, uninit, AutodiffFlex, MatView,
@@ -95,8 +95,8 @@ struct SavedLinear {
     /// `[rows, d_in]` and `[d_in, d_out]`, contiguous.
     x: FlexTensor,
     weight: FlexTensor,
-    /// GELU only: the pre-activation and the output, `[rows, d_out]`.
-    gelu: Option<(Arc<Vec<f32>>, FlexTensor)>,
+    /// GELU only: the pre-activation, `[rows, d_out]`.
+    gelu: Option<Arc<Vec<f32>>>,
     x_shape: Shape,
     dims: Dims,
 }
@@ -115,16 +115,15 @@ impl Backward<Flex, 3> for LinearBackward {
         let through_gelu;
         let g: &[f32] = match &saved.gelu {
             None => grad.storage(),
-            Some((pre, out)) => {
-                let (pre, out, dy): (&[f32], &[f32], &[f32]) = (pre, out.storage(), grad.storage());
+            Some(pre) => {
+                let (pre, dy): (&[f32], &[f32]) = (pre, grad.storage());
                 let mut g = uninit(pre.len());
                 g.par_chunks_mut(ROWS_PER_TASK * d_out)
                     .zip(pre.par_chunks(ROWS_PER_TASK * d_out))
-                    .zip(out.par_chunks(ROWS_PER_TASK * d_out))
                     .zip(dy.par_chunks(ROWS_PER_TASK * d_out))
-                    .for_each(|(((g, pre), out), dy)| {
-                        for (((g, &x), &y), &dy) in g.iter_mut().zip(pre).zip(out).zip(dy) {
-                            g.write(dy * gelu_derivative_from_output(x, y));
+                    .for_each(|((g, pre), dy)| {
+                        for ((g, &x), &dy) in g.iter_mut().zip(pre).zip(dy) {
+                            g.write(dy * gelu_derivative(x));
                         }
                     });
                 // SAFETY: every element was just written.
@@ -226,7 +225,7 @@ pub fn linear<B: Backend, const D: usize>(
             let saved = SavedLinear {
                 x: x_host,
                 weight: w_host,
-                gelu: pre.map(|pre| (Arc::new(pre), output.clone())),
+                gelu: pre.map(Arc::new),
                 x_shape,
                 dims,
             };

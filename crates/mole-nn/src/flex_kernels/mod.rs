@@ -51,6 +51,7 @@ pub(crate) const NATIVE_FMA: bool = cfg!(target_arch = "aarch64");
 mod adam;
 mod attention;
 mod linear;
+pub mod math;
 mod norm_act;
 
 pub use adam::{adam_step, AdamCoefficients};

@@ -18,6 +18,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::math::{erf, exp};
+
 use super::{
     assume_init, contiguous_f32, draw_seed, flex_tensor, from_autodiff, from_flex, into_autodiff,
     into_flex, keep_factor, sum_parts, uninit, AutodiffFlex,
@@ -26,16 +28,18 @@ use super::{
 /// Elements per parallel task for element-wise passes.
 const CHUNK: usize = 16 * 1024;
 
-#[inline]
+/// Exact GELU, `x·Φ(x)`, with the vectorisable [`erf`](super::math::erf).
+#[inline(always)]
 pub(super) fn gelu_value(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x / SQRT_2))
+    0.5 * x * (1.0 + erf(x / SQRT_2))
 }
 
-#[inline]
-fn gelu_derivative(x: f32) -> f32 {
+/// `d gelu / dx = Φ(x) + x·φ(x)`.
+#[inline(always)]
+pub(super) fn gelu_derivative(x: f32) -> f32 {
     let inv_sqrt_2pi = 1.0 / (2.0 * PI).sqrt();
-    let cdf = 0.5 * (1.0 + libm::erff(x / SQRT_2));
-    let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
+    let cdf = 0.5 * (1.0 + erf(x / SQRT_2));
+    let pdf = inv_sqrt_2pi * exp(-0.5 * x * x);
     cdf + x * pdf
 }
 
@@ -60,39 +64,25 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
 #[derive(Debug)]
 struct GeluBackward;
 
-/// `Φ(x) = 0.5·(1 + erf(x/√2))` recovered from the forward's output `y = x·Φ(x)` where that is
-/// well conditioned, which halves the erf evaluations (the output is kept alive anyway: it is
-/// the next linear layer's input). Near zero, erf is evaluated again.
-#[inline]
-pub(super) fn gelu_derivative_from_output(x: f32, y: f32) -> f32 {
-    if x.abs() < 1e-2 {
-        return gelu_derivative(x);
-    }
-    let inv_sqrt_2pi = 1.0 / (2.0 * PI).sqrt();
-    let cdf = y / x;
-    let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
-    cdf + x * pdf
-}
-
 impl Backward<Flex, 1> for GeluBackward {
     /// The input and the output, contiguous.
-    type State = (FlexTensor, FlexTensor);
+    /// The input, contiguous.
+    type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
         let [parent] = ops.parents;
         let Some(node) = parent else { return };
-        let (input, output) = &ops.state;
+        let input = &ops.state;
         let x: &[f32] = input.storage();
-        let y: &[f32] = output.storage();
         let g: &[f32] = grad.storage();
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+            .zip(x.par_chunks(CHUNK))
             .zip(g.par_chunks(CHUNK))
-            .for_each(|((o, (x, y)), g)| {
-                for (((o, &x), &y), &g) in o.iter_mut().zip(x).zip(y).zip(g) {
-                    *o = g * gelu_derivative_from_output(x, y);
+            .for_each(|((o, x), g)| {
+                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                    *o = g * gelu_derivative(x);
                 }
             });
         grads.register::<Flex>(node.id, flex_tensor(out, shape_of(input)));
@@ -118,7 +108,7 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>,
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish((input, output.clone()), output),
+        OpsKind::Tracked(prep) => prep.finish(input, output),
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
     Ok(from_autodiff(out))
@@ -370,8 +360,12 @@ impl Backward<Flex, 4> for ResidualLayerNormBackward {
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = contiguous_f32(&grads.consume::<Flex>(&ops.node));
         let SavedResidualLayerNorm { norm, dropout } = ops.state;
-        let (dz, dgamma, dbeta) =
-            layer_norm_backward(grad.storage(), &norm.normed, &norm.inv_std, norm.gamma.storage());
+        let (dz, dgamma, dbeta) = layer_norm_backward(
+            grad.storage(),
+            &norm.normed,
+            &norm.inv_std,
+            norm.gamma.storage(),
+        );
         let d = dgamma.len();
         let [node_x, node_residual, node_gamma, node_beta] = ops.parents;
         // d x = d z · dropout multiplier (d z itself without dropout).
