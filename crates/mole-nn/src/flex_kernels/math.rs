@@ -14,8 +14,11 @@ pub fn exp(x: f32) -> f32 {
     // ln 2 split in two so that `x - k·ln 2` is exact for the integers k used here.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest by adding and subtracting 1.5·2²³ (`f32::round` is a library call on
+    // baseline x86-64, which would keep the loop scalar); exact for |t| < 2²².
+    const ROUND: f32 = 12_582_912.0;
     let clamped = x.clamp(-87.3, 88.7);
-    let k = (clamped * LOG2E).round();
+    let k = (clamped * LOG2E + ROUND) - ROUND;
     let r = clamped - k * LN2_HI - k * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
