@@ -142,6 +142,10 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     mut grads: GradientsParams,
     max_norm: f64,
 ) -> GradientsParams {
+    #[cfg(feature = "flex")]
+    if let Some(grads) = clip_global_norm_flex::<B, M>(model, &mut grads, max_norm) {
+        return grads;
+    }
     let Some(norm) = global_grad_norm_tensor::<B, M>(model, &grads) else {
         return grads;
     };
@@ -152,6 +156,66 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     };
     model.visit(&mut scale);
     grads
+}
+
+/// [`clip_global_norm`] on the Flex CPU backend in f32: the squared norms in one parallel pass
+/// per gradient (no temporaries) and the scaling in one more, only when it clips (a factor of
+/// exactly 1 changes nothing). `None` (nothing changed) when a gradient is not Flex f32.
+#[cfg(feature = "flex")]
+fn clip_global_norm_flex<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> Option<GradientsParams> {
+    use mole_nn::flex_kernels::{scale, sum_of_squares};
+
+    struct HostSquares<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        total: Option<f64>,
+        _b: core::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for HostSquares<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                self.total = match (self.total, sum_of_squares(&g)) {
+                    (Some(t), Some(sq)) => Some(t + sq),
+                    _ => None,
+                };
+            }
+        }
+    }
+    struct HostScale<'a, B: AutodiffBackend> {
+        grads: &'a mut GradientsParams,
+        coef: f32,
+        _b: core::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for HostScale<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                let scaled = scale(g, self.coef).unwrap_or_else(|g| g.mul_scalar(self.coef));
+                self.grads.register::<B::InnerBackend, D>(param.id, scaled);
+            }
+        }
+    }
+
+    let mut squares = HostSquares::<B> {
+        grads,
+        total: Some(0.0),
+        _b: core::marker::PhantomData,
+    };
+    model.visit(&mut squares);
+    let norm = squares.total?.sqrt();
+    // PyTorch's clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1 (in f32).
+    let coef = ((max_norm as f32) / (norm as f32 + 1e-6)).min(1.0);
+    if coef < 1.0 {
+        let mut scaling = HostScale::<B> {
+            grads,
+            coef,
+            _b: core::marker::PhantomData,
+        };
+        model.visit(&mut scaling);
+    }
+    Some(std::mem::take(grads))
 }
 
 struct GradsAsValues<'a, B: AutodiffBackend> {

@@ -369,3 +369,48 @@ unsafe fn gemm_raw(dst: *mut f32, accumulate: bool, lhs: MatView<'_>, rhs: MatVi
         );
     }
 }
+
+/// `Σ x²` over all elements of `t`, in parallel (f64 partial sums), when `B` is Flex and `t`
+/// is f32; `None` otherwise (the caller's generic path). For global-norm clipping: Flex's
+/// `square().sum()` is two single-threaded passes and a temporary per parameter.
+pub fn sum_of_squares<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<f64> {
+    if TypeId::of::<B>() != TypeId::of::<Flex>() || t.dtype() != DType::F32 {
+        return None;
+    }
+    let t = contiguous_f32(&into_flex(t.clone()));
+    let values: &[f32] = t.storage();
+    Some(
+        values
+            .par_chunks(16 * 1024)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum::<f64>()
+            })
+            .sum(),
+    )
+}
+
+/// `t · factor` in one parallel pass when `B` is Flex and `t` is f32; `Err(t)` otherwise.
+pub fn scale<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+    factor: f32,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if TypeId::of::<B>() != TypeId::of::<Flex>() || t.dtype() != DType::F32 {
+        return Err(t);
+    }
+    let t = contiguous_f32(&into_flex(t));
+    let values: &[f32] = t.storage();
+    let mut out = uninit(values.len());
+    out.par_chunks_mut(16 * 1024)
+        .zip(values.par_chunks(16 * 1024))
+        .for_each(|(o, v)| {
+            for (o, &v) in o.iter_mut().zip(v) {
+                o.write(v * factor);
+            }
+        });
+    // SAFETY: every element was just written.
+    let out = unsafe { assume_init(out) };
+    Ok(from_flex(flex_tensor(out, t.layout().shape().clone())))
+}
