@@ -143,7 +143,7 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     max_norm: f64,
 ) -> GradientsParams {
     #[cfg(feature = "flex")]
-    if let Some(grads) = clip_global_norm_flex::<B, M>(model, &mut grads, max_norm) {
+    if clip_global_norm_flex::<B, M>(model, &mut grads, max_norm) {
         return grads;
     }
     let Some(norm) = global_grad_norm_tensor::<B, M>(model, &grads) else {
@@ -160,13 +160,14 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 /// [`clip_global_norm`] on the Flex CPU backend in f32: the squared norms in one parallel pass
 /// per gradient (no temporaries) and the scaling in one more, only when it clips (a factor of
-/// exactly 1 changes nothing). `None` (nothing changed) when a gradient is not Flex f32.
+/// exactly 1 changes nothing). Returns false, having changed nothing, when a gradient is not
+/// Flex f32.
 #[cfg(feature = "flex")]
 fn clip_global_norm_flex<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &mut GradientsParams,
     max_norm: f64,
-) -> Option<GradientsParams> {
+) -> bool {
     use mole_nn::flex_kernels::{scale, sum_of_squares};
 
     struct HostSquares<'a, B: AutodiffBackend> {
@@ -204,7 +205,10 @@ fn clip_global_norm_flex<B: AutodiffBackend, M: AutodiffModule<B>>(
         _b: core::marker::PhantomData,
     };
     model.visit(&mut squares);
-    let norm = squares.total?.sqrt();
+    let Some(total) = squares.total else {
+        return false;
+    };
+    let norm = total.sqrt();
     // PyTorch's clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1 (in f32).
     let coef = ((max_norm as f32) / (norm as f32 + 1e-6)).min(1.0);
     if coef < 1.0 {
@@ -215,7 +219,7 @@ fn clip_global_norm_flex<B: AutodiffBackend, M: AutodiffModule<B>>(
         };
         model.visit(&mut scaling);
     }
-    Some(std::mem::take(grads))
+    true
 }
 
 struct GradsAsValues<'a, B: AutodiffBackend> {

@@ -298,22 +298,17 @@ fn fused_gelu_and_layer_norm_match_burn_with_gradients() {
         ("gamma", &norm.gamma),
         ("beta", norm.beta.as_ref().unwrap()),
     ] {
-        let a = p
-            .val()
-            .grad(&ga)
-            .unwrap()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
-        let b = p
-            .val()
-            .grad(&gb)
-            .unwrap()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
+        let (a, b) = (grad(&p.val(), &ga), grad(&p.val(), &gb));
         assert_close(name, &a, &b);
     }
+}
+
+/// The gradient of `t` in `grads`, on the host.
+fn grad<const D: usize>(
+    t: &Tensor<AD, D>,
+    grads: &<AD as burn::tensor::backend::AutodiffBackend>::Gradients,
+) -> Vec<f32> {
+    t.grad(grads).unwrap().into_data().to_vec::<f32>().unwrap()
 }
 
 fn host<B: burn::tensor::backend::Backend>(t: Tensor<B, 2>) -> Vec<f32> {
@@ -405,12 +400,9 @@ fn fused_linear_matches_burn_with_gradients() {
             assert_close(&name, &flat(ya.clone()), &flat(yb.clone()));
             let ga = (ya * upstream.clone()).sum().backward();
             let gb = (yb * upstream.clone()).sum().backward();
-            let dx = |t: &Tensor<AD, 3>, g| t.grad(g).unwrap().into_data().to_vec::<f32>().unwrap();
-            let dw = |t: &Tensor<AD, 2>, g| t.grad(g).unwrap().into_data().to_vec::<f32>().unwrap();
-            let db = |t: &Tensor<AD, 1>, g| t.grad(g).unwrap().into_data().to_vec::<f32>().unwrap();
-            assert_close(&format!("{name} dx"), &dx(&xa, &ga), &dx(&xb, &gb));
-            assert_close(&format!("{name} dW"), &dw(&wa, &ga), &dw(&wb, &gb));
-            assert_close(&format!("{name} db"), &db(&ba, &ga), &db(&bb, &gb));
+            assert_close(&format!("{name} dx"), &grad(&xa, &ga), &grad(&xb, &gb));
+            assert_close(&format!("{name} dW"), &grad(&wa, &ga), &grad(&wb, &gb));
+            assert_close(&format!("{name} db"), &grad(&ba, &ga), &grad(&bb, &gb));
 
             // Inference (plain Flex) gives the same values.
             let inner = |t: Tensor<AD, 3>| t.inner();

@@ -61,6 +61,9 @@ pub use norm_act::{gelu, layer_norm, residual_layer_norm, ResidualLayerNormInput
 
 type AutodiffFlex = Autodiff<Flex>;
 
+/// Elements per parallel task in element-wise passes.
+pub(crate) const CHUNK: usize = 16 * 1024;
+
 /// True when `B` runs on the Flex CPU device (Flex itself or Flex under autodiff).
 pub fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B::Device>() == TypeId::of::<FlexDevice>()
@@ -381,7 +384,7 @@ pub fn sum_of_squares<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<f6
     let values: &[f32] = t.storage();
     Some(
         values
-            .par_chunks(16 * 1024)
+            .par_chunks(CHUNK)
             .map(|chunk| {
                 chunk
                     .iter()
@@ -403,8 +406,8 @@ pub fn scale<B: Backend, const D: usize>(
     let t = contiguous_f32(&into_flex(t));
     let values: &[f32] = t.storage();
     let mut out = uninit(values.len());
-    out.par_chunks_mut(16 * 1024)
-        .zip(values.par_chunks(16 * 1024))
+    out.par_chunks_mut(CHUNK)
+        .zip(values.par_chunks(CHUNK))
         .for_each(|(o, v)| {
             for (o, &v) in o.iter_mut().zip(v) {
                 o.write(v * factor);

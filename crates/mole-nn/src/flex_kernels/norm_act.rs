@@ -22,11 +22,8 @@ use super::math::{erf, exp};
 
 use super::{
     assume_init, contiguous_f32, draw_seed, flex_tensor, from_autodiff, from_flex, into_autodiff,
-    into_flex, keep_factor, sum_parts, uninit, AutodiffFlex,
+    into_flex, keep_factor, sum_parts, uninit, AutodiffFlex, CHUNK,
 };
-
-/// Elements per parallel task for element-wise passes.
-const CHUNK: usize = 16 * 1024;
 
 /// Exact GELU, `x·Φ(x)`, with the vectorisable [`erf`](super::math::erf).
 #[inline(always)]
@@ -368,24 +365,30 @@ impl Backward<Flex, 4> for ResidualLayerNormBackward {
         );
         let d = dgamma.len();
         let [node_x, node_residual, node_gamma, node_beta] = ops.parents;
-        // d x = d z · dropout multiplier (d z itself without dropout).
-        let dx = node_x.as_ref().map(|_| match dropout {
-            None => dz.clone(),
-            Some(_) => {
-                let mut dx = dz.clone();
-                dx.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-                    for (o, v) in chunk.iter_mut().enumerate() {
-                        *v *= drop_multiplier(dropout, c * CHUNK + o);
-                    }
-                });
-                dx
-            }
-        });
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, flex_tensor(dx, norm.input_shape.clone()));
+        // d residual = d z; d x = d z · dropout multiplier, the same buffer without dropout.
+        let dz = flex_tensor(dz, norm.input_shape.clone());
+        if let Some(node) = node_x {
+            let dx = match dropout {
+                None => dz.clone(),
+                Some(_) => {
+                    let dz: &[f32] = dz.storage();
+                    let mut dx = uninit(dz.len());
+                    dx.par_chunks_mut(CHUNK)
+                        .zip(dz.par_chunks(CHUNK))
+                        .enumerate()
+                        .for_each(|(c, (dx, dz))| {
+                            for (o, (dx, &dz)) in dx.iter_mut().zip(dz).enumerate() {
+                                dx.write(dz * drop_multiplier(dropout, c * CHUNK + o));
+                            }
+                        });
+                    // SAFETY: every element was just written.
+                    flex_tensor(unsafe { assume_init(dx) }, norm.input_shape.clone())
+                }
+            };
+            grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_residual {
-            grads.register::<Flex>(node.id, flex_tensor(dz, norm.input_shape.clone()));
+            grads.register::<Flex>(node.id, dz);
         }
         if let Some(node) = node_gamma {
             grads.register::<Flex>(node.id, flex_tensor(dgamma, Shape::new([d])));
