@@ -1,8 +1,8 @@
 //! Aromaticity perception with RDKit's default model, applied to the Kekulé graph.
 //!
 //! Each ring atom gets an electron-donor type (how many pi electrons it can put into a ring);
-//! rings made only of candidate atoms are grouped into fused systems (rings sharing a bond, rings
-//! of at most 24 atoms), and every connected combination of up to six rings of a system is
+//! rings made only of candidate atoms are grouped into fused systems (rings sharing exactly one
+//! bond, rings of at most 24 atoms), and every connected combination of up to six rings of a system is
 //! tested with Hückel's 4n+2 rule. Atoms of an aromatic combination become aromatic, and so do
 //! its bonds that belong to exactly one ring of the combination.
 
@@ -78,7 +78,7 @@ pub(crate) fn perceive(work: &mut Work) {
     if rings.is_empty() {
         return;
     }
-    // rings are neighbours when they share a bond (and neither is too large)
+    // rings are neighbours when they share exactly one bond (and neither is too large)
     let nr = rings.len();
     let mut neighbors: Vec<Vec<usize>> = vec![Vec::new(); nr];
     for i in 0..nr {
@@ -89,7 +89,14 @@ pub(crate) fn perceive(work: &mut Work) {
             if rings[j].bonds.len() > MAX_FUSED_RING_SIZE {
                 continue;
             }
-            if rings[i].bonds.iter().any(|b| rings[j].bonds.contains(b)) {
+            // RDKit's makeRingNeighborMap(.., maxOverlapSize = 1): rings that share two or
+            // more bonds (a porphyrin's macrocycle and its pyrroles) are not fused.
+            let shared = rings[i]
+                .bonds
+                .iter()
+                .filter(|b| rings[j].bonds.contains(b))
+                .count();
+            if shared == 1 {
                 neighbors[i].push(j);
                 neighbors[j].push(i);
             }

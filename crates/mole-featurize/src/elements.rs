@@ -3,7 +3,9 @@
 //! The numbers follow RDKit's periodic table (`atomic_data.cpp`): standard
 //! atomic weight, number of outer-shell electrons and the list of allowed
 //! valences (`-1` meaning "any valence", used for metals). Only what the
-//! sanitiser and the Morgan invariants need is kept.
+//! sanitiser and the Morgan invariants need is kept; isotope masses are in [`crate::isotopes`].
+
+use crate::isotopes::ISOTOPE_MASSES;
 
 /// One element: symbol, standard atomic weight, outer-shell electrons, allowed valences.
 pub(crate) struct Element {
@@ -209,60 +211,18 @@ pub(crate) fn more_electronegative(a: u8, b: u8) -> bool {
     na > nb || (na == nb && a < b)
 }
 
-/// Exact isotope masses (NIST) for the isotope labels seen in practice.
-static ISOTOPE_MASSES: &[(u8, u16, f64)] = &[
-    (1, 1, 1.007825032),
-    (1, 2, 2.014101778),
-    (1, 3, 3.016049278),
-    (5, 10, 10.012937),
-    (5, 11, 11.0093054),
-    (6, 11, 11.0114336),
-    (6, 12, 12.0),
-    (6, 13, 13.00335484),
-    (6, 14, 14.00324199),
-    (7, 13, 13.00573861),
-    (7, 14, 14.003074),
-    (7, 15, 15.0001089),
-    (8, 15, 15.0030656),
-    (8, 16, 15.99491462),
-    (8, 17, 16.9991317),
-    (8, 18, 17.999161),
-    (9, 18, 18.000938),
-    (9, 19, 18.99840322),
-    (15, 31, 30.97376163),
-    (15, 32, 31.97390727),
-    (15, 33, 32.9717255),
-    (16, 32, 31.972071),
-    (16, 33, 32.97145876),
-    (16, 34, 33.9678669),
-    (16, 35, 34.96903216),
-    (16, 36, 35.96708076),
-    (17, 35, 34.96885268),
-    (17, 36, 35.96830698),
-    (17, 37, 36.96590259),
-    (35, 76, 75.924541),
-    (35, 77, 76.921379),
-    (35, 79, 78.9183371),
-    (35, 81, 80.9162906),
-    (35, 82, 81.9168041),
-    (53, 123, 122.905589),
-    (53, 124, 123.9062099),
-    (53, 125, 124.9046302),
-    (53, 127, 126.904473),
-    (53, 131, 130.9061246),
-];
-
-/// Mass of an atom: the isotope mass when labelled (the mass number when the isotope is not
-/// tabulated, as RDKit does for unknown isotopes), else the standard atomic weight.
+/// Mass of an atom as RDKit's `Atom::getMass` gives it: the isotope's mass when labelled (the
+/// mass number when RDKit's table lacks that isotope; 0 for a labelled dummy atom), else the
+/// standard atomic weight.
 pub(crate) fn atom_mass(atomic_num: u8, isotope: u16) -> f64 {
     if isotope == 0 {
         return atomic_weight(atomic_num);
     }
-    ISOTOPE_MASSES
-        .iter()
-        .find(|&&(z, a, _)| z == atomic_num && a == isotope)
-        .map(|&(_, _, m)| m)
-        .unwrap_or(f64::from(isotope))
+    match ISOTOPE_MASSES.binary_search_by_key(&(atomic_num, isotope), |&(z, a, _)| (z, a)) {
+        Ok(i) => ISOTOPE_MASSES[i].2,
+        Err(_) if atomic_num == 0 => 0.0,
+        Err(_) => f64::from(isotope),
+    }
 }
 
 /// `trunc(mass - standard weight)`, the Morgan invariant's mass term.

@@ -9,6 +9,7 @@ mod aromaticity;
 pub mod batch;
 mod elements;
 pub mod io;
+mod isotopes;
 mod kekulize;
 pub mod molecule;
 pub mod morgan;
