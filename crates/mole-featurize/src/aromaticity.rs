@@ -9,7 +9,7 @@
 use crate::elements;
 use crate::molecule::BondType;
 use crate::rings::{relevant_cycles, Ring};
-use crate::sanitize::Work;
+use crate::sanitize::{bond_valence_sum, Work};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Donor {
@@ -40,12 +40,8 @@ pub(crate) fn perceive(work: &mut Work) {
     let states: Vec<AtomState> = (0..n)
         .map(|i| {
             let a = &work.atoms[i];
-            let bond_sum: u32 = work
-                .neighbors(i)
-                .iter()
-                .map(|&(_, b)| work.bonds[b as usize].bond_type.order())
-                .sum();
-            let explicit_valence = bond_sum as i32 + i32::from(a.explicit_hs);
+            let accum = f64::from(a.explicit_hs) + bond_valence_sum(work, i);
+            let explicit_valence = (accum + 0.1).round() as i32;
             AtomState {
                 explicit_valence,
                 total_valence: explicit_valence + i32::from(a.implicit_hs),
@@ -296,6 +292,15 @@ fn cyclic_multiple_bond(work: &Work, atom: usize) -> bool {
     has_bond_where(work, atom, |b, t| work.bond_in_ring[b] && t.order() >= 2).is_some()
 }
 
+/// Bonds that add no valence to `atom` (the donor end of a dative bond, `~`): RDKit leaves
+/// them out of the degree when counting pi electrons.
+fn no_valence_bonds(work: &Work, atom: usize) -> i32 {
+    work.neighbors(atom)
+        .iter()
+        .filter(|&&(_, b)| work.bonds[b as usize].valence_contrib(atom).round() == 0.0)
+        .count() as i32
+}
+
 /// RDKit's `countAtomElec`: electrons an atom can donate to a pi system, -1 if it cannot take
 /// part (monovalent element, or more than three neighbours including hydrogens).
 fn count_atom_electrons(work: &Work, states: &[AtomState], atom: usize) -> i32 {
@@ -304,7 +309,7 @@ fn count_atom_electrons(work: &Work, states: &[AtomState], atom: usize) -> i32 {
     if dv <= 1 {
         return -1;
     }
-    let degree = i32::from(a.degree) + a.total_num_hs() as i32;
+    let degree = i32::from(a.degree) + a.total_num_hs() as i32 - no_valence_bonds(work, atom);
     if degree > 3 {
         return -1;
     }
@@ -351,8 +356,9 @@ fn donor_type(work: &Work, states: &[AtomState], atom: usize) -> Donor {
                 Donor::One
             }
         } else {
-            // a multiple bond means explicit valence above degree + explicit Hs
-            let deg = i32::from(a.degree) + i32::from(a.explicit_hs);
+            // a multiple bond means explicit valence above degree + explicit Hs (RDKit's
+            // `incidentMultipleBond`, bonds that add no valence not counted)
+            let deg = i32::from(a.degree) + i32::from(a.explicit_hs) - no_valence_bonds(work, atom);
             if states[atom].explicit_valence != deg {
                 Donor::One
             } else if a.formal_charge == 1 {

@@ -4,7 +4,9 @@
 //!
 //! Which atoms need a double bond follows RDKit's `markDbondCands`: the atom's bond-order sum
 //! (aromatic bonds counted 1) plus hydrogens must be one below its (charge-adjusted) valence.
-//! Bracket atoms that are two below become "maybe" candidates: left unmatched they get a radical.
+//! Bracket atoms that are two below are candidates too. Dummy atoms in aromatic rings are
+//! optional: matched when they can be (RDKit tries them as candidates first), else left single.
+//! Only ring systems are kekulised; a `:` bond between chain atoms stays aromatic.
 
 use crate::elements;
 use crate::molecule::BondType;
@@ -44,21 +46,52 @@ pub(crate) fn kekulize(work: &mut Work, explicit_valence: &[i32]) -> Result<(), 
     let mut candidate = vec![false; n];
     let mut optional = vec![false; n];
     for i in 0..n {
-        if !is_aromatic_atom[i] {
+        // RDKit kekulises ring systems only: `:` bonds between chain atoms stay aromatic
+        if !work.atoms[i].in_ring {
             continue;
         }
         let atom = &work.atoms[i];
         let z = atom.atomic_num;
         if z == 0 {
+            // a dummy in an aromatic ring may take a double bond but need not (RDKit's
+            // "questionable" atoms): one when fewer of its ring neighbours are plain
+            // non-aromatic atoms than it has rings
+            let ring_bonds = work
+                .neighbors(i)
+                .iter()
+                .filter(|&&(_, b)| work.bond_in_ring[b as usize])
+                .count();
+            let plain_neighbors = work
+                .neighbors(i)
+                .iter()
+                .filter(|&&(w, b)| {
+                    let other = &work.atoms[w as usize];
+                    work.bond_in_ring[b as usize] && other.atomic_num != 0 && !other.aromatic
+                })
+                .count();
+            let rings = ring_bonds.saturating_sub(1);
+            if plain_neighbors < rings {
+                candidate[i] = true;
+                optional[i] = true;
+            }
             continue;
         }
+        if !is_aromatic_atom[i] {
+            continue;
+        }
+        // bond orders with aromatic bonds counted 1; bonds that add no valence (the donor end
+        // of a dative bond, `~`) do not count as neighbours either
         let mut sbo = 0i32;
+        let mut ignored = 0i32;
         for &(_, b) in work.neighbors(i) {
-            let bt = work.bonds[b as usize].bond_type;
-            sbo += match bt {
-                BondType::Aromatic => 1,
-                other => other.order() as i32,
-            };
+            let bond = &work.bonds[b as usize];
+            if bond.bond_type == BondType::Aromatic {
+                sbo += 1;
+            } else {
+                let contrib = bond.valence_contrib(i).round() as i32;
+                sbo += contrib;
+                ignored += i32::from(contrib == 0);
+            }
         }
         sbo += atom.total_num_hs() as i32;
         let chr = valence_charge(z, i32::from(atom.formal_charge));
@@ -71,15 +104,14 @@ pub(crate) fn kekulize(work: &mut Work, explicit_valence: &[i32]) -> Result<(), 
             vi += 1;
         }
         let radicals = i32::from(atom.radical_electrons);
-        let total_degree = i32::from(atom.degree) + i32::from(atom.implicit_hs);
+        let total_degree = i32::from(atom.degree) + i32::from(atom.implicit_hs) - ignored;
         if total_degree + radicals >= dv {
             continue;
         }
-        if dv == sbo + 1 + radicals {
+        // a bracket atom two short of its valence is a candidate too (RDKit: it would
+        // otherwise be a radical), and like any other it must get its double bond
+        if dv == sbo + 1 + radicals || (radicals == 0 && work.no_implicit[i] && dv == sbo + 2) {
             candidate[i] = true;
-        } else if radicals == 0 && work.no_implicit[i] && dv == sbo + 2 {
-            candidate[i] = true;
-            optional[i] = true;
         }
     }
 
@@ -95,7 +127,10 @@ pub(crate) fn kekulize(work: &mut Work, explicit_valence: &[i32]) -> Result<(), 
     let m = atoms_of_local.len();
     let mut adj: Vec<Vec<(usize, usize)>> = vec![Vec::new(); m];
     for (bi, b) in work.bonds.iter().enumerate() {
-        if b.bond_type != BondType::Aromatic || !work.bond_in_ring[bi] {
+        // aromatic ring bonds, and any ring bond of a dummy (RDKit's Issue 3525076 rule)
+        let touches_dummy = work.atoms[b.begin as usize].atomic_num == 0
+            || work.atoms[b.end as usize].atomic_num == 0;
+        if !(b.bond_type == BondType::Aromatic || touches_dummy) || !work.bond_in_ring[bi] {
             continue;
         }
         let (u, v) = (local[b.begin as usize], local[b.end as usize]);
@@ -105,20 +140,22 @@ pub(crate) fn kekulize(work: &mut Work, explicit_valence: &[i32]) -> Result<(), 
         }
     }
     let mut matching = Matching::new(&adj);
-    matching.greedy();
-    // required atoms first: augmenting never unmatches a vertex, so they stay matched
-    for pass_optional in [false, true] {
+    let required: Vec<bool> = atoms_of_local.iter().map(|&a| !optional[a]).collect();
+    matching.greedy(&required);
+    // Required atoms first, among themselves (so no dummy takes a place they need), then
+    // through dummies, then the dummies: augmenting never unmatches a vertex.
+    let everyone = vec![true; m];
+    for (from_optional, through) in [(false, &required), (false, &everyone), (true, &everyone)] {
         for u in 0..m {
-            if optional[atoms_of_local[u]] == pass_optional && matching.mate[u] == NONE {
-                matching.augment_from(u);
+            if optional[atoms_of_local[u]] == from_optional && matching.mate[u] == NONE {
+                matching.augment_from(u, through);
             }
         }
     }
     for (u, &atom) in atoms_of_local.iter().enumerate() {
         if matching.mate[u] == NONE {
             if optional[atom] {
-                // an unmatched "maybe" atom keeps a radical instead of the double bond
-                work.atoms[atom].radical_electrons = 1;
+                // a dummy needs no double bond
             } else {
                 return Err(SmilesError::Kekulization {
                     atom,
@@ -127,9 +164,11 @@ pub(crate) fn kekulize(work: &mut Work, explicit_valence: &[i32]) -> Result<(), 
             }
         }
     }
-    // aromatic bonds become single, matched ones double
+    // aromatic bonds of ring atoms become single, matched ones double
     for b in work.bonds.iter_mut() {
-        if b.bond_type == BondType::Aromatic {
+        if b.bond_type == BondType::Aromatic
+            && (work.atoms[b.begin as usize].in_ring || work.atoms[b.end as usize].in_ring)
+        {
             b.bond_type = BondType::Single;
         }
     }
@@ -173,15 +212,20 @@ impl<'a> Matching<'a> {
     }
 
     /// Fast start: match vertices with the fewest free neighbours first.
-    fn greedy(&mut self) {
+    /// Fast start among the `eligible` vertices only: a vertex matched here stays matched, so
+    /// optional vertices must not take places the required ones may need.
+    fn greedy(&mut self, eligible: &[bool]) {
         let m = self.adj.len();
-        let mut order: Vec<usize> = (0..m).collect();
+        let mut order: Vec<usize> = (0..m).filter(|&u| eligible[u]).collect();
         order.sort_by_key(|&u| self.adj[u].len());
         for u in order {
             if self.mate[u] != NONE {
                 continue;
             }
-            if let Some(&(v, _)) = self.adj[u].iter().find(|&&(v, _)| self.mate[v] == NONE) {
+            if let Some(&(v, _)) = self.adj[u]
+                .iter()
+                .find(|&&(v, _)| eligible[v] && self.mate[v] == NONE)
+            {
                 self.mate[u] = v;
                 self.mate[v] = u;
             }
@@ -232,7 +276,8 @@ impl<'a> Matching<'a> {
     }
 
     /// Searches an augmenting path from the free vertex `root` and applies it.
-    fn augment_from(&mut self, root: usize) -> bool {
+    /// Looks for an augmenting path from `root` through `eligible` vertices only.
+    fn augment_from(&mut self, root: usize, eligible: &[bool]) -> bool {
         let m = self.adj.len();
         self.used.iter_mut().for_each(|x| *x = false);
         self.parent.iter_mut().for_each(|x| *x = NONE);
@@ -248,7 +293,7 @@ impl<'a> Matching<'a> {
             head += 1;
             for k in 0..self.adj[v].len() {
                 let to = self.adj[v][k].0;
-                if self.base[v] == self.base[to] || self.mate[v] == to {
+                if !eligible[to] || self.base[v] == self.base[to] || self.mate[v] == to {
                     continue;
                 }
                 if to == root || (self.mate[to] != NONE && self.parent[self.mate[to]] != NONE) {

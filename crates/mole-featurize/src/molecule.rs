@@ -3,7 +3,8 @@
 
 use crate::elements;
 
-/// Bond order after sanitisation. Aromatic bonds are those RDKit's aromaticity model marks.
+/// Bond order after sanitisation. Aromatic bonds are those RDKit's aromaticity model marks
+/// (plus bonds written `:` outside rings, which RDKit keeps as aromatic bonds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BondType {
     Single,
@@ -11,25 +12,33 @@ pub enum BondType {
     Triple,
     Quadruple,
     Aromatic,
+    /// A dative bond (`->`, RDKit's SMILES extension) from the donor (begin) to the acceptor.
+    Dative,
+    /// `~` (any bond): part of the graph, no valence.
+    Unspecified,
 }
 
 impl BondType {
-    /// RDKit `BondType` enum value (1, 2, 3, 4, 12), the code hashed into Morgan environments.
+    /// RDKit `BondType` enum value (1, 2, 3, 4, 12, 17, 0), the code hashed into Morgan
+    /// environments.
     pub fn rdkit_code(self) -> u32 {
         match self {
+            BondType::Unspecified => 0,
             BondType::Single => 1,
             BondType::Double => 2,
             BondType::Triple => 3,
             BondType::Quadruple => 4,
             BondType::Aromatic => 12,
+            BondType::Dative => 17,
         }
     }
 
-    /// Integer bond order of a Kekulé bond (aromatic bonds count 1 here; only used internally
-    /// after kekulisation, when no bond is aromatic).
+    /// Integer bond order of a Kekulé bond (aromatic and dative bonds count 1, `~` 0); used
+    /// for "is this a multiple bond" tests. Valence sums go through [`Bond::valence_contrib`].
     pub(crate) fn order(self) -> u32 {
         match self {
-            BondType::Single | BondType::Aromatic => 1,
+            BondType::Unspecified => 0,
+            BondType::Single | BondType::Aromatic | BondType::Dative => 1,
             BondType::Double => 2,
             BondType::Triple => 3,
             BondType::Quadruple => 4,
@@ -114,6 +123,20 @@ impl Bond {
     }
     pub fn bond_type(&self) -> BondType {
         self.bond_type
+    }
+    /// RDKit's `getValenceContrib(atom)`: the bond's order (aromatic 1.5) towards `atom`; a
+    /// dative bond counts only for its acceptor (end) atom, `~` for neither.
+    pub(crate) fn valence_contrib(&self, atom: usize) -> f64 {
+        match self.bond_type {
+            BondType::Unspecified => 0.0,
+            BondType::Single => 1.0,
+            BondType::Double => 2.0,
+            BondType::Triple => 3.0,
+            BondType::Quadruple => 4.0,
+            BondType::Aromatic => 1.5,
+            BondType::Dative if self.end as usize == atom => 1.0,
+            BondType::Dative => 0.0,
+        }
     }
     /// The other end of the bond seen from `atom`.
     pub fn other(&self, atom: usize) -> usize {

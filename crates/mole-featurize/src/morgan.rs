@@ -21,11 +21,19 @@ fn hash_slice(values: &[u32]) -> u32 {
 pub fn atom_invariants(mol: &Molecule) -> Vec<u32> {
     mol.atoms()
         .iter()
-        .map(|a| {
+        .enumerate()
+        .map(|(i, a)| {
+            // `getTotalNumHs(includeNeighbors = true)`: hydrogens kept as atoms (isotopes,
+            // H2, bridging hydrides) count too
+            let h_neighbors = mol
+                .neighbors(i)
+                .iter()
+                .filter(|&&(w, _)| mol.atoms()[w as usize].atomic_num() == 1)
+                .count() as u32;
             let values = [
                 u32::from(a.atomic_num()),
                 a.total_degree(),
-                a.total_num_hs(),
+                a.total_num_hs() + h_neighbors,
                 a.formal_charge() as u32,
                 a.delta_mass() as u32,
                 1, // ring membership, hashed only for ring atoms

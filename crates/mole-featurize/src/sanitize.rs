@@ -41,18 +41,18 @@ fn bond_type_of(order: RawBondOrder) -> BondType {
         RawBondOrder::Triple => BondType::Triple,
         RawBondOrder::Quadruple => BondType::Quadruple,
         RawBondOrder::Aromatic => BondType::Aromatic,
+        RawBondOrder::Dative => BondType::Dative,
+        RawBondOrder::Unspecified => BondType::Unspecified,
     }
 }
 
-/// RDKit's valence contribution of a bond (aromatic = 1.5).
-pub(crate) fn valence_contrib(bond_type: BondType) -> f64 {
-    match bond_type {
-        BondType::Single => 1.0,
-        BondType::Double => 2.0,
-        BondType::Triple => 3.0,
-        BondType::Quadruple => 4.0,
-        BondType::Aromatic => 1.5,
-    }
+/// Sum of the valence contributions of `atom`'s bonds (aromatic 1.5, see
+/// [`Bond::valence_contrib`]).
+pub(crate) fn bond_valence_sum(work: &Work, atom: usize) -> f64 {
+    work.neighbors(atom)
+        .iter()
+        .map(|&(_, b)| work.bonds[b as usize].valence_contrib(atom))
+        .sum()
 }
 
 /// Formal charge as it shifts the valence: negated left of carbon, and a positive charge on
@@ -84,8 +84,10 @@ pub(crate) fn sanitize(raw: RawMolecule) -> Result<Molecule, SmilesError> {
     })
 }
 
-/// Folds plain hydrogen atoms (no isotope, no charge, one single bond to a non-hydrogen) into
-/// the H count of their neighbour, as RDKit's `RemoveHs` does; builds the working graph.
+/// Folds hydrogen atoms into the H count of their neighbour as RDKit's `removeHs` (default
+/// parameters, called by `MolFromSmiles` before sanitisation) does; builds the working graph.
+/// An `[H]` is kept as an atom when it has no bond or more than one, carries an isotope, is
+/// bonded only to hydrogens or to a dummy atom, or defines double-bond stereo (`[H]/C=C/F`).
 fn merge_hydrogens(raw: RawMolecule) -> Result<Work, SmilesError> {
     let n = raw.atoms.len();
     let mut degree = vec![0u32; n];
@@ -93,18 +95,26 @@ fn merge_hydrogens(raw: RawMolecule) -> Result<Work, SmilesError> {
         degree[b.begin] += 1;
         degree[b.end] += 1;
     }
+    // atoms with a double bond (for the stereo rule)
+    let mut has_double = vec![false; n];
+    for b in &raw.bonds {
+        if b.order == RawBondOrder::Double {
+            has_double[b.begin] = true;
+            has_double[b.end] = true;
+        }
+    }
     let mut removable = vec![false; n];
     let mut added_hs = vec![0u32; n];
     for b in &raw.bonds {
         for (h, heavy) in [(b.begin, b.end), (b.end, b.begin)] {
             let a = &raw.atoms[h];
+            let other = &raw.atoms[heavy];
+            let defines_stereo = b.directional && degree[heavy] == 2 && has_double[heavy];
             if a.atomic_num == 1
                 && a.isotope == 0
-                && a.charge == 0
-                && a.explicit_hs == 0
                 && degree[h] == 1
-                && b.order == RawBondOrder::Single
-                && raw.atoms[heavy].atomic_num != 1
+                && other.atomic_num > 1
+                && !defines_stereo
             {
                 removable[h] = true;
                 added_hs[heavy] += 1;
@@ -231,10 +241,7 @@ fn find_ring_bonds(work: &mut Work) {
 /// Explicit valence with every bond at its nominal order (aromatic 1.5) and no aromatic
 /// adjustment, rounded like RDKit.
 fn plain_explicit_valence(work: &Work, atom: usize) -> i32 {
-    let mut accum = f64::from(work.atoms[atom].explicit_hs);
-    for &(_, b) in work.neighbors(atom) {
-        accum += valence_contrib(work.bonds[b as usize].bond_type);
-    }
+    let accum = f64::from(work.atoms[atom].explicit_hs) + bond_valence_sum(work, atom);
     (accum + 0.1).round() as i32
 }
 
@@ -356,10 +363,7 @@ fn assign_valences(work: &mut Work) -> Result<Vec<i32>, SmilesError> {
         let atom = &work.atoms[i];
         let z = atom.atomic_num;
         let charge = i32::from(atom.formal_charge);
-        let mut accum = f64::from(atom.explicit_hs);
-        for &(_, b) in work.neighbors(i) {
-            accum += valence_contrib(work.bonds[b as usize].bond_type);
-        }
+        let mut accum = f64::from(atom.explicit_hs) + bond_valence_sum(work, i);
         let dv = elements::default_valence(z);
         let chr = valence_charge(z, charge);
         let valences = elements::valences(z);
@@ -457,10 +461,7 @@ fn assign_radicals(work: &mut Work) {
             let n_valence = (n_outer - charge).max(0);
             n_valence % 2
         } else {
-            let mut accum = f64::from(atom.explicit_hs);
-            for &(_, b) in work.neighbors(i) {
-                accum += valence_contrib(work.bonds[b as usize].bond_type);
-            }
+            let accum = f64::from(atom.explicit_hs) + bond_valence_sum(work, i);
             let total_valence = (accum + 0.1) as i32;
             let base = if z == 1 || z == 2 { 2 } else { 8 };
             let mut radicals = base - n_outer - total_valence + charge;

@@ -26,8 +26,6 @@ pub enum SmilesError {
     DanglingBond { pos: usize },
     #[error("ring bond {label} opened at byte {pos} is never closed")]
     UnclosedRing { pos: usize, label: u32 },
-    #[error("ring bond {label} at byte {pos}: the bond symbols at its two ends disagree")]
-    RingBondConflict { pos: usize, label: u32 },
     #[error("ring bond {label} at byte {pos} bonds an atom to itself or duplicates a bond")]
     InvalidRingClosure { pos: usize, label: u32 },
     #[error("atom {atom} ({symbol}) at byte {pos}: explicit valence {valence} is greater than permitted")]
@@ -64,6 +62,10 @@ pub(crate) enum RawBondOrder {
     Triple,
     Quadruple,
     Aromatic,
+    /// `->` / `<-` (RDKit extension), stored from donor to acceptor.
+    Dative,
+    /// `~` (RDKit accepts the SMARTS "any bond" in SMILES).
+    Unspecified,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +87,8 @@ pub(crate) struct RawBond {
     pub begin: usize,
     pub end: usize,
     pub order: RawBondOrder,
+    /// Written `/` or `\\` (double-bond stereo).
+    pub directional: bool,
 }
 
 #[derive(Debug, Default)]
@@ -93,14 +97,21 @@ pub(crate) struct RawMolecule {
     pub bonds: Vec<RawBond>,
 }
 
-/// Bond symbol as written; `/` and `\` are single bonds (stereo is ignored).
+/// Bond symbol as written; `/` and `\` are single bonds whose direction only matters to
+/// hydrogen removal (stereo is otherwise ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BondSymbol {
     Single,
+    Directional,
     Double,
     Triple,
     Quadruple,
     Aromatic,
+    /// `->`: from the atom before to the atom after.
+    Dative,
+    /// `<-`: from the atom after to the atom before.
+    DativeBack,
+    Any,
 }
 
 struct OpenRing {
@@ -110,13 +121,20 @@ struct OpenRing {
     pos: usize,
 }
 
-fn bond_symbol(c: u8) -> Option<BondSymbol> {
-    match c {
-        b'-' | b'/' | b'\\' => Some(BondSymbol::Single),
-        b'=' => Some(BondSymbol::Double),
-        b'#' => Some(BondSymbol::Triple),
-        b'$' => Some(BondSymbol::Quadruple),
-        b':' => Some(BondSymbol::Aromatic),
+/// The bond symbol starting with `c` (`next` is the byte after it) and its length in bytes.
+fn bond_symbol(c: u8, next: Option<u8>) -> Option<(BondSymbol, usize)> {
+    match (c, next) {
+        (b'-', Some(b'>')) => Some((BondSymbol::Dative, 2)),
+        (b'<', Some(b'-')) => Some((BondSymbol::DativeBack, 2)),
+        (b'-', _) => Some((BondSymbol::Single, 1)),
+        // RDKit also reads a doubled backslash (an escaping accident) as one `\`
+        (b'\\', Some(b'\\')) => Some((BondSymbol::Directional, 2)),
+        (b'/' | b'\\', _) => Some((BondSymbol::Directional, 1)),
+        (b'=', _) => Some((BondSymbol::Double, 1)),
+        (b'#', _) => Some((BondSymbol::Triple, 1)),
+        (b'$', _) => Some((BondSymbol::Quadruple, 1)),
+        (b':', _) => Some((BondSymbol::Aromatic, 1)),
+        (b'~', _) => Some((BondSymbol::Any, 1)),
         _ => None,
     }
 }
@@ -124,7 +142,9 @@ fn bond_symbol(c: u8) -> Option<BondSymbol> {
 fn resolve_bond(symbol: Option<BondSymbol>, a: &RawAtom, b: &RawAtom) -> RawBondOrder {
     match symbol {
         None if a.aromatic && b.aromatic => RawBondOrder::Aromatic,
-        None | Some(BondSymbol::Single) => RawBondOrder::Single,
+        None | Some(BondSymbol::Single | BondSymbol::Directional) => RawBondOrder::Single,
+        Some(BondSymbol::Dative | BondSymbol::DativeBack) => RawBondOrder::Dative,
+        Some(BondSymbol::Any) => RawBondOrder::Unspecified,
         Some(BondSymbol::Double) => RawBondOrder::Double,
         Some(BondSymbol::Triple) => RawBondOrder::Triple,
         Some(BondSymbol::Quadruple) => RawBondOrder::Quadruple,
@@ -168,7 +188,17 @@ impl<'a> Parser<'a> {
 
     fn add_bond(&mut self, begin: usize, end: usize, symbol: Option<BondSymbol>) {
         let order = resolve_bond(symbol, &self.mol.atoms[begin], &self.mol.atoms[end]);
-        self.mol.bonds.push(RawBond { begin, end, order });
+        let (begin, end) = if symbol == Some(BondSymbol::DativeBack) {
+            (end, begin)
+        } else {
+            (begin, end)
+        };
+        self.mol.bonds.push(RawBond {
+            begin,
+            end,
+            order,
+            directional: symbol == Some(BondSymbol::Directional),
+        });
         self.neighbors[begin].push(end);
         self.neighbors[end].push(begin);
     }
@@ -244,6 +274,17 @@ impl<'a> Parser<'a> {
         let (atomic_num, aromatic) = if c == b'*' {
             self.pos += 1;
             (0, false)
+        } else if c == b'#' {
+            // RDKit extension: `[#6]`, an element by atomic number
+            self.pos += 1;
+            let z = self
+                .read_number(3)
+                .ok_or(bad("'#' must be followed by an atomic number"))?;
+            let z = u8::try_from(z)
+                .ok()
+                .filter(|&z| z <= 118)
+                .ok_or(bad("atomic number out of range"))?;
+            (z, false)
         } else if c.is_ascii_uppercase() {
             let two = self
                 .peek_at(1)
@@ -341,13 +382,11 @@ impl<'a> Parser<'a> {
             if let Some(n) = self.read_number(2) {
                 charge = unit * n as i32;
             } else {
+                // RDKit reads `+`, `++`, `-` and `--`, not longer runs
                 charge = unit;
-                while self.peek() == Some(sign) {
+                if self.peek() == Some(sign) {
                     self.pos += 1;
                     charge += unit;
-                    if charge.abs() > 15 {
-                        return Err(bad("charge out of range"));
-                    }
                 }
             }
             if charge.abs() > 15 {
@@ -405,6 +444,12 @@ impl<'a> Parser<'a> {
                         return Err(SmilesError::Syntax {
                             pos,
                             reason: "empty branch",
+                        });
+                    }
+                    if self.peek_at(1) == Some(b'(') {
+                        return Err(SmilesError::Syntax {
+                            pos,
+                            reason: "a branch must start with an atom or a bond",
                         });
                     }
                     branches.push((atom, pos));
@@ -481,13 +526,8 @@ impl<'a> Parser<'a> {
                     let symbol = pending.take().map(|(s, _)| s);
                     if let Some(i) = rings.iter().position(|r| r.label == label) {
                         let open = rings.swap_remove(i);
-                        let bond = match (open.bond, symbol) {
-                            (Some(a), Some(b)) if a != b => {
-                                return Err(SmilesError::RingBondConflict { pos, label })
-                            }
-                            (Some(a), _) => Some(a),
-                            (None, b) => b,
-                        };
+                        // RDKit: when both ends carry a bond symbol, the opening one wins
+                        let bond = open.bond.or(symbol);
                         if open.atom == atom || self.neighbors[open.atom].contains(&atom) {
                             return Err(SmilesError::InvalidRingClosure { pos, label });
                         }
@@ -501,7 +541,7 @@ impl<'a> Parser<'a> {
                         });
                     }
                 }
-                _ if bond_symbol(c).is_some() => {
+                _ if bond_symbol(c, self.peek_at(1)).is_some() => {
                     if prev.is_none() {
                         return Err(SmilesError::Syntax {
                             pos,
@@ -514,8 +554,10 @@ impl<'a> Parser<'a> {
                             reason: "two consecutive bond symbols",
                         });
                     }
-                    pending = bond_symbol(c).map(|s| (s, pos));
-                    self.pos += 1;
+                    let (symbol, len) =
+                        bond_symbol(c, self.peek_at(1)).unwrap_or((BondSymbol::Single, 1));
+                    pending = Some((symbol, pos));
+                    self.pos += len;
                 }
                 _ => {
                     let atom = if c == b'[' {
@@ -555,18 +597,39 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The part of `input` RDKit's `MolFromSmiles` reads: up to the first space or tab (the rest
+/// is a name, or a CXSMILES extension `|...|`), or, when the string starts with whitespace or
+/// has none, everything up to a newline without the surrounding whitespace. Returns the text
+/// ending where the SMILES ends and the byte where it starts.
+fn smiles_part(input: &str) -> Result<(&str, usize), SmilesError> {
+    if let Some(cut) = input.find([' ', '\t']).filter(|&cut| cut > 0) {
+        let rest = input[cut..].trim();
+        if let Some(extension) = rest.strip_prefix('|') {
+            if !extension.contains('|') {
+                return Err(SmilesError::Syntax {
+                    pos: input.len() - rest.len(),
+                    reason: "CXSMILES extension without its closing '|'",
+                });
+            }
+        }
+        return Ok((&input[..cut], 0));
+    }
+    let line = input.split('\n').next().unwrap_or_default().trim_end();
+    let start = line.len() - line.trim_start().len();
+    Ok((line, start))
+}
+
 /// Parse the SMILES syntax only (no valence model, no aromaticity).
 pub(crate) fn parse_raw(smiles: &str) -> Result<RawMolecule, SmilesError> {
-    let trimmed = smiles.trim_end();
-    let offset = trimmed.len() - trimmed.trim_start().len();
+    let (text, start) = smiles_part(smiles)?;
+    if start == text.len() {
+        return Err(SmilesError::Empty);
+    }
     let parser = Parser {
-        bytes: trimmed.as_bytes(),
-        pos: offset,
+        bytes: text.as_bytes(),
+        pos: start,
         mol: RawMolecule::default(),
         neighbors: Vec::new(),
     };
-    if offset == trimmed.len() {
-        return Err(SmilesError::Empty);
-    }
     parser.parse()
 }
