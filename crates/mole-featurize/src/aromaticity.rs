@@ -9,7 +9,7 @@
 use crate::elements;
 use crate::molecule::BondType;
 use crate::rings::{relevant_cycles, Ring};
-use crate::sanitize::{bond_valence_sum, Work};
+use crate::sanitize::Work;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Donor {
@@ -32,7 +32,10 @@ struct AtomState {
     total_valence: i32,
 }
 
-pub(crate) fn perceive(work: &mut Work) {
+/// `explicit_valence`: each atom's explicit valence as computed before kekulisation (aromatic
+/// bonds 1.5, RDKit's aromatic adjustment); RDKit's aromaticity model reads these cached values,
+/// not valences recomputed from the Kekulé bonds.
+pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32]) {
     let n = work.atoms.len();
     if !work.atoms.iter().any(|a| a.in_ring) {
         return;
@@ -40,11 +43,9 @@ pub(crate) fn perceive(work: &mut Work) {
     let states: Vec<AtomState> = (0..n)
         .map(|i| {
             let a = &work.atoms[i];
-            let accum = f64::from(a.explicit_hs) + bond_valence_sum(work, i);
-            let explicit_valence = (accum + 0.1).round() as i32;
             AtomState {
-                explicit_valence,
-                total_valence: explicit_valence + i32::from(a.implicit_hs),
+                explicit_valence: explicit_valence[i],
+                total_valence: explicit_valence[i] + i32::from(a.implicit_hs),
             }
         })
         .collect();

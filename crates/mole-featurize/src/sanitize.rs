@@ -72,10 +72,16 @@ pub(crate) fn sanitize(raw: RawMolecule) -> Result<Molecule, SmilesError> {
     let mut work = merge_hydrogens(raw)?;
     find_ring_bonds(&mut work);
     clean_up(&mut work);
-    let explicit_valence = assign_valences(&mut work)?;
+    let mut explicit_valence = assign_valences(&mut work, Check::First)?;
+    let written_aromatic: Vec<bool> = work.atoms.iter().map(|a| a.aromatic).collect();
     crate::kekulize::kekulize(&mut work, &explicit_valence)?;
+    free_bracket_pyrrole_hydrogens(&mut work, &written_aromatic, &mut explicit_valence)?;
     assign_radicals(&mut work);
-    crate::aromaticity::perceive(&mut work);
+    crate::aromaticity::perceive(&mut work, &explicit_valence);
+    // RDKit's `adjustHs`, the last step of sanitising: valences recomputed from the final bonds
+    // (non-strict); hydrogen counts rise where kekulisation and aromaticity lowered an atom's
+    // bond orders (an `s` left non-aromatic, the C of `c1ccccc1:C`).
+    assign_valences(&mut work, Check::Final)?;
     Ok(Molecule {
         atoms: work.atoms,
         bonds: work.bonds,
@@ -351,99 +357,145 @@ fn valence_error(work: &Work, atom: usize, valence: i32) -> SmilesError {
     }
 }
 
-/// Computes explicit valences and implicit hydrogen counts with RDKit's rules (before
-/// kekulisation, aromatic bonds counting 1.5) and rejects over-valent atoms.
-/// Returns the explicit valences (needed by kekulisation).
-fn assign_valences(work: &mut Work) -> Result<Vec<i32>, SmilesError> {
+/// Which pass of [`assign_valences`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Before kekulisation: valences and implicit hydrogens.
+    First,
+    /// After aromaticity perception, on the final bonds: over-valent atoms rejected again (an
+    /// atom written aromatic that ended non-aromatic, as the `n` of `Cn1=cccc1`), implicit
+    /// hydrogens recounted as RDKit's `adjustHs` does.
+    Final,
+}
+
+/// Computes explicit valences and implicit hydrogen counts with RDKit's rules (aromatic bonds
+/// counting 1.5) and rejects over-valent atoms. Returns the explicit valences (RDKit caches
+/// those of the first pass; kekulisation and aromaticity read them).
+fn assign_valences(work: &mut Work, check: Check) -> Result<Vec<i32>, SmilesError> {
     let n = work.atoms.len();
     let mut explicit = vec![0i32; n];
-    #[allow(clippy::needless_range_loop)] // `i` indexes atoms, adjacency and the result alike
-    for i in 0..n {
-        let aromatic = is_aromatic_atom(work, i);
-        let atom = &work.atoms[i];
-        let z = atom.atomic_num;
-        let charge = i32::from(atom.formal_charge);
-        let mut accum = f64::from(atom.explicit_hs) + bond_valence_sum(work, i);
-        let dv = elements::default_valence(z);
-        let chr = valence_charge(z, charge);
-        let valences = elements::valences(z);
-        if aromatic && accum > f64::from(dv + chr) {
-            // an aromatic atom above its default valence takes the closest allowed valence
-            // below the bond-order sum, when within 1.5 of it (e.g. the N of c1cccn1C)
-            let mut pval = dv + chr;
-            for &v in valences {
-                if v == -1 {
-                    break;
-                }
-                let val = v + chr;
-                if f64::from(val) > accum {
-                    break;
-                }
-                pval = val;
-            }
-            if accum - f64::from(pval) <= 1.5 {
-                accum = f64::from(pval);
+    for (i, ev) in explicit.iter_mut().enumerate() {
+        let (valence, implicit) = atom_valence(work, i)?;
+        *ev = valence;
+        let Some(implicit) = implicit else { continue };
+        if check == Check::Final {
+            // RDKit's `adjustHs`: hydrogens the new count drops become explicit (a pyrrole N
+            // that ends aromatic keeps its H); a higher count is taken as it is
+            let old = work.atoms[i].implicit_hs;
+            if implicit < old {
+                let atom = &mut work.atoms[i];
+                atom.explicit_hs = atom.explicit_hs.saturating_add(old - implicit);
             }
         }
-        let ev = (accum + 0.1).round() as i32;
-        // over-valence check
-        let effective = if elements::outer_electrons(z) >= 4 {
-            ev - charge
-        } else {
-            ev + charge
-        };
-        let max_valence = valences.last().copied().unwrap_or(-1);
-        if max_valence > 0 && effective > max_valence {
-            return Err(valence_error(work, i, effective));
-        }
-        explicit[i] = ev;
-
-        // implicit hydrogens
-        if work.no_implicit[i] || z == 0 {
-            continue;
-        }
-        let implicit = if z == 1 && ev == 0 {
-            match charge {
-                0 => 1,
-                1 | -1 => 0,
-                _ => return Err(valence_error(work, i, ev)),
-            }
-        } else if dv == -1 {
-            0
-        } else if aromatic {
-            if ev <= dv + chr {
-                dv + chr - ev
-            } else {
-                let satisfied = valences
-                    .iter()
-                    .take_while(|&&v| v > 0)
-                    .any(|&v| ev == v + chr);
-                if !satisfied {
-                    return Err(valence_error(work, i, ev));
-                }
-                0
-            }
-        } else {
-            let mut res = -1;
-            for &v in valences.iter().take_while(|&&v| v >= 0) {
-                let total = v + chr;
-                if ev <= total {
-                    res = total - ev;
-                    break;
-                }
-            }
-            if res < 0 {
-                if max_valence != -1 {
-                    return Err(valence_error(work, i, ev));
-                }
-                0
-            } else {
-                res
-            }
-        };
-        work.atoms[i].implicit_hs = u8::try_from(implicit.max(0)).unwrap_or(u8::MAX);
+        work.atoms[i].implicit_hs = implicit;
     }
     Ok(explicit)
+}
+
+/// RDKit's `calcExplicitValence` / `calcImplicitValence` (strict) for one atom on the current
+/// bonds: the explicit valence, and the implicit hydrogen count (`None` for bracket and dummy
+/// atoms, which never get implicit hydrogens).
+fn atom_valence(work: &Work, i: usize) -> Result<(i32, Option<u8>), SmilesError> {
+    let aromatic = is_aromatic_atom(work, i);
+    let atom = &work.atoms[i];
+    let z = atom.atomic_num;
+    let charge = i32::from(atom.formal_charge);
+    let mut accum = f64::from(atom.explicit_hs) + bond_valence_sum(work, i);
+    let dv = elements::default_valence(z);
+    let chr = valence_charge(z, charge);
+    let valences = elements::valences(z);
+    if aromatic && accum > f64::from(dv + chr) {
+        // an aromatic atom above its default valence takes the closest allowed valence
+        // below the bond-order sum, when within 1.5 of it (e.g. the N of c1cccn1C)
+        let mut pval = dv + chr;
+        for &v in valences {
+            if v == -1 {
+                break;
+            }
+            let val = v + chr;
+            if f64::from(val) > accum {
+                break;
+            }
+            pval = val;
+        }
+        if accum - f64::from(pval) <= 1.5 {
+            accum = f64::from(pval);
+        }
+    }
+    let ev = (accum + 0.1).round() as i32;
+    // over-valence check
+    let effective = if elements::outer_electrons(z) >= 4 {
+        ev - charge
+    } else {
+        ev + charge
+    };
+    let max_valence = valences.last().copied().unwrap_or(-1);
+    if max_valence > 0 && effective > max_valence {
+        return Err(valence_error(work, i, effective));
+    }
+    if work.no_implicit[i] || z == 0 {
+        return Ok((ev, None));
+    }
+    let implicit = if z == 1 && ev == 0 {
+        match charge {
+            0 => 1,
+            1 | -1 => 0,
+            _ => return Err(valence_error(work, i, ev)),
+        }
+    } else if dv == -1 {
+        0
+    } else if aromatic {
+        if ev <= dv + chr {
+            dv + chr - ev
+        } else {
+            let satisfied = valences
+                .iter()
+                .take_while(|&&v| v > 0)
+                .any(|&v| ev == v + chr);
+            if !satisfied {
+                return Err(valence_error(work, i, ev));
+            }
+            0
+        }
+    } else {
+        let fits = valences
+            .iter()
+            .take_while(|&&v| v >= 0)
+            .map(|&v| v + chr)
+            .find(|&total| ev <= total);
+        match fits {
+            Some(total) => total - ev,
+            None if max_valence != -1 => return Err(valence_error(work, i, ev)),
+            None => 0,
+        }
+    };
+    Ok((ev, Some(u8::try_from(implicit.max(0)).unwrap_or(u8::MAX))))
+}
+
+/// RDKit's fix for "disappearing" pyrrole hydrogens (end of `Kekulize`): an `[nH]` or `[pH]`
+/// (neutral, one written H) loses its bracket status and gets its hydrogens from the valence
+/// model again, on the Kekulé bonds; its cached explicit valence is refreshed. So an `[nH]`
+/// written with three heavy neighbours keeps no H instead of being over-valent.
+fn free_bracket_pyrrole_hydrogens(
+    work: &mut Work,
+    written_aromatic: &[bool],
+    explicit_valence: &mut [i32],
+) -> Result<(), SmilesError> {
+    for i in 0..work.atoms.len() {
+        let atom = &work.atoms[i];
+        if written_aromatic[i]
+            && matches!(atom.atomic_num, 7 | 15)
+            && atom.formal_charge == 0
+            && atom.explicit_hs == 1
+        {
+            work.atoms[i].explicit_hs = 0;
+            work.no_implicit[i] = false;
+            let (ev, implicit) = atom_valence(work, i)?;
+            explicit_valence[i] = ev;
+            work.atoms[i].implicit_hs = implicit.unwrap_or(0);
+        }
+    }
+    Ok(())
 }
 
 /// RDKit's `assignRadicals` for bracket atoms (which never get implicit hydrogens).

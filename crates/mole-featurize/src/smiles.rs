@@ -141,7 +141,8 @@ fn bond_symbol(c: u8, next: Option<u8>) -> Option<(BondSymbol, usize)> {
 
 fn resolve_bond(symbol: Option<BondSymbol>, a: &RawAtom, b: &RawAtom) -> RawBondOrder {
     match symbol {
-        None if a.aromatic && b.aromatic => RawBondOrder::Aromatic,
+        // RDKit: a `/` or `\` between two aromatic atoms is an aromatic bond too
+        None | Some(BondSymbol::Directional) if a.aromatic && b.aromatic => RawBondOrder::Aromatic,
         None | Some(BondSymbol::Single | BondSymbol::Directional) => RawBondOrder::Single,
         Some(BondSymbol::Dative | BondSymbol::DativeBack) => RawBondOrder::Dative,
         Some(BondSymbol::Any) => RawBondOrder::Unspecified,
@@ -358,10 +359,9 @@ impl<'a> Parser<'a> {
                         | (Some(b'O'), Some(b'H'))
                 );
                 if known {
+                    // the number is optional, as RDKit reads it
                     self.pos += 2;
-                    if self.read_number(2).is_none() {
-                        return Err(bad("chirality class without a number"));
-                    }
+                    self.read_number(2);
                 }
             }
         }
@@ -379,7 +379,7 @@ impl<'a> Parser<'a> {
         if let Some(sign @ (b'+' | b'-')) = self.peek() {
             let unit = if sign == b'+' { 1 } else { -1 };
             self.pos += 1;
-            if let Some(n) = self.read_number(2) {
+            if let Some(n) = self.read_number(3) {
                 charge = unit * n as i32;
             } else {
                 // RDKit reads `+`, `++`, `-` and `--`, not longer runs
@@ -389,7 +389,7 @@ impl<'a> Parser<'a> {
                     charge += unit;
                 }
             }
-            if charge.abs() > 15 {
+            if charge.abs() > 127 {
                 return Err(bad("charge out of range"));
             }
         }
@@ -446,7 +446,7 @@ impl<'a> Parser<'a> {
                             reason: "empty branch",
                         });
                     }
-                    if self.peek_at(1) == Some(b'(') {
+                    if matches!(self.peek_at(1), Some(b'(' | b'.' | b'%' | b'0'..=b'9')) {
                         return Err(SmilesError::Syntax {
                             pos,
                             reason: "a branch must start with an atom or a bond",
@@ -526,12 +526,22 @@ impl<'a> Parser<'a> {
                     let symbol = pending.take().map(|(s, _)| s);
                     if let Some(i) = rings.iter().position(|r| r.label == label) {
                         let open = rings.swap_remove(i);
-                        // RDKit: when both ends carry a bond symbol, the opening one wins
-                        let bond = open.bond.or(symbol);
+                        // RDKit: when both ends carry a bond symbol, the opening one wins;
+                        // `~` on a ring closure counts as no symbol
+                        let written = |b: Option<BondSymbol>| b.filter(|&b| b != BondSymbol::Any);
+                        let (bond, from_closing) = match (written(open.bond), written(symbol)) {
+                            (Some(b), _) => (Some(b), false),
+                            (None, b) => (b, b.is_some()),
+                        };
                         if open.atom == atom || self.neighbors[open.atom].contains(&atom) {
                             return Err(SmilesError::InvalidRingClosure { pos, label });
                         }
-                        self.add_bond(open.atom, atom, bond);
+                        if from_closing {
+                            // a dative symbol points from the atom it is written at
+                            self.add_bond(atom, open.atom, bond);
+                        } else {
+                            self.add_bond(open.atom, atom, bond);
+                        }
                     } else {
                         rings.push(OpenRing {
                             label,
