@@ -35,7 +35,9 @@ struct AtomState {
 /// `explicit_valence`: each atom's explicit valence as computed before kekulisation (aromatic
 /// bonds 1.5, RDKit's aromatic adjustment); RDKit's aromaticity model reads these cached values,
 /// not valences recomputed from the Kekulé bonds.
-pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32]) {
+/// `rings`: RDKit's symmetrised SSSR (atom paths, in its order); where it is not reproduced
+/// (`None`), the relevant cycles stand in.
+pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32], rings: Option<&[Vec<usize>]>) {
     let n = work.atoms.len();
     if !work.atoms.iter().any(|a| a.in_ring) {
         return;
@@ -63,7 +65,20 @@ pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32]) {
     if !any_candidate {
         return;
     }
-    let rings: Vec<Ring> = relevant_cycles(work)
+    let all_rings: Vec<Ring> = match rings {
+        Some(rings) => rings
+            .iter()
+            .map(|r| Ring {
+                atoms: r.iter().map(|&a| a as u32).collect(),
+                bonds: crate::sssr::ring_bonds(work, r)
+                    .into_iter()
+                    .map(|b| b as u32)
+                    .collect(),
+            })
+            .collect(),
+        None => relevant_cycles(work),
+    };
+    let rings: Vec<Ring> = all_rings
         .into_iter()
         .filter(|r| {
             r.atoms.iter().all(|&a| candidate[a as usize])

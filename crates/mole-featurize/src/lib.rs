@@ -16,6 +16,7 @@ pub mod morgan;
 mod rings;
 mod sanitize;
 pub mod smiles;
+mod sssr;
 pub mod vocab;
 
 use serde::{Deserialize, Serialize};

@@ -73,11 +73,18 @@ pub(crate) fn sanitize(raw: RawMolecule) -> Result<Molecule, SmilesError> {
     find_ring_bonds(&mut work);
     clean_up(&mut work);
     let mut explicit_valence = assign_valences(&mut work, Check::First)?;
+    // RDKit's symmetrised SSSR, which both kekulisation and aromaticity walk in its order
+    // (`None` where RDKit itself would fall back to approximate rings)
+    let rings = if work.atoms.iter().any(|a| a.in_ring) {
+        crate::sssr::symmetrized_sssr(&work)
+    } else {
+        Some(Vec::new())
+    };
     let written_aromatic: Vec<bool> = work.atoms.iter().map(|a| a.aromatic).collect();
-    crate::kekulize::kekulize(&mut work, &explicit_valence)?;
+    crate::kekulize::kekulize(&mut work, &explicit_valence, rings.as_deref())?;
     free_bracket_pyrrole_hydrogens(&mut work, &written_aromatic, &mut explicit_valence)?;
     assign_radicals(&mut work);
-    crate::aromaticity::perceive(&mut work, &explicit_valence);
+    crate::aromaticity::perceive(&mut work, &explicit_valence, rings.as_deref());
     // RDKit's `adjustHs`, the last step of sanitising: valences recomputed from the final bonds
     // (non-strict); hydrogen counts rise where kekulisation and aromaticity lowered an atom's
     // bond orders (an `s` left non-aromatic, the C of `c1ccccc1:C`).
@@ -536,4 +543,12 @@ fn assign_radicals(work: &mut Work) {
         };
         work.atoms[i].radical_electrons = u8::try_from(radicals.clamp(0, 255)).unwrap_or(0);
     }
+}
+
+/// The graph ring perception sees (hydrogens folded, ring bonds marked), for tests.
+#[cfg(test)]
+pub(crate) fn ring_graph(smiles: &str) -> Result<Work, SmilesError> {
+    let mut work = merge_hydrogens(crate::smiles::parse_raw(smiles)?)?;
+    find_ring_bonds(&mut work);
+    Ok(work)
 }

@@ -188,6 +188,12 @@ impl<'a> Parser<'a> {
     }
 
     fn add_bond(&mut self, begin: usize, end: usize, symbol: Option<BondSymbol>) {
+        self.push_bond(begin, end, symbol);
+        self.neighbors[begin].push(end);
+        self.neighbors[end].push(begin);
+    }
+
+    fn push_bond(&mut self, begin: usize, end: usize, symbol: Option<BondSymbol>) {
         let order = resolve_bond(symbol, &self.mol.atoms[begin], &self.mol.atoms[end]);
         let (begin, end) = if symbol == Some(BondSymbol::DativeBack) {
             (end, begin)
@@ -200,8 +206,6 @@ impl<'a> Parser<'a> {
             order,
             directional: symbol == Some(BondSymbol::Directional),
         });
-        self.neighbors[begin].push(end);
-        self.neighbors[end].push(begin);
     }
 
     fn read_number(&mut self, max_digits: usize) -> Option<u32> {
@@ -424,6 +428,7 @@ impl<'a> Parser<'a> {
         let mut pending: Option<(BondSymbol, usize)> = None;
         let mut branches: Vec<(usize, usize)> = Vec::new(); // (atom, position of '(')
         let mut rings: Vec<OpenRing> = Vec::new();
+        let mut closures: Vec<(u32, usize, usize, Option<BondSymbol>)> = Vec::new();
         // a '.' still waiting for the atom that starts the next fragment
         let mut open_dot: Option<usize> = None;
         while let Some(c) = self.peek() {
@@ -536,12 +541,19 @@ impl<'a> Parser<'a> {
                         if open.atom == atom || self.neighbors[open.atom].contains(&atom) {
                             return Err(SmilesError::InvalidRingClosure { pos, label });
                         }
-                        if from_closing {
-                            // a dative symbol points from the atom it is written at
-                            self.add_bond(atom, open.atom, bond);
+                        // RDKit creates ring-closure bonds after the whole string, ordered by
+                        // label, from the closing atom to the opening one (a dative symbol
+                        // written at the opening atom points from there)
+                        let dative =
+                            matches!(bond, Some(BondSymbol::Dative | BondSymbol::DativeBack));
+                        let (begin, end) = if dative && !from_closing {
+                            (open.atom, atom)
                         } else {
-                            self.add_bond(open.atom, atom, bond);
-                        }
+                            (atom, open.atom)
+                        };
+                        self.neighbors[begin].push(end);
+                        self.neighbors[end].push(begin);
+                        closures.push((label, begin, end, bond));
                     } else {
                         rings.push(OpenRing {
                             label,
@@ -602,6 +614,10 @@ impl<'a> Parser<'a> {
                 pos: open.pos,
                 label: open.label,
             });
+        }
+        closures.sort_by_key(|&(label, ..)| label);
+        for (_, begin, end, bond) in closures {
+            self.push_bond(begin, end, bond);
         }
         Ok(self.mol)
     }
