@@ -428,6 +428,8 @@ impl<'a> Parser<'a> {
         let mut pending: Option<(BondSymbol, usize)> = None;
         let mut branches: Vec<(usize, usize)> = Vec::new(); // (atom, position of '(')
         let mut rings: Vec<OpenRing> = Vec::new();
+        // a '(' still waiting for the first atom of its branch
+        let mut branch_open = false;
         let mut closures: Vec<(u32, usize, usize, Option<BondSymbol>)> = Vec::new();
         // a '.' still waiting for the atom that starts the next fragment
         let mut open_dot: Option<usize> = None;
@@ -458,6 +460,7 @@ impl<'a> Parser<'a> {
                         });
                     }
                     branches.push((atom, pos));
+                    branch_open = true;
                     self.pos += 1;
                 }
                 b')' => {
@@ -495,6 +498,13 @@ impl<'a> Parser<'a> {
                         pos,
                         reason: "ring bond without a preceding atom",
                     })?;
+                    if branch_open {
+                        // `(-1...`: RDKit wants an atom first in a branch
+                        return Err(SmilesError::Syntax {
+                            pos,
+                            reason: "a branch must start with an atom or a bond",
+                        });
+                    }
                     let label = if c == b'%' {
                         self.pos += 1;
                         if self.peek() == Some(b'(') {
@@ -594,6 +604,7 @@ impl<'a> Parser<'a> {
                     }
                     prev = Some(idx);
                     open_dot = None;
+                    branch_open = false;
                 }
             }
         }
