@@ -86,25 +86,53 @@ pub fn morgan_environments(mol: &Molecule, radius: usize) -> Vec<Vec<Option<u32>
 
 /// Topological distances (bonds on the shortest path); -1 between atoms of different fragments.
 pub fn distance_matrix(mol: &Molecule) -> Vec<Vec<i32>> {
+    // Breadth-first search from every atom on bitsets: a whole frontier expands with one OR
+    // of neighbour sets per frontier atom, and every atom is set once per source.
     let n = mol.num_atoms();
+    let words = n.div_ceil(64).max(1);
+    let mut adjacency = vec![0u64; n * words];
+    for (i, row) in adjacency.chunks_mut(words).enumerate() {
+        for &(w, _) in mol.neighbors(i) {
+            row[w as usize / 64] |= 1 << (w % 64);
+        }
+    }
     let mut matrix = vec![vec![-1i32; n]; n];
-    let mut queue = Vec::with_capacity(n);
+    let (mut visited, mut frontier, mut next) =
+        (vec![0u64; words], vec![0u64; words], vec![0u64; words]);
     for (source, row) in matrix.iter_mut().enumerate() {
         row[source] = 0;
-        queue.clear();
-        queue.push(source);
-        let mut head = 0;
-        while head < queue.len() {
-            let v = queue[head];
-            head += 1;
-            let d = row[v] + 1;
-            for &(w, _) in mol.neighbors(v) {
-                let w = w as usize;
-                if row[w] < 0 {
-                    row[w] = d;
-                    queue.push(w);
+        visited.fill(0);
+        frontier.fill(0);
+        visited[source / 64] = 1 << (source % 64);
+        frontier[source / 64] = 1 << (source % 64);
+        let mut distance = 0;
+        loop {
+            distance += 1;
+            next.fill(0);
+            for (word, &bits) in frontier.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let atom = word * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let neighbours = &adjacency[atom * words..(atom + 1) * words];
+                    next.iter_mut().zip(neighbours).for_each(|(x, &m)| *x |= m);
                 }
             }
+            let mut any = false;
+            for (word, (x, seen)) in next.iter_mut().zip(visited.iter_mut()).enumerate() {
+                *x &= !*seen;
+                *seen |= *x;
+                let mut bits = *x;
+                any |= bits != 0;
+                while bits != 0 {
+                    row[word * 64 + bits.trailing_zeros() as usize] = distance;
+                    bits &= bits - 1;
+                }
+            }
+            if !any {
+                break;
+            }
+            std::mem::swap(&mut frontier, &mut next);
         }
     }
     matrix
