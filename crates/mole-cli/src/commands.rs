@@ -1239,13 +1239,17 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct ImportArgs {
-    /// Original weights (safetensors; repeat for several files whose union is the state_dict).
+    /// Original weights: a PyTorch Lightning checkpoint (.ckpt), a `torch.save` state dict
+    /// (.pt/.pth, any float dtype) or safetensors; repeat for several files whose union is the
+    /// state_dict. No Python needed.
     #[arg(long = "weights", required = true)]
     pub weights: Vec<PathBuf>,
-    /// Encoder config: JSON/TOML with the original deberta_config fields (or a JSON holding
-    /// `model_config_resolved` / `deberta_config`).
+    /// Encoder config: the original's hydra YAML (`config_file.yaml` of a run), a .ckpt whose
+    /// hyper-parameters hold it, or JSON/TOML with the original deberta_config fields (or a JSON
+    /// holding `model_config_resolved` / `deberta_config`). Default: the hyper-parameters of
+    /// the first .ckpt in --weights.
     #[arg(long)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// Vocabulary JSON the weights were trained with (default: bundled).
     #[arg(long)]
     pub vocab: Option<PathBuf>,
@@ -1258,10 +1262,94 @@ pub struct ImportArgs {
     pub output: PathBuf,
 }
 
+/// Whether `path` is a PyTorch (zip) file rather than safetensors.
+fn is_torch_file(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && magic == *b"PK\x03\x04"
+}
+
+/// The `deberta_config` a Lightning checkpoint's hyper-parameters hold.
+fn deberta_config_of_checkpoint(path: &Path) -> Result<serde_json::Value> {
+    let torch = mole_nn::TorchFile::open(path)?;
+    let hp = torch.hyper_parameters().with_context(|| {
+        format!(
+            "{}: no hyper_parameters (a plain state dict); pass --config with the model config",
+            path.display()
+        )
+    })?;
+    let deberta = hp
+        .pointer("/model/deberta_config")
+        .or_else(|| hp.get("deberta_config"))
+        .filter(|v| v.is_object())
+        .with_context(|| {
+            format!(
+                "{}: hyper_parameters hold no model.deberta_config; pass --config",
+                path.display()
+            )
+        })?;
+    Ok(deberta.clone())
+}
+
+/// The `deberta_config:` block of the original's hydra YAML (a mapping of scalars, the only
+/// part of the run config the model needs), as JSON.
+fn deberta_config_of_yaml(text: &str, path: &Path) -> Result<serde_json::Value> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "deberta_config:")
+        .with_context(|| format!("{}: no `deberta_config:` block", path.display()))?;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let base = indent(lines[start]);
+    let mut map = serde_json::Map::new();
+    for line in &lines[start + 1..] {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if indent(line) <= base {
+            break;
+        }
+        let Some((key, value)) = line.trim().split_once(':') else {
+            continue;
+        };
+        let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+        let parsed = match value {
+            "null" | "~" | "" => serde_json::Value::Null,
+            "true" | "True" => serde_json::Value::Bool(true),
+            "false" | "False" => serde_json::Value::Bool(false),
+            v => v
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .or_else(|_| v.parse::<f64>().map(serde_json::Value::from))
+                .unwrap_or_else(|_| serde_json::Value::String(v.to_string())),
+        };
+        map.insert(key.trim().to_string(), parsed);
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
 fn read_encoder_config(path: &Path, vocab_size: usize) -> Result<mole_nn::DebertaConfig> {
+    let mut cfg: mole_nn::DebertaConfig = if is_torch_file(path) {
+        serde_json::from_value(deberta_config_of_checkpoint(path)?)
+            .with_context(|| format!("{}: not a DeBERTa config", path.display()))?
+    } else {
+        read_encoder_config_text(path)?
+    };
+    cfg.vocab_size = vocab_size;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn read_encoder_config_text(path: &Path) -> Result<mole_nn::DebertaConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut cfg: mole_nn::DebertaConfig = if path.extension().is_some_and(|e| e == "json") {
+    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    let cfg: mole_nn::DebertaConfig = if is_yaml {
+        serde_json::from_value(deberta_config_of_yaml(&text, path)?)
+            .with_context(|| format!("{}: not a DeBERTa config", path.display()))?
+    } else if path.extension().is_some_and(|e| e == "json") {
         let v: serde_json::Value = serde_json::from_str(&text)?;
         let inner = v
             .get("model_config_resolved")
@@ -1274,20 +1362,42 @@ fn read_encoder_config(path: &Path, vocab_size: usize) -> Result<mole_nn::Debert
         toml::from_str(&text)
             .with_context(|| format!("{}: not a DeBERTa config", path.display()))?
     };
-    cfg.vocab_size = vocab_size;
-    cfg.validate()?;
     Ok(cfg)
 }
 
 pub fn import(args: ImportArgs) -> Result<()> {
     let vocab = load_vocab(args.vocab.as_deref())?;
-    let encoder = read_encoder_config(&args.config, vocab.vocab_size())?;
+    let config_source = match &args.config {
+        Some(path) => path.clone(),
+        None => args
+            .weights
+            .iter()
+            .find(|w| is_torch_file(w))
+            .cloned()
+            .context("--config is needed: no .ckpt among --weights to read it from")?,
+    };
+    let encoder = read_encoder_config(&config_source, vocab.vocab_size())?;
     let mut dict = StateDict::default();
     for w in &args.weights {
-        dict.extend(StateDict::load(w)?);
+        if is_torch_file(w) {
+            dict.extend(mole_nn::TorchFile::open(w)?.state_dict()?);
+        } else {
+            dict.extend(StateDict::load(w)?);
+        }
     }
     if dict.tensors.keys().all(|k| k.starts_with("model.")) {
         dict = dict.strip_prefix("model.");
+    }
+    if let Some(table) = dict.tensors.get("MolE.embeddings.word_embeddings.weight") {
+        let rows = table.shape.first().copied().unwrap_or(0);
+        if rows != vocab.vocab_size() {
+            bail!(
+                "the weights' token table has {rows} rows but the vocabulary has {} tokens: pass \
+                 --vocab with the vocabulary the weights were trained with (the original MolE's \
+                 207 atom environments give 211 tokens)",
+                vocab.vocab_size()
+            );
+        }
     }
     let head = dict
         .tensors

@@ -73,3 +73,197 @@ fn parity_command_passes_on_the_cpu() {
     assert!(text.contains(" 0 failed"), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
 }
+
+/// `../shared/fixtures/checkpoints`: a Lightning checkpoint written by the original's own
+/// training entry point, its float16 state dict, and the original's outputs for 5 molecules.
+fn checkpoint_fixtures() -> std::path::PathBuf {
+    shared().join("fixtures/checkpoints")
+}
+
+fn expected_outputs() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(checkpoint_fixtures().join("expected_outputs.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Predictions and CLS embeddings of an imported checkpoint for the fixture's molecules.
+fn predict_and_embed(ckpt: &std::path::Path, dir: &std::path::Path) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let expected = expected_outputs();
+    let smi = dir.join("molecules.smi");
+    let molecules = expected["molecules"].as_array().unwrap();
+    let text: String = molecules
+        .iter()
+        .map(|m| format!("{}\n", m["smiles"].as_str().unwrap()))
+        .collect();
+    std::fs::write(&smi, text).unwrap();
+    let pred = dir.join("pred.csv");
+    let emb = dir.join("emb.csv");
+    let (c, i) = (ckpt.to_str().unwrap(), smi.to_str().unwrap());
+    mole_ok(&[
+        "predict",
+        "--checkpoint",
+        c,
+        "-i",
+        i,
+        "-o",
+        pred.to_str().unwrap(),
+    ]);
+    mole_ok(&[
+        "embed",
+        "--checkpoint",
+        c,
+        "-i",
+        i,
+        "-o",
+        emb.to_str().unwrap(),
+    ]);
+    let predictions = csv::Reader::from_path(&pred)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[2].parse::<f64>().unwrap())
+        .collect();
+    let embeddings = csv::Reader::from_path(&emb)
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            r.iter()
+                .skip(r.len() - 64)
+                .map(|x| x.parse::<f64>().unwrap())
+                .collect()
+        })
+        .collect();
+    (predictions, embeddings)
+}
+
+#[test]
+fn original_lightning_checkpoint_imports_without_python() {
+    let dir = scratch("import-ckpt");
+    let ckpt = dir.join("imported.safetensors");
+    let vocab = shared().join("fixtures/vocab/vocab_207_radius0.json");
+    // no --config: the checkpoint's own hyper-parameters give the model
+    mole_ok(&[
+        "import",
+        "--weights",
+        checkpoint_fixtures()
+            .join("mole_tiny_esol.ckpt")
+            .to_str()
+            .unwrap(),
+        "--vocab",
+        vocab.to_str().unwrap(),
+        "-o",
+        ckpt.to_str().unwrap(),
+    ]);
+    let (predictions, embeddings) = predict_and_embed(&ckpt, &dir);
+    let expected = expected_outputs();
+    for (k, m) in expected["molecules"].as_array().unwrap().iter().enumerate() {
+        let want = m["prediction"][0].as_f64().unwrap();
+        assert!(
+            (predictions[k] - want).abs() <= 1e-5,
+            "{k}: {} vs {want}",
+            predictions[k]
+        );
+        for (a, b) in embeddings[k]
+            .iter()
+            .zip(m["cls_embedding"].as_array().unwrap())
+        {
+            let b = b.as_f64().unwrap();
+            assert!((a - b).abs() <= 1e-5, "{k}: embedding {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn float16_state_dict_imports_with_the_original_yaml_config() {
+    let dir = scratch("import-fp16");
+    let ckpt = dir.join("imported.safetensors");
+    let vocab = shared().join("fixtures/vocab/vocab_207_radius0.json");
+    mole_ok(&[
+        "import",
+        "--weights",
+        checkpoint_fixtures()
+            .join("mole_tiny_esol_fp16.pt")
+            .to_str()
+            .unwrap(),
+        "--config",
+        checkpoint_fixtures()
+            .join("mole_train_config_resolved.yaml")
+            .to_str()
+            .unwrap(),
+        "--vocab",
+        vocab.to_str().unwrap(),
+        "-o",
+        ckpt.to_str().unwrap(),
+    ]);
+    let (predictions, embeddings) = predict_and_embed(&ckpt, &dir);
+    let expected = expected_outputs();
+    for (k, m) in expected["molecules"].as_array().unwrap().iter().enumerate() {
+        // float16 weights: 11 significant bits
+        let want = m["prediction"][0].as_f64().unwrap();
+        assert!(
+            (predictions[k] - want).abs() <= 2e-3,
+            "{k}: {} vs {want}",
+            predictions[k]
+        );
+        for (a, b) in embeddings[k]
+            .iter()
+            .zip(m["cls_embedding"].as_array().unwrap())
+        {
+            let b = b.as_f64().unwrap();
+            assert!((a - b).abs() <= 2e-2, "{k}: embedding {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn import_explains_what_is_missing() {
+    let dir = scratch("import-errors");
+    let out = dir.join("x.safetensors");
+    let fp16 = checkpoint_fixtures().join("mole_tiny_esol_fp16.pt");
+    // a plain state dict carries no config
+    let run = common::mole(&[
+        "import",
+        "--weights",
+        fp16.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("no hyper_parameters"),
+        "{err}"
+    );
+    // the weights' vocabulary size must match
+    let run = common::mole(&[
+        "import",
+        "--weights",
+        checkpoint_fixtures()
+            .join("mole_tiny_esol.ckpt")
+            .to_str()
+            .unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("pass --vocab"),
+        "{err}"
+    );
+    // a foreign file
+    let foreign = dir.join("foreign.ckpt");
+    std::fs::write(&foreign, b"PK\x03\x04 but not a zip archive").unwrap();
+    let run = common::mole(&[
+        "import",
+        "--weights",
+        foreign.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("foreign.ckpt"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no output after a failed import");
+}

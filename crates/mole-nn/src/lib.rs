@@ -14,6 +14,7 @@ pub mod head;
 pub mod layer;
 pub mod precision;
 pub mod state;
+pub mod torch_file;
 
 pub use attention::{AttentionTerms, DisentangledSelfAttention};
 pub use config::DebertaConfig;
@@ -22,6 +23,7 @@ pub use encoder::{AttentionMask, BertEncoder, EncoderOutput, EncoderRequest};
 pub use head::TaskPredictionHead;
 pub use layer::{BertIntermediate, BertLayer, BertOutput, BertOutputBlock, BertSelfOutput};
 pub use state::{HostTensor, StateDict, StateLoader, StateSaver, TorchState};
+pub use torch_file::TorchFile;
 
 /// `dropout.forward(x)`, with the Flex backend's fast mask (see [`flex_kernels::dropout`]) when
 /// the crate is built with feature `flex`.

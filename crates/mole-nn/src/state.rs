@@ -182,7 +182,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
     std::fs::rename(&tmp, path).map_err(io_err)
 }
 
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1f) as u32;
     let frac = (h & 0x3ff) as u32;
