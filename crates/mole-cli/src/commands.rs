@@ -625,10 +625,21 @@ pub fn supervised_run(
         }),
         atom_env_head: None,
     };
+    let standardization = (kind == TaskKind::Regression && task.standardize_targets).then(|| {
+        mole_model::TargetStandardization::fit(train.iter().map(|e| e.labels.as_slice()), num_tasks)
+    });
+    // the saved checkpoints predict original units: they are tested without standardisation
+    let checkpoint_objective = Objective::Supervised {
+        kind,
+        num_tasks,
+        positive_weights: positive_weights.clone(),
+        standardization: None,
+    };
     let objective = Objective::Supervised {
         kind,
         num_tasks,
         positive_weights,
+        standardization: standardization.clone(),
     };
     let job = TrainJob {
         settings,
@@ -641,7 +652,11 @@ pub fn supervised_run(
         objective: objective.clone(),
         init,
         resume: a.resume,
-        extra: serde_json::json!({ "label_names": table.label_names, "task": task.kind }),
+        extra: serde_json::json!({
+            "label_names": table.label_names,
+            "task": task.kind,
+            "target_standardization": standardization,
+        }),
         interrupt_after: a.interrupt_after,
     };
     let batch_size = settings.train.batch_size;
@@ -660,7 +675,7 @@ pub fn supervised_run(
                 Some(trainer::evaluate(
                     &ckpt.model.with_compute_dtype(dtype),
                     &test,
-                    &objective,
+                    &checkpoint_objective,
                     &vocab,
                     batch_size,
                     seed,
@@ -761,6 +776,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         kind,
         num_tasks: head.num_tasks,
         positive_weights: None,
+        standardization: None,
     };
     let spec = args.device.unwrap_or_else(default_device);
     let metrics = with_backend!(spec, args.precision, |B, device, dtype| {

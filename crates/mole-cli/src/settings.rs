@@ -75,6 +75,14 @@ pub struct TaskSettings {
     pub num_classes: usize,
     pub balanced_class_weights: bool,
     pub head_dropout: f64,
+    /// Regression: train on targets standardised with the training split's mean and standard
+    /// deviation (saved checkpoints still predict original units).
+    #[serde(default = "standardize_by_default")]
+    pub standardize_targets: bool,
+}
+
+fn standardize_by_default() -> bool {
+    true
 }
 
 /// One run's whole configuration, as saved beside its checkpoints.

@@ -21,6 +21,7 @@ use mole_featurize::{collate, Batch, Vocabulary};
 use mole_metrics::{MetricsCollection, TaskKind};
 use mole_model::data_parallel::{self, Peer};
 use mole_model::training::{clip_global_norm, FusedAdam, LossScaler};
+use mole_model::TargetStandardization;
 use mole_model::{BatchTensors, Checkpoint, MolE, MolEConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -40,6 +41,9 @@ pub enum Objective {
         num_tasks: usize,
         /// Per-task weight of positive entries (balanced class weights), binary tasks only.
         positive_weights: Option<Vec<f32>>,
+        /// Regression targets standardised on the training split: the loss sees standardised
+        /// labels, metrics are in original units, saved checkpoints predict original units.
+        standardization: Option<TargetStandardization>,
     },
 }
 
@@ -222,11 +226,20 @@ impl HostBatch {
             Objective::Supervised {
                 num_tasks,
                 positive_weights,
+                standardization,
                 ..
             } => {
                 let labels: Vec<f32> = examples
                     .iter()
-                    .flat_map(|e| e.labels.iter().copied())
+                    .flat_map(|e| {
+                        e.labels
+                            .iter()
+                            .enumerate()
+                            .map(|(t, &y)| match standardization {
+                                Some(s) => s.standardize(t, y),
+                                None => y,
+                            })
+                    })
                     .collect();
                 let weights = positive_weights.as_ref().map(|pw| {
                     examples
@@ -350,11 +363,21 @@ pub fn evaluate<B: Backend>(
             masked += out.count;
         }
         if let (Some(m), Some(p)) = (metrics.as_mut(), out.predictions) {
-            let preds: Vec<f32> = p
+            let mut preds: Vec<f32> = p
                 .into_data()
                 .convert::<f32>()
                 .into_vec()
                 .unwrap_or_default();
+            if let Objective::Supervised {
+                standardization: Some(s),
+                num_tasks,
+                ..
+            } = objective
+            {
+                for (k, y) in preds.iter_mut().enumerate() {
+                    *y = s.restore(k % num_tasks, *y);
+                }
+            }
             let labels: Vec<f32> = batch
                 .iter()
                 .flat_map(|e| e.labels.iter().copied())
@@ -803,9 +826,17 @@ fn train_on<B: AutodiffBackend>(
         Ok(())
     };
     let save_model = |model: &MolE<B>, path: &Path, extra: serde_json::Value| -> Result<()> {
+        let mut model = model.clone().valid();
+        if let Objective::Supervised {
+            standardization: Some(s),
+            ..
+        } = &job.objective
+        {
+            model = s.fold_into(model);
+        }
         let ckpt = Checkpoint {
             config: job.model_config.clone(),
-            model: model.clone().valid(),
+            model,
             vocab: job.vocab.clone(),
             target_vocab: job.target_vocab.clone(),
             extra,

@@ -13,6 +13,7 @@ pub mod data_parallel;
 pub mod loss;
 pub mod model;
 pub mod parity;
+pub mod targets;
 pub mod training;
 pub mod traits;
 
@@ -22,6 +23,7 @@ pub use checkpoint::{
 };
 pub use loss::{MaskedLoss, TaskType};
 pub use model::{AtomEnvEmbeddings, AtomEnvHead, AtomEnvHeadConfig, HeadConfig, MolE, MolEConfig};
+pub use targets::TargetStandardization;
 pub use traits::{Encoder, LabelledBatch, Model, StepOutput};
 
 /// Errors of this crate.
