@@ -828,7 +828,19 @@ pub struct InferenceArgs {
 pub struct PredictArgs {
     #[command(flatten)]
     pub run: InferenceArgs,
-    /// Output CSV: smiles, name, one column per task, error.
+    /// More checkpoints of the same task (e.g. the seeds of a benchmark, or runs trained with
+    /// different seeds), repeatable: predictions are the ensemble mean, and a `<task>_std`
+    /// column gives the spread between the models (model uncertainty; larger far from the
+    /// training data).
+    #[arg(long = "ensemble")]
+    pub ensemble: Vec<PathBuf>,
+    /// Monte-Carlo dropout: K stochastic passes per model with dropout on, as in training;
+    /// mean and `<task>_std` over the passes (a cheaper estimate of model uncertainty from one
+    /// checkpoint).
+    #[arg(long, default_value_t = 1)]
+    pub mc_dropout: usize,
+    /// Output CSV: smiles, name, one column per task (and `<task>_std` with --ensemble or
+    /// --mc-dropout), error.
     #[arg(long, short)]
     pub output: PathBuf,
 }
@@ -945,6 +957,38 @@ fn rows_of<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
     flat.chunks(w.max(1)).map(|c| c.to_vec()).collect()
 }
 
+/// Per molecule, the mean of each output over the samples (models × passes), followed by the
+/// samples' standard deviations when `with_spread`.
+fn mean_and_spread(samples: &[Vec<Vec<f32>>], with_spread: bool) -> Vec<Vec<f32>> {
+    let Some(first) = samples.first() else {
+        return Vec::new();
+    };
+    let n = samples.len() as f64;
+    (0..first.len())
+        .map(|row| {
+            let width = first[row].len();
+            let mut mean = vec![0f64; width];
+            for s in samples {
+                for (m, &v) in mean.iter_mut().zip(&s[row]) {
+                    *m += f64::from(v) / n;
+                }
+            }
+            let mut out: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+            if with_spread {
+                for (k, &m) in mean.iter().enumerate() {
+                    let var = samples
+                        .iter()
+                        .map(|s| (f64::from(s[row][k]) - m).powi(2))
+                        .sum::<f64>()
+                        / n;
+                    out.push(var.sqrt() as f32);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (config, vocab, dict) = read_checkpoint_parts(&args.run.checkpoint)?;
     let head = config.head.clone().ok_or_else(|| {
@@ -972,32 +1016,95 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             columns.push(n.clone());
         }
     }
+    if args.mc_dropout == 0 {
+        bail!("--mc-dropout must be at least 1");
+    }
+    // every ensemble member must predict the same outputs with the same vocabulary
+    for member in &args.ensemble {
+        let (c, v, _) = read_checkpoint_parts(member)?;
+        let same_head = c.head.as_ref().is_some_and(|h| {
+            h.num_tasks == head.num_tasks
+                && h.num_classes == head.num_classes
+                && h.task == head.task
+        });
+        if !same_head || v.identifiers() != vocab.identifiers() {
+            bail!(
+                "{}: not the same task or vocabulary as {}",
+                member.display(),
+                args.run.checkpoint.display()
+            );
+        }
+    }
+    let with_spread = !args.ensemble.is_empty() || args.mc_dropout > 1;
+    let mut all_columns = columns.clone();
+    if with_spread {
+        all_columns.extend(columns.iter().map(|c| format!("{c}_std")));
+    }
     let mut w = csv::Writer::from_path(&args.output)
         .with_context(|| format!("{}: cannot create", args.output.display()))?;
     let mut header = vec!["smiles".to_string(), "name".to_string()];
-    header.extend(columns.iter().cloned());
+    header.extend(all_columns.iter().cloned());
     header.push("error".into());
     w.write_record(&header)?;
     let spec = args.run.device.unwrap_or_else(default_device);
+    let members: Vec<&Path> = std::iter::once(args.run.checkpoint.as_path())
+        .chain(args.ensemble.iter().map(PathBuf::as_path))
+        .collect();
+    let passes = args.mc_dropout;
     let (ok, bad) = with_backend!(spec, args.run.precision, |B, device, dtype| {
         type I = <B as AutodiffBackend>::InnerBackend;
-        let ckpt = Checkpoint::<I>::load(&args.run.checkpoint, &device)?;
-        let model: MolE<I> = ckpt.model.with_compute_dtype(dtype);
+        // MC dropout needs dropout on: the autodiff backend's forward (no backward is run)
+        let mut plain: Vec<MolE<I>> = Vec::new();
+        let mut stochastic: Vec<MolE<B>> = Vec::new();
+        if passes > 1 {
+            // the same dropout masks on every run of the same command
+            B::seed(&device, 0);
+        }
+        for member in &members {
+            if passes > 1 {
+                stochastic.push(
+                    Checkpoint::<B>::load(member, &device)?
+                        .model
+                        .with_compute_dtype(dtype),
+                );
+            } else {
+                plain.push(
+                    Checkpoint::<I>::load(member, &device)?
+                        .model
+                        .with_compute_dtype(dtype),
+                );
+            }
+        }
         stream_molecules(
             &args.run.input,
             &vocab,
             args.run.chunk_size,
             args.run.batch_size,
             |inputs| {
-                let batch = BatchTensors::<I>::from_batch(&collate(inputs), &device);
-                let out = model.forward_supervised(&batch, None, None);
-                Ok(rows_of(model.predictions(out.logits)))
+                let collated = collate(inputs);
+                let mut samples: Vec<Vec<Vec<f32>>> = Vec::new();
+                if passes > 1 {
+                    let batch = BatchTensors::<B>::from_batch(&collated, &device);
+                    for model in &stochastic {
+                        for _ in 0..passes {
+                            let out = model.forward_supervised(&batch, None, None);
+                            samples.push(rows_of(model.predictions(out.logits)));
+                        }
+                    }
+                } else {
+                    let batch = BatchTensors::<I>::from_batch(&collated, &device);
+                    for model in &plain {
+                        let out = model.forward_supervised(&batch, None, None);
+                        samples.push(rows_of(model.predictions(out.logits)));
+                    }
+                }
+                Ok(mean_and_spread(&samples, with_spread))
             },
             |row, out| {
                 let mut rec = vec![row.smiles.clone(), row.name.clone().unwrap_or_default()];
                 match out {
                     Some(v) => rec.extend(v.iter().map(|x| x.to_string())),
-                    None => rec.extend(std::iter::repeat_n(String::new(), columns.len())),
+                    None => rec.extend(std::iter::repeat_n(String::new(), all_columns.len())),
                 }
                 rec.push(row.error.clone().unwrap_or_default());
                 w.write_record(&rec)?;

@@ -393,3 +393,95 @@ fn regression_targets_are_standardised_and_checkpoints_predict_original_units() 
         "predictions average {avg}, training mean {mean}"
     );
 }
+
+/// Molecules unlike anything in ESOL (long chains, perhalogenated, a big acene, a peptide,
+/// siloxanes, a macrocycle, a diacid).
+const FAR_FROM_ESOL: &str = "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCC
+FC(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)F
+c1ccc2cc3cc4cc5cc6ccccc6cc5cc4cc3cc2c1
+NCC(=O)NCC(=O)NCC(=O)NCC(=O)NCC(=O)NCC(=O)O
+C1CCCCCCCCCCCCCCCCCCC1
+OCC(O)C(O)C(O)C(O)C(O)C(O)C(O)CO
+ClC(Cl)(Cl)C(Cl)(Cl)C(Cl)(Cl)Cl
+C[Si](C)(C)O[Si](C)(C)O[Si](C)(C)C
+O=C(O)CCCCCCCCCCCCCCCCCCCCC(=O)O
+IC(I)(I)C(I)(I)I
+";
+
+/// Mean of the `logS_std` column of a predict output.
+fn mean_spread(pred: &Path) -> f64 {
+    let mut reader = csv::Reader::from_path(pred).unwrap();
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "logS_std")
+        .expect("a logS_std column");
+    let values: Vec<f64> = reader
+        .records()
+        .map(|r| r.unwrap()[column].parse::<f64>().unwrap())
+        .collect();
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+#[test]
+fn ensembles_and_mc_dropout_are_less_sure_far_from_the_training_data() {
+    let dir = scratch("uncertainty");
+    let far = dir.join("far.smi");
+    std::fs::write(&far, FAR_FROM_ESOL).unwrap();
+    let mut members = Vec::new();
+    for seed in ["1", "2", "3"] {
+        let run = dir.join(format!("seed{seed}"));
+        mole_ok(&[
+            "finetune",
+            "--data",
+            "datasets/esol.csv",
+            "--epochs",
+            "40",
+            "--seed",
+            seed,
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        members.push(run.join("best.safetensors").to_str().unwrap().to_string());
+    }
+    let spread = |extra: &[&str], input: &Path, name: &str| {
+        let out = dir.join(name);
+        let mut args = vec![
+            "predict",
+            "--checkpoint",
+            members[0].as_str(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        mole_ok(&args);
+        mean_spread(&out)
+    };
+    let esol = Path::new("datasets/esol.csv");
+    let ensemble = [
+        "--ensemble",
+        members[1].as_str(),
+        "--ensemble",
+        members[2].as_str(),
+    ];
+    let (near, far_) = (
+        spread(&ensemble, esol, "ens_esol.csv"),
+        spread(&ensemble, &far, "ens_far.csv"),
+    );
+    assert!(
+        far_ > near,
+        "ensemble spread: far {far_} vs training data {near}"
+    );
+    let mc = ["--mc-dropout", "30"];
+    let (near, far_) = (
+        spread(&mc, esol, "mc_esol.csv"),
+        spread(&mc, &far, "mc_far.csv"),
+    );
+    assert!(
+        far_ > near,
+        "MC-dropout spread: far {far_} vs training data {near}"
+    );
+}
