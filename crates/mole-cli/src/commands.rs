@@ -64,7 +64,28 @@ enum FeaturizeLine {
     },
 }
 
+/// Checks before any output is created: the input can be read, and the output is neither the
+/// input nor one of the files the command reads (`-i x -o x` would destroy the input; a typo in
+/// `-i` must not truncate an existing result).
+fn check_output(input: &Path, output: &Path, also_read: &[&Path]) -> Result<()> {
+    std::fs::File::open(input).with_context(|| format!("{}: cannot read", input.display()))?;
+    if let Ok(out) = output.canonicalize() {
+        for read in std::iter::once(input).chain(also_read.iter().copied()) {
+            if read.canonicalize().is_ok_and(|r| r == out) {
+                bail!(
+                    "{}: the output is also an input of this command; choose another output path",
+                    output.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn featurize(args: FeaturizeArgs) -> Result<()> {
+    if let Some(output) = &args.output {
+        check_output(&args.input, output, &[])?;
+    }
     let vocab = load_vocab(args.vocab.as_deref())?;
     let reader = read_molecules(&args.input)?;
     let out: Box<dyn Write> = match &args.output {
@@ -990,6 +1011,9 @@ fn mean_and_spread(samples: &[Vec<Vec<f32>>], with_spread: bool) -> Vec<Vec<f32>
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
+    let mut read: Vec<&Path> = vec![args.run.checkpoint.as_path()];
+    read.extend(args.ensemble.iter().map(PathBuf::as_path));
+    check_output(&args.run.input, &args.output, &read)?;
     let (config, vocab, dict) = read_checkpoint_parts(&args.run.checkpoint)?;
     let head = config.head.clone().ok_or_else(|| {
         anyhow!(
@@ -1194,6 +1218,7 @@ impl NpyWriter {
 }
 
 pub fn embed(args: EmbedArgs) -> Result<()> {
+    check_output(&args.run.input, &args.output, &[&args.run.checkpoint])?;
     let (config, vocab, _) = read_checkpoint_parts(&args.run.checkpoint)?;
     let hidden = config.encoder.hidden_size;
     let is_npy = args.output.extension().is_some_and(|e| e == "npy");

@@ -132,3 +132,84 @@ fn featurize_reports_unreadable_files_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("x.csv") && err.contains("smiles"), "{err}");
 }
+
+#[test]
+fn outputs_never_overwrite_inputs_and_bad_inputs_leave_outputs_alone() {
+    let dir = scratch("no-clobber");
+    let smi = dir.join("mols.smi");
+    std::fs::write(&smi, "CCO ethanol\nc1ccccc1 benzene\n").unwrap();
+    // -i x -o x: refused, the input survives
+    let run = mole(&[
+        "featurize",
+        smi.to_str().unwrap(),
+        "-o",
+        smi.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("also an input"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&smi).unwrap(),
+        "CCO ethanol\nc1ccccc1 benzene\n"
+    );
+    // a typo in -i: the existing result file is not truncated
+    let result = dir.join("result.jsonl");
+    std::fs::write(&result, "previous results\n").unwrap();
+    let missing = dir.join("mols_typo.smi");
+    let run = mole(&[
+        "featurize",
+        missing.to_str().unwrap(),
+        "-o",
+        result.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("mols_typo.smi"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap(),
+        "previous results\n"
+    );
+    for command in ["predict", "embed"] {
+        let out = dir.join(format!("{command}.csv"));
+        std::fs::write(&out, "previous results\n").unwrap();
+        let run = mole(&[
+            command,
+            "--checkpoint",
+            smi.to_str().unwrap(),
+            "-i",
+            missing.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!run.status.success(), "{command}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "previous results\n",
+            "{command}"
+        );
+        // the output is the checkpoint: refused before anything is read or written
+        let run = mole(&[
+            command,
+            "--checkpoint",
+            out.to_str().unwrap(),
+            "-i",
+            smi.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            !run.status.success() && err.contains("also an input"),
+            "{command}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "previous results\n",
+            "{command}"
+        );
+    }
+}
