@@ -35,9 +35,9 @@ struct AtomState {
 /// `explicit_valence`: each atom's explicit valence as computed before kekulisation (aromatic
 /// bonds 1.5, RDKit's aromatic adjustment); RDKit's aromaticity model reads these cached values,
 /// not valences recomputed from the Kekulé bonds.
-/// `rings`: RDKit's symmetrised SSSR (atom paths, in its order); where it is not reproduced
+/// `rings`: RDKit's symmetrised SSSR (atom paths and their bonds, in its order); where it is not reproduced
 /// (`None`), the relevant cycles stand in.
-pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32], rings: Option<&[Vec<usize>]>) {
+pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32], rings: Option<&[Ring]>) {
     let n = work.atoms.len();
     if !work.atoms.iter().any(|a| a.in_ring) {
         return;
@@ -65,21 +65,16 @@ pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32], rings: Option<
     if !any_candidate {
         return;
     }
-    let all_rings: Vec<Ring> = match rings {
-        Some(rings) => rings
-            .iter()
-            .map(|r| Ring {
-                atoms: r.iter().map(|&a| a as u32).collect(),
-                bonds: crate::sssr::ring_bonds(work, r)
-                    .into_iter()
-                    .map(|b| b as u32)
-                    .collect(),
-            })
-            .collect(),
-        None => relevant_cycles(work),
+    let relevant;
+    let all_rings: &[Ring] = match rings {
+        Some(rings) => rings,
+        None => {
+            relevant = relevant_cycles(work);
+            &relevant
+        }
     };
-    let rings: Vec<Ring> = all_rings
-        .into_iter()
+    let rings: Vec<&Ring> = all_rings
+        .iter()
         .filter(|r| {
             r.atoms.iter().all(|&a| candidate[a as usize])
                 && r.atoms
@@ -158,7 +153,7 @@ pub(crate) fn perceive(work: &mut Work, explicit_valence: &[i32], rings: Option<
 #[allow(clippy::too_many_arguments)]
 fn huckel_on_system(
     work: &Work,
-    rings: &[Ring],
+    rings: &[&Ring],
     system: &[usize],
     neighbors: &[Vec<usize>],
     donor: &[Donor],

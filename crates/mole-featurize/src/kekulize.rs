@@ -10,17 +10,18 @@
 
 use crate::elements;
 use crate::molecule::BondType;
+use crate::rings::Ring;
 use crate::sanitize::{valence_charge, Work};
 use crate::smiles::SmilesError;
 
 const NONE: usize = usize::MAX;
 
-/// `rings`: RDKit's symmetrised SSSR (atom paths, in its order), `None` where it is not
-/// reproduced.
+/// `rings`: RDKit's symmetrised SSSR (atom paths and their bonds, in its order), `None` where
+/// it is not reproduced.
 pub(crate) fn kekulize(
     work: &mut Work,
     explicit_valence: &[i32],
-    rings: Option<&[Vec<usize>]>,
+    rings: Option<&[Ring]>,
 ) -> Result<(), SmilesError> {
     let any_aromatic = work.atoms.iter().any(|a| a.aromatic)
         || work.bonds.iter().any(|b| b.bond_type == BondType::Aromatic);
@@ -361,7 +362,7 @@ impl<'a> Matching<'a> {
 fn kekulize_like_rdkit(
     work: &mut Work,
     explicit_valence: &[i32],
-    rings: &[Vec<usize>],
+    rings: &[Ring],
 ) -> Result<(), SmilesError> {
     let n = work.atoms.len();
     // bonds RDKit flags aromatic (fixed during kekulisation; their type changes)
@@ -380,40 +381,38 @@ fn kekulize_like_rdkit(
             aromatic_atom[bond.end as usize] = true;
         }
     }
-    let mut rings_of_atom = vec![0usize; n];
-    for ring in rings {
-        for &a in ring {
-            rings_of_atom[a] += 1;
-        }
-    }
-    // rings without an aromatic atom that sits in that ring only cannot take double bonds
-    let ring_not_candidate: Vec<bool> = rings
-        .iter()
-        .map(|r| !r.iter().any(|&a| aromatic_atom[a] && rings_of_atom[a] == 1))
-        .collect();
     let rings_containing: Vec<Vec<usize>> = {
         let mut v = vec![Vec::new(); n];
         for (ri, ring) in rings.iter().enumerate() {
-            for &a in ring {
-                v[a].push(ri);
+            for &a in &ring.atoms {
+                v[a as usize].push(ri);
             }
         }
         v
     };
-    // rings that are not all dummies, as bond sets; fused when they share a bond
-    let arings: Vec<&Vec<usize>> = rings
+    // rings without an aromatic atom that sits in that ring only cannot take double bonds
+    let ring_not_candidate: Vec<bool> = rings
         .iter()
-        .filter(|r| r.iter().any(|&a| work.atoms[a].atomic_num != 0))
+        .map(|r| {
+            !r.atoms
+                .iter()
+                .any(|&a| aromatic_atom[a as usize] && rings_containing[a as usize].len() == 1)
+        })
         .collect();
-    let brings: Vec<Vec<usize>> = arings
+    // rings that are not all dummies; fused when they share a bond
+    let arings: Vec<&Ring> = rings
         .iter()
-        .map(|r| crate::sssr::ring_bonds(work, r))
+        .filter(|r| {
+            r.atoms
+                .iter()
+                .any(|&a| work.atoms[a as usize].atomic_num != 0)
+        })
         .collect();
     let nr = arings.len();
     let mut neighbors: Vec<Vec<usize>> = vec![Vec::new(); nr];
     for i in 0..nr {
         for j in i + 1..nr {
-            if brings[i].iter().any(|b| brings[j].contains(b)) {
+            if arings[i].bonds.iter().any(|b| arings[j].bonds.contains(b)) {
                 neighbors[i].push(j);
                 neighbors[j].push(i);
             }
@@ -444,9 +443,9 @@ fn kekulize_like_rdkit(
         }
         let mut all_atoms: Vec<usize> = Vec::new();
         for &r in &fused {
-            for &a in arings[r] {
-                if !all_atoms.contains(&a) {
-                    all_atoms.push(a);
+            for &a in &arings[r].atoms {
+                if !all_atoms.contains(&(a as usize)) {
+                    all_atoms.push(a as usize);
                 }
             }
         }
@@ -456,7 +455,6 @@ fn kekulize_like_rdkit(
             aromatic_bond: &aromatic_bond,
             rings_containing: &rings_containing,
             ring_not_candidate: &ring_not_candidate,
-            rings_of_atom: &rings_of_atom,
         };
         kekulize_system(work, explicit_valence, &system)?;
     }
@@ -471,7 +469,6 @@ struct System<'a> {
     aromatic_bond: &'a [bool],
     rings_containing: &'a [Vec<usize>],
     ring_not_candidate: &'a [bool],
-    rings_of_atom: &'a [usize],
 }
 
 /// RDKit's `kekulizeFused` for one system.
@@ -531,7 +528,7 @@ fn kekulize_system(
                 ignored += i32::from(contrib == 0);
             }
         }
-        let num_rings = system.rings_of_atom[i];
+        let num_rings = system.rings_containing[i].len();
         let non_candidate_rings = system.rings_containing[i]
             .iter()
             .filter(|&&r| system.ring_not_candidate[r])

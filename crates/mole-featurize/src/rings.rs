@@ -11,6 +11,19 @@ pub(crate) struct Ring {
     pub bonds: Vec<u32>,
 }
 
+impl Ring {
+    /// A ring given as an atom path (consecutive atoms bonded, last to first closing it).
+    pub(crate) fn of_path(work: &Work, path: &[usize]) -> Self {
+        Ring {
+            atoms: path.iter().map(|&a| a as u32).collect(),
+            bonds: crate::sssr::ring_bonds(work, path)
+                .into_iter()
+                .map(|b| b as u32)
+                .collect(),
+        }
+    }
+}
+
 /// Relevant cycles of the molecule, shortest first.
 pub(crate) fn relevant_cycles(work: &Work) -> Vec<Ring> {
     let n = work.atoms.len();

@@ -76,7 +76,12 @@ pub(crate) fn sanitize(raw: RawMolecule) -> Result<Molecule, SmilesError> {
     // RDKit's symmetrised SSSR, which both kekulisation and aromaticity walk in its order
     // (`None` where RDKit itself would fall back to approximate rings)
     let rings = if work.atoms.iter().any(|a| a.in_ring) {
-        crate::sssr::symmetrized_sssr(&work)
+        crate::sssr::symmetrized_sssr(&work).map(|rings| {
+            rings
+                .iter()
+                .map(|r| crate::rings::Ring::of_path(&work, r))
+                .collect::<Vec<_>>()
+        })
     } else {
         Some(Vec::new())
     };
