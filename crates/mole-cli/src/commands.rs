@@ -1420,9 +1420,11 @@ fn is_torch_file(path: &Path) -> bool {
 }
 
 /// The `deberta_config` a Lightning checkpoint's hyper-parameters hold.
-fn deberta_config_of_checkpoint(path: &Path) -> Result<serde_json::Value> {
-    let torch = mole_nn::TorchFile::open(path)?;
-    let hp = torch.hyper_parameters().with_context(|| {
+fn deberta_config_of_checkpoint(
+    hyper_parameters: Option<serde_json::Value>,
+    path: &Path,
+) -> Result<mole_nn::DebertaConfig> {
+    let hp = hyper_parameters.with_context(|| {
         format!(
             "{}: no hyper_parameters (a plain state dict); pass --config with the model config",
             path.display()
@@ -1438,7 +1440,8 @@ fn deberta_config_of_checkpoint(path: &Path) -> Result<serde_json::Value> {
                 path.display()
             )
         })?;
-    Ok(deberta.clone())
+    serde_json::from_value(deberta.clone())
+        .with_context(|| format!("{}: not a DeBERTa config", path.display()))
 }
 
 /// The `deberta_config:` block of the original's hydra YAML (a mapping of scalars, the only
@@ -1478,16 +1481,13 @@ fn deberta_config_of_yaml(text: &str, path: &Path) -> Result<serde_json::Value> 
     Ok(serde_json::Value::Object(map))
 }
 
-fn read_encoder_config(path: &Path, vocab_size: usize) -> Result<mole_nn::DebertaConfig> {
-    let mut cfg: mole_nn::DebertaConfig = if is_torch_file(path) {
-        serde_json::from_value(deberta_config_of_checkpoint(path)?)
-            .with_context(|| format!("{}: not a DeBERTa config", path.display()))?
+fn read_encoder_config(path: &Path) -> Result<mole_nn::DebertaConfig> {
+    if is_torch_file(path) {
+        let torch = mole_nn::TorchFile::open(path)?;
+        deberta_config_of_checkpoint(torch.hyper_parameters(), path)
     } else {
-        read_encoder_config_text(path)?
-    };
-    cfg.vocab_size = vocab_size;
-    cfg.validate()?;
-    Ok(cfg)
+        read_encoder_config_text(path)
+    }
 }
 
 fn read_encoder_config_text(path: &Path) -> Result<mole_nn::DebertaConfig> {
@@ -1515,24 +1515,30 @@ fn read_encoder_config_text(path: &Path) -> Result<mole_nn::DebertaConfig> {
 
 pub fn import(args: ImportArgs) -> Result<()> {
     let vocab = load_vocab(args.vocab.as_deref())?;
-    let config_source = match &args.config {
-        Some(path) => path.clone(),
-        None => args
-            .weights
-            .iter()
-            .find(|w| is_torch_file(w))
-            .cloned()
-            .context("--config is needed: no .ckpt among --weights to read it from")?,
-    };
-    let encoder = read_encoder_config(&config_source, vocab.vocab_size())?;
+    // each weights file is read once; the first PyTorch file's hyper-parameters are kept in
+    // case they have to give the config
     let mut dict = StateDict::default();
+    let mut first_torch: Option<(&Path, Option<serde_json::Value>)> = None;
     for w in &args.weights {
         if is_torch_file(w) {
-            dict.extend(mole_nn::TorchFile::open(w)?.state_dict()?);
+            let torch = mole_nn::TorchFile::open(w)?;
+            dict.extend(torch.state_dict()?);
+            if first_torch.is_none() {
+                first_torch = Some((w, torch.hyper_parameters()));
+            }
         } else {
             dict.extend(StateDict::load(w)?);
         }
     }
+    let mut encoder = match (&args.config, first_torch) {
+        (Some(path), _) => read_encoder_config(path)?,
+        (None, Some((path, hyper_parameters))) => {
+            deberta_config_of_checkpoint(hyper_parameters, path)?
+        }
+        (None, None) => bail!("--config is needed: no .ckpt among --weights to read it from"),
+    };
+    encoder.vocab_size = vocab.vocab_size();
+    encoder.validate()?;
     if dict.tensors.keys().all(|k| k.starts_with("model.")) {
         dict = dict.strip_prefix("model.");
     }

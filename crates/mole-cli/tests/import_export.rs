@@ -137,6 +137,36 @@ fn predict_and_embed(ckpt: &std::path::Path, dir: &std::path::Path) -> (Vec<f64>
     (predictions, embeddings)
 }
 
+/// The imported checkpoint's predictions and CLS embeddings are within the given absolute
+/// tolerances of the original's.
+fn assert_matches_original(
+    ckpt: &std::path::Path,
+    dir: &std::path::Path,
+    prediction_tolerance: f64,
+    embedding_tolerance: f64,
+) {
+    let (predictions, embeddings) = predict_and_embed(ckpt, dir);
+    let expected = expected_outputs();
+    for (k, m) in expected["molecules"].as_array().unwrap().iter().enumerate() {
+        let want = m["prediction"][0].as_f64().unwrap();
+        assert!(
+            (predictions[k] - want).abs() <= prediction_tolerance,
+            "{k}: {} vs {want}",
+            predictions[k]
+        );
+        for (a, b) in embeddings[k]
+            .iter()
+            .zip(m["cls_embedding"].as_array().unwrap())
+        {
+            let b = b.as_f64().unwrap();
+            assert!(
+                (a - b).abs() <= embedding_tolerance,
+                "{k}: embedding {a} vs {b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn original_lightning_checkpoint_imports_without_python() {
     let dir = scratch("import-ckpt");
@@ -155,23 +185,7 @@ fn original_lightning_checkpoint_imports_without_python() {
         "-o",
         ckpt.to_str().unwrap(),
     ]);
-    let (predictions, embeddings) = predict_and_embed(&ckpt, &dir);
-    let expected = expected_outputs();
-    for (k, m) in expected["molecules"].as_array().unwrap().iter().enumerate() {
-        let want = m["prediction"][0].as_f64().unwrap();
-        assert!(
-            (predictions[k] - want).abs() <= 1e-5,
-            "{k}: {} vs {want}",
-            predictions[k]
-        );
-        for (a, b) in embeddings[k]
-            .iter()
-            .zip(m["cls_embedding"].as_array().unwrap())
-        {
-            let b = b.as_f64().unwrap();
-            assert!((a - b).abs() <= 1e-5, "{k}: embedding {a} vs {b}");
-        }
-    }
+    assert_matches_original(&ckpt, &dir, 1e-5, 1e-5);
 }
 
 #[test]
@@ -196,24 +210,8 @@ fn float16_state_dict_imports_with_the_original_yaml_config() {
         "-o",
         ckpt.to_str().unwrap(),
     ]);
-    let (predictions, embeddings) = predict_and_embed(&ckpt, &dir);
-    let expected = expected_outputs();
-    for (k, m) in expected["molecules"].as_array().unwrap().iter().enumerate() {
-        // float16 weights: 11 significant bits
-        let want = m["prediction"][0].as_f64().unwrap();
-        assert!(
-            (predictions[k] - want).abs() <= 2e-3,
-            "{k}: {} vs {want}",
-            predictions[k]
-        );
-        for (a, b) in embeddings[k]
-            .iter()
-            .zip(m["cls_embedding"].as_array().unwrap())
-        {
-            let b = b.as_f64().unwrap();
-            assert!((a - b).abs() <= 2e-2, "{k}: embedding {a} vs {b}");
-        }
-    }
+    // float16 weights: 11 significant bits
+    assert_matches_original(&ckpt, &dir, 2e-3, 2e-2);
 }
 
 #[test]

@@ -347,44 +347,20 @@ impl Machine<'_> {
                 }
                 b'q' => {
                     let i = u32::from(self.u8()?);
-                    let top = self.stack.last().ok_or("BINPUT on an empty stack")?.clone();
-                    self.memo.insert(i, top);
+                    self.memo_put(i)?;
                 }
                 b'r' => {
                     let i = self.u32()?;
-                    let top = self
-                        .stack
-                        .last()
-                        .ok_or("LONG_BINPUT on an empty stack")?
-                        .clone();
-                    self.memo.insert(i, top);
+                    self.memo_put(i)?;
                 }
-                0x94 => {
-                    let i = self.memo.len() as u32;
-                    let top = self
-                        .stack
-                        .last()
-                        .ok_or("MEMOIZE on an empty stack")?
-                        .clone();
-                    self.memo.insert(i, top);
-                }
+                0x94 => self.memo_put(self.memo.len() as u32)?,
                 b'h' => {
                     let i = u32::from(self.u8()?);
-                    let v = self
-                        .memo
-                        .get(&i)
-                        .ok_or("BINGET of an unknown memo entry")?
-                        .clone();
-                    self.stack.push(v);
+                    self.memo_get(i)?;
                 }
                 b'j' => {
                     let i = self.u32()?;
-                    let v = self
-                        .memo
-                        .get(&i)
-                        .ok_or("LONG_BINGET of an unknown memo entry")?
-                        .clone();
-                    self.stack.push(v);
+                    self.memo_get(i)?;
                 }
                 b'c' => {
                     let module = self.line()?;
@@ -475,6 +451,28 @@ impl Machine<'_> {
                 }
             }
         }
+    }
+
+    /// BINPUT / LONG_BINPUT / MEMOIZE: remember the top of the stack as entry `i`.
+    fn memo_put(&mut self, i: u32) -> Result<(), String> {
+        let top = self
+            .stack
+            .last()
+            .ok_or("pickle memo store on an empty stack")?
+            .clone();
+        self.memo.insert(i, top);
+        Ok(())
+    }
+
+    /// BINGET / LONG_BINGET: push memo entry `i`.
+    fn memo_get(&mut self, i: u32) -> Result<(), String> {
+        let v = self
+            .memo
+            .get(&i)
+            .ok_or_else(|| format!("pickle memo entry {i} fetched before it was stored"))?
+            .clone();
+        self.stack.push(v);
+        Ok(())
     }
 
     fn append(&mut self, items: Vec<Value>) -> Result<(), String> {
