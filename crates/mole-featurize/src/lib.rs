@@ -15,6 +15,7 @@ pub mod molecule;
 pub mod morgan;
 mod rings;
 mod sanitize;
+pub mod scaffold;
 pub mod smiles;
 mod sssr;
 pub mod vocab;

@@ -157,6 +157,8 @@ pub struct Molecule {
     /// as (neighbour, bond index).
     pub(crate) adjacency_start: Vec<u32>,
     pub(crate) adjacency: Vec<(u32, u32)>,
+    /// RDKit's `noImplicit` per atom: bracket atoms, whose hydrogens are all explicit.
+    pub(crate) no_implicit: Vec<bool>,
 }
 
 impl Molecule {

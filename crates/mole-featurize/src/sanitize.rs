@@ -99,7 +99,33 @@ pub(crate) fn sanitize(raw: RawMolecule) -> Result<Molecule, SmilesError> {
         bonds: work.bonds,
         adjacency_start: work.adjacency_start,
         adjacency: work.adjacency,
+        no_implicit: work.no_implicit,
     })
+}
+
+/// RDKit's `updatePropertyCache(strict=true)` on an edited molecule (atoms or bonds removed,
+/// hydrogen counts or `noImplicit` changed): implicit hydrogens recounted from the current
+/// bonds with the valence model; an over-valent atom is an error.
+pub(crate) fn update_property_cache(mol: &mut Molecule) -> Result<(), SmilesError> {
+    let mut work = Work {
+        atoms: std::mem::take(&mut mol.atoms),
+        bonds: std::mem::take(&mut mol.bonds),
+        no_implicit: std::mem::take(&mut mol.no_implicit),
+        bond_in_ring: Vec::new(),
+        adjacency_start: std::mem::take(&mut mol.adjacency_start),
+        adjacency: std::mem::take(&mut mol.adjacency),
+    };
+    let result = (0..work.atoms.len()).try_for_each(|i| {
+        let (_, implicit) = atom_valence(&work, i)?;
+        work.atoms[i].implicit_hs = implicit.unwrap_or(0);
+        Ok(())
+    });
+    mol.atoms = work.atoms;
+    mol.bonds = work.bonds;
+    mol.no_implicit = work.no_implicit;
+    mol.adjacency_start = work.adjacency_start;
+    mol.adjacency = work.adjacency;
+    result
 }
 
 /// Folds hydrogen atoms into the H count of their neighbour as RDKit's `removeHs` (default
