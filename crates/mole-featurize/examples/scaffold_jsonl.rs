@@ -1,6 +1,6 @@
 //! Writes the Murcko scaffold of one SMILES per line (file argument or stdin) as the JSON object
 //! `scripts/rdkit/scaffold_oracle.py` writes for RDKit: `{"smiles", "scaffold"}`, with
-//! `"scaffold": null` where the molecule is rejected. Used with
+//! `"scaffold": null` and the reason (`"error"`) where the molecule is rejected. Used with
 //! `scripts/rdkit/compare_scaffolds.py` to check that the scaffold groups equal RDKit's:
 //!
 //! ```text
@@ -24,10 +24,11 @@ fn main() -> std::io::Result<()> {
             line.pop();
         }
         let smiles = String::from_utf8_lossy(&line);
-        let scaffold = parse_smiles(&smiles)
-            .and_then(|mol| scaffold_smiles(&mol))
-            .ok();
-        writeln!(out, "{}", json!({"smiles": smiles, "scaffold": scaffold}))?;
+        let record = match parse_smiles(&smiles).and_then(|mol| scaffold_smiles(&mol)) {
+            Ok(scaffold) => json!({"smiles": smiles, "scaffold": scaffold}),
+            Err(e) => json!({"smiles": smiles, "scaffold": null, "error": e.to_string()}),
+        };
+        writeln!(out, "{record}")?;
     }
     out.flush()
 }

@@ -17,6 +17,7 @@ mod rings;
 mod sanitize;
 pub mod scaffold;
 pub mod smiles;
+pub mod split;
 mod sssr;
 pub mod vocab;
 

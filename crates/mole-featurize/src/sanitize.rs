@@ -474,6 +474,9 @@ fn atom_valence(work: &Work, i: usize) -> Result<(i32, Option<u8>), SmilesError>
     if work.no_implicit[i] || z == 0 {
         return Ok((ev, None));
     }
+    // radical electrons take valence as bonds do (RDKit's `explicitPlusRadV`; only atoms that
+    // lost their bracket status after radicals were assigned have both)
+    let ev_rad = ev + i32::from(atom.radical_electrons);
     let implicit = if z == 1 && ev == 0 {
         match charge {
             0 => 1,
@@ -483,13 +486,13 @@ fn atom_valence(work: &Work, i: usize) -> Result<(i32, Option<u8>), SmilesError>
     } else if dv == -1 {
         0
     } else if aromatic {
-        if ev <= dv + chr {
-            dv + chr - ev
+        if ev_rad <= dv + chr {
+            dv + chr - ev_rad
         } else {
             let satisfied = valences
                 .iter()
                 .take_while(|&&v| v > 0)
-                .any(|&v| ev == v + chr);
+                .any(|&v| ev_rad == v + chr);
             if !satisfied {
                 return Err(valence_error(work, i, ev));
             }
@@ -500,10 +503,10 @@ fn atom_valence(work: &Work, i: usize) -> Result<(i32, Option<u8>), SmilesError>
             .iter()
             .take_while(|&&v| v >= 0)
             .map(|&v| v + chr)
-            .find(|&total| ev <= total);
+            .find(|&total| ev_rad <= total);
         match fits {
-            Some(total) => total - ev,
-            None if max_valence != -1 => return Err(valence_error(work, i, ev)),
+            Some(total) => total - ev_rad,
+            None if max_valence != -1 => return Err(valence_error(work, i, ev_rad)),
             None => 0,
         }
     };
