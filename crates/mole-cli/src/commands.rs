@@ -67,7 +67,7 @@ enum FeaturizeLine {
 /// Checks before any output is created: the input can be read, and the output is neither the
 /// input nor one of the files the command reads (`-i x -o x` would destroy the input; a typo in
 /// `-i` must not truncate an existing result).
-fn check_output(input: &Path, output: &Path, also_read: &[&Path]) -> Result<()> {
+pub(crate) fn check_output(input: &Path, output: &Path, also_read: &[&Path]) -> Result<()> {
     std::fs::File::open(input).with_context(|| format!("{}: cannot read", input.display()))?;
     if let Ok(out) = output.canonicalize() {
         for read in std::iter::once(input).chain(also_read.iter().copied()) {
@@ -352,8 +352,14 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
     data::report_rejects(&corpus, &rejects, Some(&out.join("rejects.csv")))?;
 
     let mut rng = StdRng::seed_from_u64(settings.train.seed);
-    let (train_idx, valid_idx, _) =
-        data::split_indices(&examples, settings.data.valid_fraction, 0.0, &mut rng)?;
+    let (train_idx, valid_idx, _) = data::split_indices(
+        &examples,
+        settings.data.split_method,
+        settings.data.valid_fraction,
+        0.0,
+        settings.train.seed,
+        &mut rng,
+    )?;
     let counts = data::count_targets(train_idx.iter().map(|&i| &examples[i]));
     let target_vocab =
         Vocabulary::build_from_counts(counts, settings.data.target_min_count).with_radius(2);
@@ -479,7 +485,7 @@ pub fn finetune(args: FinetuneArgs) -> Result<SupervisedOutcome> {
 
 impl FinetuneArgs {
     /// The training flags plus the task, label and weighting flags, as config overrides.
-    fn overrides(&self) -> Vec<String> {
+    pub(crate) fn overrides(&self) -> Vec<String> {
         let mut overrides = self.train.all_overrides();
         if let Some(t) = &self.task {
             overrides.push(format!("task.kind={t:?}"));
@@ -591,8 +597,10 @@ pub fn supervised_run(
     let mut rng = StdRng::seed_from_u64(settings.train.seed);
     let (train_idx, valid_idx, test_idx) = data::split_indices(
         &examples,
+        settings.data.split_method,
         settings.data.valid_fraction,
         settings.data.test_fraction,
+        settings.train.seed,
         &mut rng,
     )?;
     let test: Vec<Example> = test_idx.iter().map(|&i| examples[i].clone()).collect();
@@ -1288,21 +1296,47 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // benchmark
 
+/// The benchmark protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// For each seed, a new train/valid/test split of the data (`--split random|scaffold`).
+    Random,
+    /// TDC's ADMET group: a fixed scaffold test set, a scaffold train/valid split per seed
+    /// 1..=N, TDC's metric per dataset; `--data` may be a folder of tables or of TDC group
+    /// folders (train_val.csv + test.csv, columns Drug and Y).
+    Tdc,
+}
+
 #[derive(Args)]
 pub struct BenchmarkArgs {
-    /// Number of seeds (random train/valid/test splits), TDC-style.
-    #[arg(long, default_value_t = 3)]
-    pub seeds: u64,
+    /// random (default) or tdc.
+    #[arg(long, value_enum, default_value = "random")]
+    pub protocol: Protocol,
+    /// Number of seeds (default: 3 with --protocol random, 5 with tdc, seeds 1..=5 as TDC).
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// TDC protocol: the test metric (default: TDC's for ADMET dataset names, else MAE for
+    /// regression and AUROC for classification).
+    #[arg(long, value_enum)]
+    pub metric: Option<crate::tdc::TdcMetric>,
+    /// TDC protocol on a single table: the seed of the scaffold split that sets aside the
+    /// fixed 20 % test set.
+    #[arg(long, default_value_t = 42)]
+    pub test_seed: u64,
     /// `--checkpoint` to fine-tune from (omit for from-scratch) and every fine-tuning option.
     #[command(flatten)]
     pub finetune: FinetuneArgs,
 }
 
 pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
+    if args.protocol == Protocol::Tdc {
+        return crate::tdc::run(&args);
+    }
+    let seeds = args.seeds.unwrap_or(3);
     let out = run_dir(&args.finetune.train, "benchmark");
     let mut results = Vec::new();
     let mut primary_name = String::new();
-    for seed in 0..args.seeds {
+    for seed in 0..seeds {
         let mut per_seed = args.finetune.clone();
         per_seed.train.seed = Some(seed);
         per_seed.train.out = Some(out.join(format!("seed_{seed}")));
@@ -1365,7 +1399,7 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
     }
     let report = serde_json::json!({
         "primary_metric": primary_name,
-        "seeds": args.seeds,
+        "seeds": seeds,
         "checkpoint": args.finetune.checkpoint.as_ref().map(|p| p.display().to_string()),
         "metrics": summary,
     });

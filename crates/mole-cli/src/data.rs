@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use mole_featurize::split::{scaffold_split, Fractions, Part, SplitMethod};
 use mole_featurize::{featurize, read_molecules, MoleInput, Vocabulary};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -91,12 +92,12 @@ fn table_kind(path: &Path) -> Result<TableKind> {
 
 /// Header and rows (with their 1-based line numbers; for parquet the row number + 1, counting
 /// the header as line 1 like a CSV) of a table, each cell as a string.
-type Cells = (
+pub type Cells = (
     Vec<String>,
     Box<dyn Iterator<Item = (usize, Result<Vec<String>, String>)>>,
 );
 
-fn table_cells(path: &Path) -> Result<Cells> {
+pub fn table_cells(path: &Path) -> Result<Cells> {
     match table_kind(path)? {
         TableKind::Parquet => {
             let (headers, rows) = mole_featurize::read_parquet_strings(path)?;
@@ -433,11 +434,15 @@ pub fn sequential_batches(n: usize, batch_size: usize) -> Vec<Vec<usize>> {
 }
 
 /// Splits example indices into train/valid/test: by the split column when present (values
-/// `train`/`valid`|`val`|`validation`/`test`), else at random with `seed`.
+/// `train`/`valid`|`val`|`validation`/`test`), else by `method`: at random with `rng`, or by
+/// scaffold (TDC's scaffold split with `seed`; molecules whose scaffold RDKit would reject are
+/// left out, as TDC leaves them out, with a warning).
 pub fn split_indices(
     examples: &[Example],
+    method: SplitMethod,
     valid_fraction: f64,
     test_fraction: f64,
+    seed: u64,
     rng: &mut StdRng,
 ) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>)> {
     if examples.iter().any(|e| e.split.is_some()) {
@@ -456,6 +461,25 @@ pub fn split_indices(
         }
         return Ok((tr, va, te));
     }
+    if method == SplitMethod::Scaffold {
+        let scaffolds = scaffolds_of(examples.iter().map(|e| e.smiles.as_str()));
+        let fractions = fractions_of(valid_fraction, test_fraction);
+        let parts = scaffold_split(&scaffolds, seed, fractions);
+        let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                Some(Part::Train) => tr.push(i),
+                Some(Part::Valid) => va.push(i),
+                Some(Part::Test) => te.push(i),
+                None => tracing::warn!(
+                    "line {}: no scaffold (RDKit's scaffold code rejects it); left out of the \
+                     split, as TDC does",
+                    examples[i].line
+                ),
+            }
+        }
+        return Ok((tr, va, te));
+    }
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.shuffle(rng);
     let n = order.len();
@@ -465,6 +489,30 @@ pub fn split_indices(
     let valid = order[n_test..n_test + n_valid].to_vec();
     let train = order[n_test + n_valid..].to_vec();
     Ok((train, valid, test))
+}
+
+/// The Murcko scaffold of each SMILES (canonical SMILES, "" when acyclic; None where it cannot
+/// be parsed or RDKit's scaffold code would fail), in parallel.
+pub fn scaffolds_of<'a>(smiles: impl Iterator<Item = &'a str>) -> Vec<Option<String>> {
+    let smiles: Vec<&str> = smiles.collect();
+    smiles
+        .par_iter()
+        .map(|s| {
+            mole_featurize::parse_smiles(s)
+                .and_then(|m| mole_featurize::scaffold::scaffold_smiles(&m))
+                .ok()
+        })
+        .collect()
+}
+
+/// Train/valid/test fractions from the valid and test ones; the train fraction is rounded to
+/// 1e-9 so that 1 - 0.1 - 0.1 is the 0.8 TDC is given (its sizes are `int(n * fraction)`).
+pub fn fractions_of(valid: f64, test: f64) -> Fractions {
+    Fractions {
+        train: ((1.0 - valid - test) * 1e9).round() / 1e9,
+        valid,
+        test,
+    }
 }
 
 /// Writes `bytes` to `path` via a temporary file and a rename.

@@ -5,6 +5,8 @@ mod bench;
 mod commands;
 mod data;
 mod settings;
+mod split;
+mod tdc;
 mod trainer;
 
 use std::path::PathBuf;
@@ -28,6 +30,22 @@ use crate::backend::DeviceSpec;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--split`: how rows are divided into train/valid/test.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SplitArg {
+    Random,
+    Scaffold,
+}
+
+impl SplitArg {
+    fn method_name(self) -> &'static str {
+        match self {
+            SplitArg::Random => "random",
+            SplitArg::Scaffold => "scaffold",
+        }
+    }
 }
 
 /// Options shared by the training commands.
@@ -60,6 +78,11 @@ pub struct TrainArgs {
     /// Random seed: data order, masking, dropout and splits are reproducible from it.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How the data is split into train/valid/test when it has no split column: random, or
+    /// scaffold (whole Bemis–Murcko scaffold groups per part, TDC's scaffold split; overrides
+    /// data.split_method).
+    #[arg(long, value_enum)]
+    pub split: Option<SplitArg>,
     /// Device: cpu, cuda[:N], vulkan[:N], wgpu, metal (among the compiled backends).
     #[arg(long, conflicts_with = "devices")]
     pub device: Option<DeviceSpec>,
@@ -101,6 +124,10 @@ impl TrainArgs {
         push("train.batch_size", self.batch_size.map(|v| v.to_string()));
         push("train.lr", self.lr.map(|v| format!("{v:e}")));
         push("train.seed", self.seed.map(|v| v.to_string()));
+        push(
+            "data.split_method",
+            self.split.map(|m| format!("{:?}", m.method_name())),
+        );
         o
     }
 }
@@ -122,8 +149,12 @@ enum Command {
     Predict(commands::PredictArgs),
     /// Write CLS embeddings of molecules to .npy or .csv.
     Embed(commands::EmbedArgs),
-    /// TDC-style benchmark: for each seed, split → fine-tune → test metric; mean ± std.
+    /// Benchmark fine-tuning: for each seed, split → fine-tune → test metric; mean ± std
+    /// (`--protocol tdc`: TDC's ADMET protocol, a fixed scaffold test set and 5 seeds).
     Benchmark(commands::BenchmarkArgs),
+    /// Split a table into train/valid/test (random or scaffold) and write it back with `split`
+    /// and `scaffold` columns.
+    Split(split::SplitArgs),
     /// Import weights of the original PyTorch MolE (safetensors) into a mole checkpoint.
     Import(commands::ImportArgs),
     /// Export a mole checkpoint to safetensors with the original PyTorch parameter names.
@@ -162,6 +193,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => commands::predict(a),
         Command::Embed(a) => commands::embed(a),
         Command::Benchmark(a) => commands::benchmark(a),
+        Command::Split(a) => split::split(a),
         Command::Import(a) => commands::import(a),
         Command::Export(a) => commands::export(a),
         Command::Parity(a) => commands::parity(a),

@@ -51,6 +51,10 @@ pub struct DataSettings {
     pub label_columns: Vec<String>,
     #[serde(default)]
     pub split_column: String,
+    /// How rows without a split column are divided: `random` or `scaffold` (TDC's scaffold
+    /// split: whole Bemis–Murcko scaffold groups per part).
+    #[serde(default)]
+    pub split_method: mole_featurize::split::SplitMethod,
 }
 
 fn default_min_count() -> u64 {
