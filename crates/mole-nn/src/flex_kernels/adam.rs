@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::{flex_tensor, from_flex, into_flex};
+use super::{flex_tensor, from_flex, into_flex, vectorized};
 
 /// Elements per parallel task.
 const CHUNK: usize = 32 * 1024;
@@ -86,21 +86,23 @@ pub fn adam_step<B: Backend, const D: usize>(
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((p, m), v), g)| {
-                for k in 0..p.len() {
-                    let gk = g[k];
-                    let (mk, vk) = if first {
-                        (gk * one_minus_b1, gk * gk * one_minus_b2)
-                    } else {
-                        (
-                            m[k] * c.beta_1 + gk * one_minus_b1,
-                            v[k] * c.beta_2 + gk * gk * one_minus_b2,
-                        )
-                    };
-                    m[k] = mk;
-                    v[k] = vk;
-                    let update = (mk * c.combined) / (vk.sqrt() + c.epsilon);
-                    p[k] -= update * c.lr;
-                }
+                vectorized(|| {
+                    for k in 0..p.len() {
+                        let gk = g[k];
+                        let (mk, vk) = if first {
+                            (gk * one_minus_b1, gk * gk * one_minus_b2)
+                        } else {
+                            (
+                                m[k] * c.beta_1 + gk * one_minus_b1,
+                                v[k] * c.beta_2 + gk * gk * one_minus_b2,
+                            )
+                        };
+                        m[k] = mk;
+                        v[k] = vk;
+                        let update = (mk * c.combined) / (vk.sqrt() + c.epsilon);
+                        p[k] -= update * c.lr;
+                    }
+                })
             });
     }
     Ok((from_flex(p), from_flex(m), from_flex(v)))

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::norm_act::{gelu_derivative, gelu_value};
 use super::{
     assume_init, contiguous_f32, flex_tensor, from_autodiff, from_flex, into_autodiff, into_flex,
-    matmul, matmul_into, sum_parts, uninit, AutodiffFlex, MatView,
+    matmul, matmul_into, sum_parts, uninit, vectorized, AutodiffFlex, MatView,
 };
 
 /// What follows the product `x·W + b`.
@@ -76,12 +76,14 @@ fn forward(
             pre.par_chunks_mut(ROWS_PER_TASK * d_out)
                 .zip(out.par_chunks_mut(ROWS_PER_TASK * d_out))
                 .for_each(|(pre, out)| {
-                    for (p, o) in pre.chunks_mut(d_out).zip(out.chunks_mut(d_out)) {
-                        for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
-                            *p += b;
-                            o.write(gelu_value(*p));
+                    vectorized(|| {
+                        for (p, o) in pre.chunks_mut(d_out).zip(out.chunks_mut(d_out)) {
+                            for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
+                                *p += b;
+                                o.write(gelu_value(*p));
+                            }
                         }
-                    }
+                    })
                 });
             // SAFETY: every element was just written.
             (Some(pre), unsafe { assume_init(out) })
@@ -122,9 +124,11 @@ impl Backward<Flex, 3> for LinearBackward {
                     .zip(pre.par_chunks(ROWS_PER_TASK * d_out))
                     .zip(dy.par_chunks(ROWS_PER_TASK * d_out))
                     .for_each(|((g, pre), dy)| {
-                        for ((g, &x), &dy) in g.iter_mut().zip(pre).zip(dy) {
-                            g.write(dy * gelu_derivative(x));
-                        }
+                        vectorized(|| {
+                            for ((g, &x), &dy) in g.iter_mut().zip(pre).zip(dy) {
+                                g.write(dy * gelu_derivative(x));
+                            }
+                        })
                     });
                 // SAFETY: every element was just written.
                 through_gelu = unsafe { assume_init(g) };
@@ -151,9 +155,11 @@ impl Backward<Flex, 3> for LinearBackward {
                 .par_chunks(ROWS_PER_TASK * 4 * d_out)
                 .map(|chunk| {
                     let mut acc = vec![0f32; d_out];
-                    for row in chunk.chunks(d_out) {
-                        acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
-                    }
+                    vectorized(|| {
+                        for row in chunk.chunks(d_out) {
+                            acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                        }
+                    });
                     acc
                 })
                 .collect();

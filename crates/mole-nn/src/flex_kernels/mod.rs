@@ -44,6 +44,66 @@ pub(crate) fn has_avx2_fma() -> bool {
     }
 }
 
+/// The widest vector instructions of this CPU that the element-wise loops use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VectorLevel {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vector_level() -> VectorLevel {
+    static LEVEL: std::sync::OnceLock<VectorLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512bw")
+            && has_avx2_fma()
+        {
+            VectorLevel::Avx512
+        } else if has_avx2_fma() {
+            VectorLevel::Avx2
+        } else {
+            VectorLevel::Baseline
+        }
+    })
+}
+
+/// Runs `f` compiled for the widest vector instructions the CPU has (AVX-512, else AVX2, else
+/// the baseline build). For the element-wise loops (GELU, LayerNorm, dropout masks, Adam,
+/// clipping): the baseline x86-64 build vectorises them 4 wide with SSE and cannot vectorise the
+/// dropout hash's 64-bit products at all. `f` is inlined into a `#[target_feature]` function, so
+/// its loops are compiled for those instructions; Rust never contracts `a * b + c` into an FMA
+/// on its own, so every result is bit-identical to the baseline build's.
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match vector_level() {
+            // SAFETY: the CPU has these features (checked by `vector_level`).
+            VectorLevel::Avx512 => return unsafe { run_avx512(f) },
+            // SAFETY: as above.
+            VectorLevel::Avx2 => return unsafe { run_avx2(f) },
+            VectorLevel::Baseline => {}
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
+unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Whether `f32::mul_add` is one instruction in the baseline build: on aarch64 (NEON) it is;
 /// on baseline x86-64 it would be a slow library call, so the baseline loops multiply and add.
 pub(crate) const NATIVE_FMA: bool = cfg!(target_arch = "aarch64");
@@ -168,7 +228,7 @@ pub(crate) fn draw_seed<B: Backend>(device: &B::Device) -> u64 {
 }
 
 /// SplitMix64's finaliser: a well-mixed 64-bit value for each counter.
-#[inline]
+#[inline(always)]
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -177,7 +237,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// Dropout multiplier of element `index` of a stream: `1/keep` with probability `keep`, else 0.
-#[inline]
+#[inline(always)]
 pub(crate) fn keep_factor(seed: u64, index: u64, keep: f32, inv_keep: f32) -> f32 {
     // 24 random bits: uniform in [0, 1) at f32 resolution.
     let u =
@@ -212,9 +272,11 @@ pub fn dropout<B: Backend, const D: usize>(
         .enumerate()
         .for_each(|(c, chunk)| {
             let base = (c * 4096) as u64;
-            for (o, m) in chunk.iter_mut().enumerate() {
-                *m = keep_factor(seed, base + o as u64, keep, inv_keep);
-            }
+            vectorized(|| {
+                for (o, m) in chunk.iter_mut().enumerate() {
+                    *m = keep_factor(seed, base + o as u64, keep, inv_keep);
+                }
+            })
         });
     let mask = Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device);
     Ok(x * mask)
@@ -386,10 +448,12 @@ pub fn sum_of_squares<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<f6
         values
             .par_chunks(CHUNK)
             .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|&v| f64::from(v) * f64::from(v))
-                    .sum::<f64>()
+                vectorized(|| {
+                    chunk
+                        .iter()
+                        .map(|&v| f64::from(v) * f64::from(v))
+                        .sum::<f64>()
+                })
             })
             .sum(),
     )
@@ -409,9 +473,11 @@ pub fn scale<B: Backend, const D: usize>(
     out.par_chunks_mut(CHUNK)
         .zip(values.par_chunks(CHUNK))
         .for_each(|(o, v)| {
-            for (o, &v) in o.iter_mut().zip(v) {
-                o.write(v * factor);
-            }
+            vectorized(|| {
+                for (o, &v) in o.iter_mut().zip(v) {
+                    o.write(v * factor);
+                }
+            })
         });
     // SAFETY: every element was just written.
     let out = unsafe { assume_init(out) };
