@@ -1333,6 +1333,9 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
         return crate::tdc::run(&args);
     }
     let seeds = args.seeds.unwrap_or(3);
+    if seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
     let out = run_dir(&args.finetune.train, "benchmark");
     let mut results = Vec::new();
     let mut primary_name = String::new();
