@@ -126,6 +126,11 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
                         error: e.to_string(),
                     },
                 },
+                Err(mole_featurize::IoError::Format { line, reason, .. }) => FeaturizeLine::Err {
+                    smiles: String::new(),
+                    line: *line,
+                    error: reason.clone(),
+                },
                 Err(e) => FeaturizeLine::Err {
                     smiles: String::new(),
                     line: 0,

@@ -254,11 +254,18 @@ pub fn read_smiles(path: &Path) -> Result<(Vec<RawRow>, Vec<Reject>)> {
                 labels: Vec::new(),
                 split: None,
             }),
-            Err(e) => rejects.push(Reject {
-                line: 0,
-                smiles: String::new(),
-                reason: e.to_string(),
-            }),
+            Err(e) => {
+                // a bad line (not UTF-8, say) is one rejected row with its line number
+                let (line, reason) = match e {
+                    mole_featurize::IoError::Format { line, reason, .. } => (line, reason),
+                    other => (0, other.to_string()),
+                };
+                rejects.push(Reject {
+                    line,
+                    smiles: String::new(),
+                    reason,
+                })
+            }
         }
     }
     Ok((rows, rejects))

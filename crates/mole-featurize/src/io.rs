@@ -70,7 +70,8 @@ pub struct MoleculeReader {
 
 enum ReaderKind {
     Smi {
-        lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
+        /// Lines as bytes: a line that is not UTF-8 is one bad row, not the end of the file.
+        lines: std::io::Split<BufReader<Box<dyn Read + Send>>>,
         line: usize,
     },
     Delimited {
@@ -117,7 +118,7 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
     };
     let inner = match format {
         Format::Smi => ReaderKind::Smi {
-            lines: BufReader::new(reader).lines(),
+            lines: BufReader::new(reader).split(b'\n'),
             line: 0,
         },
         Format::Parquet => unreachable!("handled above"),
@@ -179,8 +180,8 @@ impl Iterator for MoleculeReader {
             },
             ReaderKind::Smi { lines, line } => loop {
                 *line += 1;
-                let text = match lines.next()? {
-                    Ok(t) => t,
+                let mut bytes = match lines.next()? {
+                    Ok(b) => b,
                     Err(e) => {
                         let err = IoError::Read {
                             path: self.path.clone(),
@@ -189,6 +190,26 @@ impl Iterator for MoleculeReader {
                         };
                         self.inner = ReaderKind::Done;
                         return Some(Err(err));
+                    }
+                };
+                // CRLF line ends; a UTF-8 byte-order mark before the first line
+                if bytes.last() == Some(&b'\r') {
+                    bytes.pop();
+                }
+                if *line == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                    bytes.drain(..3);
+                }
+                let text = match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return Some(Err(IoError::Format {
+                            path: self.path.clone(),
+                            line: *line,
+                            reason: format!(
+                                "not UTF-8 text (invalid byte at column {})",
+                                e.utf8_error().valid_up_to() + 1
+                            ),
+                        }))
                     }
                 };
                 let trimmed = text.trim();
@@ -217,6 +238,15 @@ impl Iterator for MoleculeReader {
                     Ok(r) => r,
                     Err(e) => {
                         let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+                        // a row that is not UTF-8 is one bad row: the reader has moved past
+                        // it; any other error (I/O, gzip) ends the file
+                        if let csv::ErrorKind::Utf8 { .. } = e.kind() {
+                            return Some(Err(IoError::Format {
+                                path: self.path.clone(),
+                                line,
+                                reason: "not UTF-8 text".to_string(),
+                            }));
+                        }
                         let err = IoError::Read {
                             path: self.path.clone(),
                             line,
