@@ -63,12 +63,12 @@ fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
 }
 
 /// Table kinds by file name: CSV, TSV (optionally gzipped) or parquet.
-enum TableKind {
+pub enum TableKind {
     Delimited(u8),
     Parquet,
 }
 
-fn table_kind(path: &Path) -> Result<TableKind> {
+pub fn table_kind(path: &Path) -> Result<TableKind> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -487,15 +487,30 @@ pub fn split_indices(
         }
         return Ok((tr, va, te));
     }
-    let mut order: Vec<usize> = (0..examples.len()).collect();
+    Ok(random_split(
+        examples.len(),
+        valid_fraction,
+        test_fraction,
+        rng,
+    ))
+}
+
+/// Indices `0..n` shuffled with `rng`, then cut: the first `round(n · test)` are the test part,
+/// the next `round(n · valid)` the valid part, the rest train.
+pub fn random_split(
+    n: usize,
+    valid_fraction: f64,
+    test_fraction: f64,
+    rng: &mut StdRng,
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(rng);
-    let n = order.len();
-    let n_test = (n as f64 * test_fraction).round() as usize;
-    let n_valid = (n as f64 * valid_fraction).round() as usize;
+    let n_test = ((n as f64 * test_fraction).round() as usize).min(n);
+    let n_valid = ((n as f64 * valid_fraction).round() as usize).min(n - n_test);
     let test = order[..n_test].to_vec();
     let valid = order[n_test..n_test + n_valid].to_vec();
     let train = order[n_test + n_valid..].to_vec();
-    Ok((train, valid, test))
+    (train, valid, test)
 }
 
 /// The Murcko scaffold of each SMILES (canonical SMILES, "" when acyclic; None where it cannot

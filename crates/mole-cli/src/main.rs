@@ -32,18 +32,19 @@ struct Cli {
     command: Command,
 }
 
-/// `--split`: how rows are divided into train/valid/test.
+/// `--split`: how rows are divided into train/valid/test (clap's side of
+/// [`SplitMethod`](mole_featurize::split::SplitMethod), which has no clap dependency).
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum SplitArg {
     Random,
     Scaffold,
 }
 
-impl SplitArg {
-    fn method_name(self) -> &'static str {
-        match self {
-            SplitArg::Random => "random",
-            SplitArg::Scaffold => "scaffold",
+impl From<SplitArg> for mole_featurize::split::SplitMethod {
+    fn from(arg: SplitArg) -> Self {
+        match arg {
+            SplitArg::Random => Self::Random,
+            SplitArg::Scaffold => Self::Scaffold,
         }
     }
 }
@@ -126,7 +127,8 @@ impl TrainArgs {
         push("train.seed", self.seed.map(|v| v.to_string()));
         push(
             "data.split_method",
-            self.split.map(|m| format!("{:?}", m.method_name())),
+            self.split
+                .map(|m| format!("{:?}", mole_featurize::split::SplitMethod::from(m).as_str())),
         );
         o
     }

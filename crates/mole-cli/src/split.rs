@@ -4,14 +4,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use mole_featurize::split::{scaffold_split, Fractions, Part};
+use mole_featurize::split::{scaffold_split, Fractions, Part, SplitMethod};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::{self, Reject};
+use crate::data::{self, Reject, TableKind};
 use crate::SplitArg;
 
 #[derive(Args)]
@@ -68,30 +67,35 @@ pub fn split(args: SplitArgs) -> Result<()> {
             );
         }
     }
+    // every row with its line; an unreadable one keeps its place without cells
     let mut lines = Vec::new();
-    let mut cells = Vec::new();
+    let mut cells: Vec<Option<Vec<String>>> = Vec::new();
     let mut rejects = Vec::new();
     for (line, row) in rows {
         match row {
-            Ok(row) => cells.push(row),
+            Ok(row) => cells.push(Some(row)),
             Err(reason) => {
                 rejects.push(Reject {
                     line,
                     smiles: String::new(),
                     reason,
                 });
-                cells.push(Vec::new());
+                cells.push(None);
             }
         }
         lines.push(line);
     }
     let smiles: Vec<&str> = cells
         .iter()
-        .map(|r| r.get(smiles_idx).map_or("", String::as_str))
+        .map(|r| {
+            r.as_ref()
+                .and_then(|r| r.get(smiles_idx))
+                .map_or("", String::as_str)
+        })
         .collect();
     let scaffolds = data::scaffolds_of(smiles.iter().copied());
-    for ((&line, s), scaffold) in lines.iter().zip(&smiles).zip(&scaffolds) {
-        if scaffold.is_none() && !cells_unreadable(&rejects, line) {
+    for (((&line, s), scaffold), row) in lines.iter().zip(&smiles).zip(&scaffolds).zip(&cells) {
+        if scaffold.is_none() && row.is_some() {
             let reason = match mole_featurize::parse_smiles(s) {
                 Err(e) => e.to_string(),
                 Ok(_) => "RDKit's scaffold code rejects this molecule".to_string(),
@@ -103,33 +107,29 @@ pub fn split(args: SplitArgs) -> Result<()> {
             });
         }
     }
-    let parts = match args.method {
-        SplitArg::Scaffold => scaffold_split(&scaffolds, args.seed, fractions),
-        SplitArg::Random => random_split(&scaffolds, args.seed, fractions),
+    let parts = match SplitMethod::from(args.method) {
+        SplitMethod::Scaffold => scaffold_split(&scaffolds, args.seed, fractions),
+        SplitMethod::Random => random_parts(&scaffolds, args.seed, fractions),
     };
 
-    let tmp = temporary_path(&args.output);
-    {
-        let mut w = csv::WriterBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .from_path(&tmp)
-            .with_context(|| format!("{}: cannot write", args.output.display()))?;
-        let mut out_header = header.clone();
-        out_header.extend(["split".to_string(), "scaffold".to_string()]);
-        w.write_record(&out_header)?;
-        for ((row, part), scaffold) in cells.iter().zip(&parts).zip(&scaffolds) {
-            let mut record = row.clone();
-            record.resize(header.len().max(row.len()), String::new());
-            record.push(part.map_or("", Part::as_str).to_string());
-            record.push(scaffold.clone().unwrap_or_default());
-            w.write_record(&record)?;
-        }
-        w.flush()
-            .with_context(|| format!("{}: cannot write", args.output.display()))?;
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_writer(Vec::new());
+    let mut out_header = header.clone();
+    out_header.extend(["split".to_string(), "scaffold".to_string()]);
+    w.write_record(&out_header)?;
+    for ((row, part), scaffold) in cells.iter().zip(&parts).zip(&scaffolds) {
+        let mut record = row.clone().unwrap_or_default();
+        record.resize(header.len().max(record.len()), String::new());
+        record.push(part.map_or("", Part::as_str).to_string());
+        record.push(scaffold.clone().unwrap_or_default());
+        w.write_record(&record)?;
     }
-    std::fs::rename(&tmp, &args.output)
-        .with_context(|| format!("{}: cannot write", args.output.display()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", args.output.display()))?;
+    data::write_atomic(&args.output, &bytes)?;
 
     rejects.sort_by_key(|r| r.line);
     data::report_rejects(&args.data, &rejects, None)?;
@@ -153,54 +153,42 @@ pub fn split(args: SplitArgs) -> Result<()> {
     Ok(())
 }
 
-fn cells_unreadable(rejects: &[Reject], line: usize) -> bool {
-    rejects.iter().any(|r| r.line == line)
-}
-
-/// The random split of the training commands: the valid rows shuffled with `StdRng(seed)`,
-/// test and valid sizes rounded from their fractions, the rest train.
-fn random_split(
+/// The random split of the training commands ([`data::random_split`] with `StdRng(seed)`)
+/// over the rows that have a molecule.
+fn random_parts(
     scaffolds: &[Option<String>],
     seed: u64,
     fractions: Fractions,
 ) -> Vec<Option<Part>> {
-    let mut order: Vec<usize> = (0..scaffolds.len())
+    let rows: Vec<usize> = (0..scaffolds.len())
         .filter(|&i| scaffolds[i].is_some())
         .collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    let n = order.len();
-    let n_test = ((n as f64 * fractions.test).round() as usize).min(n);
-    let n_valid = ((n as f64 * fractions.valid).round() as usize).min(n - n_test);
+    let (train, valid, test) = data::random_split(
+        rows.len(),
+        fractions.valid,
+        fractions.test,
+        &mut StdRng::seed_from_u64(seed),
+    );
     let mut parts = vec![None; scaffolds.len()];
-    for (k, &i) in order.iter().enumerate() {
-        parts[i] = Some(if k < n_test {
-            Part::Test
-        } else if k < n_test + n_valid {
-            Part::Valid
-        } else {
-            Part::Train
-        });
+    for (indices, part) in [
+        (train, Part::Train),
+        (valid, Part::Valid),
+        (test, Part::Test),
+    ] {
+        for k in indices {
+            parts[rows[k]] = Some(part);
+        }
     }
     parts
 }
 
+/// The output's delimiter: a plain (not gzipped) .csv or .tsv, as the table reader names them.
 fn delimiter_of(path: &Path) -> Result<u8> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if name.ends_with(".csv") {
-        Ok(b',')
-    } else if name.ends_with(".tsv") {
-        Ok(b'\t')
-    } else {
-        bail!("{}: the output must be a .csv or .tsv file", path.display())
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    match data::table_kind(path) {
+        Ok(TableKind::Delimited(delimiter)) if !gz => Ok(delimiter),
+        _ => bail!("{}: the output must be a .csv or .tsv file", path.display()),
     }
-}
-
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    PathBuf::from(tmp)
 }

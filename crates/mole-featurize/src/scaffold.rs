@@ -359,8 +359,12 @@ fn write_smiles(mol: &Molecule, order: &[usize]) -> String {
     for (r, &a) in order.iter().enumerate() {
         rank[a] = r;
     }
+    // neighbours in canonical order, for this component's atoms only
     let sorted_neighbors: Vec<Vec<(usize, usize)>> = (0..n)
         .map(|a| {
+            if rank[a] == usize::MAX {
+                return Vec::new();
+            }
             let mut nbs: Vec<(usize, usize)> = mol
                 .neighbors(a)
                 .iter()

@@ -14,13 +14,12 @@ pub enum SplitMethod {
     Scaffold,
 }
 
-impl std::str::FromStr for SplitMethod {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "random" => Ok(Self::Random),
-            "scaffold" => Ok(Self::Scaffold),
-            other => Err(format!("split method `{other}` is not random or scaffold")),
+impl SplitMethod {
+    /// The name in configs (`data.split_method`), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitMethod::Random => "random",
+            SplitMethod::Scaffold => "scaffold",
         }
     }
 }
