@@ -7,9 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use clap::{Args, Subcommand, ValueEnum};
-use mole_featurize::{
-    collate, featurize as featurize_smiles, read_molecules, MoleInput, Vocabulary,
-};
+use mole_featurize::{collate, featurize_with_limit, read_molecules, MoleInput, Vocabulary};
 use mole_metrics::TaskKind;
 use mole_model::{BatchTensors, Checkpoint, HeadConfig, MolE, MolEConfig, TaskType};
 use mole_nn::StateDict;
@@ -50,6 +48,10 @@ pub struct FeaturizeArgs {
     /// Radius-0 vocabulary JSON for `tokens` (default: the bundled vocabulary).
     #[arg(long)]
     pub vocab: Option<PathBuf>,
+    /// Molecules with more heavy atoms are rejected (a line with the reason): the distance
+    /// matrix grows with the square of the atom count.
+    #[arg(long, default_value_t = mole_featurize::DEFAULT_MAX_ATOMS, value_parser = crate::at_least_one)]
+    pub max_atoms: usize,
 }
 
 /// One output line: the featurisation, or the reason the row was rejected.
@@ -88,13 +90,19 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
     }
     let vocab = load_vocab(args.vocab.as_deref())?;
     let reader = read_molecules(&args.input)?;
-    let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    let mut file_out = args
+        .output
+        .as_deref()
+        .map(data::AtomicOutput::create)
+        .transpose()?;
+    let mut stdout_out;
+    let out: &mut dyn Write = match file_out.as_mut() {
+        Some(f) => f,
+        None => {
+            stdout_out = BufWriter::new(std::io::stdout().lock());
+            &mut stdout_out
+        }
     };
-    let mut out = out;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} featurize {pos} molecules ({per_sec})")
@@ -115,10 +123,18 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
         if chunk.is_empty() {
             break;
         }
+        // a file-level error (truncated gzip, I/O) fails the command: no partial output
+        if let Some(Err(e)) = chunk
+            .iter()
+            .find(|r| r.as_ref().is_err_and(|e| !e.is_row_error()))
+        {
+            bar.finish_and_clear();
+            bail!("{e}");
+        }
         let lines: Vec<FeaturizeLine> = chunk
             .par_iter()
             .map(|record| match record {
-                Ok(r) => match featurize_smiles(&r.smiles, &vocab) {
+                Ok(r) => match featurize_with_limit(&r.smiles, &vocab, args.max_atoms) {
                     Ok(f) => FeaturizeLine::Ok(f),
                     Err(e) => FeaturizeLine::Err {
                         smiles: r.smiles.clone(),
@@ -149,12 +165,15 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
                     }
                 }
             }
-            serde_json::to_writer(&mut out, l)?;
+            serde_json::to_writer(&mut *out, l)?;
             out.write_all(b"\n")?;
         }
         bar.set_position(rows as u64);
     }
     out.flush()?;
+    if let Some(f) = file_out {
+        f.commit()?;
+    }
     bar.finish_and_clear();
     eprintln!("featurize: {rows} rows, {ok} ok, {rejected} rejected");
     Ok(())
@@ -339,20 +358,33 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         .clone()
         .ok_or_else(|| anyhow!("config has no [pretrain] section"))?;
     let out = run_dir(a, "pretrain");
-    std::fs::create_dir_all(&out)?;
-
-    let (vocab, init) = match &args.checkpoint {
+    let (vocab, init, encoder) = match &args.checkpoint {
         Some(c) => {
-            let (_, vocab, dict) = read_checkpoint_parts(c)?;
-            (vocab, Some(dict))
+            let (config, vocab, dict) = read_checkpoint_parts(c)?;
+            (vocab, Some(dict), Some(config.encoder))
         }
-        None => (load_vocab(Some(Path::new(&settings.data.vocab)))?, None),
+        None => (
+            load_vocab(Some(Path::new(&settings.data.vocab)))?,
+            None,
+            None,
+        ),
     };
+    // the checkpoint's architecture is the run's: config.toml records it
+    let mut settings = settings;
+    if let (Some(e), Some(c)) = (&encoder, &args.checkpoint) {
+        settings.model = settings::model_of_checkpoint(&settings.model, a.model_chosen(), e, c)?;
+    }
+    let _lock = trainer::prepare_run_dir(
+        &out,
+        trainer::RunDirUse::of(a.resume, a.force),
+        &settings.to_toml(),
+    )?;
     let corpus = PathBuf::from(&settings.data.train);
     tracing::info!("reading {}", corpus.display());
     let (rows, mut rejects) = data::read_smiles(&corpus)
         .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
-    let (mut examples, bad) = data::featurize_rows(rows, &vocab, true, "featurize");
+    let (mut examples, bad) =
+        data::featurize_rows(rows, &vocab, settings.data.max_atoms, true, "featurize");
     rejects.extend(bad);
     data::report_rejects(&corpus, &rejects, Some(&out.join("rejects.csv")))?;
 
@@ -390,8 +422,8 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         majority
     );
 
-    let encoder = match &args.checkpoint {
-        Some(c) => read_checkpoint_parts(c)?.0.encoder,
+    let encoder = match encoder {
+        Some(e) => e,
         None => settings::model_config(&settings.model, vocab.vocab_size())?,
     };
     let model_config = MolEConfig {
@@ -459,7 +491,17 @@ fn read_checkpoint_parts(path: &Path) -> Result<(MolEConfig, Vocabulary, StateDi
         dict.metadata
             .get("vocab")
             .ok_or_else(|| anyhow!("{}: no vocabulary in the checkpoint", path.display()))?,
-    )?;
+    )
+    .with_context(|| format!("{}: vocabulary metadata", path.display()))?;
+    if vocab.vocab_size() > config.encoder.vocab_size {
+        bail!(
+            "{}: its vocabulary has {} tokens but the model's embedding table {} rows: the \
+             vocabulary belongs to another model",
+            path.display(),
+            vocab.vocab_size(),
+            config.encoder.vocab_size
+        );
+    }
     Ok((config, vocab, dict))
 }
 
@@ -467,6 +509,44 @@ fn without_heads(mut dict: StateDict, prefixes: &[&str]) -> StateDict {
     dict.tensors
         .retain(|k, _| !prefixes.iter().any(|p| k.starts_with(p)));
     dict
+}
+
+/// Refuses data without any label (training would see a loss of 0 and learn nothing); warns
+/// about tasks without labels and classification tasks with a single class (AUROC is then
+/// undefined and the model can only learn a constant).
+fn check_labels(path: &Path, names: &[String], examples: &[Example], kind: TaskKind) -> Result<()> {
+    let count = |t: usize| examples.iter().filter(|e| !e.labels[t].is_nan()).count();
+    if (0..names.len()).all(|t| count(t) == 0) {
+        bail!(
+            "{}: no labels: every cell of {} is empty or nan in the usable rows",
+            path.display(),
+            names.join(", ")
+        );
+    }
+    for (t, name) in names.iter().enumerate() {
+        if count(t) == 0 {
+            tracing::warn!("{}: task `{name}` has no labels", path.display());
+            continue;
+        }
+        if kind != TaskKind::Regression {
+            let mut classes: Vec<f32> = examples
+                .iter()
+                .map(|e| e.labels[t])
+                .filter(|y| !y.is_nan())
+                .collect();
+            classes.sort_by(f32::total_cmp);
+            classes.dedup();
+            if classes.len() == 1 {
+                tracing::warn!(
+                    "{}: task `{name}` has one class only (every label is {}): AUROC is \
+                     undefined and the model can only learn a constant",
+                    path.display(),
+                    classes[0]
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a supervised run produced.
@@ -525,7 +605,6 @@ pub fn supervised_run(
         .task
         .clone()
         .ok_or_else(|| anyhow!("config has no [task] section"))?;
-    std::fs::create_dir_all(out)?;
     let (encoder, vocab, init) = match checkpoint {
         Some(c) => {
             let (cfg, vocab, dict) = read_checkpoint_parts(c)?;
@@ -541,6 +620,17 @@ pub fn supervised_run(
             None,
         ),
     };
+    // the checkpoint's architecture is the run's: config.toml records it
+    let mut settings = settings.clone();
+    if let (Some(e), Some(c)) = (&encoder, checkpoint) {
+        settings.model = settings::model_of_checkpoint(&settings.model, a.model_chosen(), e, c)?;
+    }
+    let settings = &settings;
+    let _lock = trainer::prepare_run_dir(
+        out,
+        trainer::RunDirUse::of(a.resume, a.force),
+        &settings.to_toml(),
+    )?;
     let path = PathBuf::from(&settings.data.train);
     let table = data::read_table(
         &path,
@@ -552,7 +642,13 @@ pub fn supervised_run(
         bail!("{}: no label columns", path.display());
     }
     let mut rejects = table.rejects;
-    let (examples, bad) = data::featurize_rows(table.rows, &vocab, false, "featurize");
+    let (examples, bad) = data::featurize_rows(
+        table.rows,
+        &vocab,
+        settings.data.max_atoms,
+        false,
+        "featurize",
+    );
     rejects.extend(bad);
     let num_tasks = table.label_names.len();
     let kind = task_kind(&task.kind, task.num_classes);
@@ -585,6 +681,7 @@ pub fn supervised_run(
     }
     data::report_rejects(&path, &rejects, Some(&out.join("rejects.csv")))?;
     let examples = examples_ok;
+    check_labels(&path, &table.label_names, &examples, kind)?;
     if kind == TaskKind::Regression
         && examples.len() >= 10
         && examples
@@ -747,8 +844,11 @@ pub struct EvaluateArgs {
     /// Label columns (default: those the checkpoint was trained on).
     #[arg(long, value_delimiter = ',')]
     pub label_cols: Option<Vec<String>>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::at_least_one)]
     pub batch_size: usize,
+    /// Molecules with more heavy atoms are rejected as bad rows.
+    #[arg(long, default_value_t = mole_featurize::DEFAULT_MAX_ATOMS, value_parser = crate::at_least_one)]
+    pub max_atoms: usize,
     /// Write the metrics JSON here too.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -795,7 +895,8 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         );
     }
     let table = data::read_table(&args.data, &args.smiles_column, &labels, "")?;
-    let (examples, mut rejects) = data::featurize_rows(table.rows, &vocab, false, "featurize");
+    let (examples, mut rejects) =
+        data::featurize_rows(table.rows, &vocab, args.max_atoms, false, "featurize");
     rejects.extend(table.rejects);
     data::report_rejects(&args.data, &rejects, None)?;
     let kind = task_kind(
@@ -845,11 +946,19 @@ pub struct InferenceArgs {
     /// Molecules: .smi/.txt or .csv/.tsv/.parquet with a `smiles` column; optionally .gz.
     #[arg(long, short)]
     pub input: PathBuf,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::at_least_one)]
     pub batch_size: usize,
     /// Molecules featurised and run per chunk (bounds memory).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = crate::at_least_one)]
     pub chunk_size: usize,
+    /// Molecules with more heavy atoms are rejected (a row with the reason): memory grows with
+    /// the square of the atom count.
+    #[arg(long, default_value_t = mole_featurize::DEFAULT_MAX_ATOMS, value_parser = crate::at_least_one)]
+    pub max_atoms: usize,
+    /// Reject molecules with atoms outside the checkpoint's vocabulary (by default they are
+    /// embedded with the UNK token and counted in the `unknown_atoms` column).
+    #[arg(long)]
+    pub reject_unknown: bool,
     /// Device: cpu, cuda[:N], vulkan[:N], wgpu, metal (default: the first GPU backend compiled in).
     #[arg(long)]
     pub device: Option<DeviceSpec>,
@@ -871,7 +980,7 @@ pub struct PredictArgs {
     /// Monte-Carlo dropout: K stochastic passes per model with dropout on, as in training;
     /// mean and `<task>_std` over the passes (a cheaper estimate of model uncertainty from one
     /// checkpoint).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::at_least_one)]
     pub mc_dropout: usize,
     /// Output CSV: smiles, name, one column per task (and `<task>_std` with --ensemble or
     /// --mc-dropout), error.
@@ -879,72 +988,121 @@ pub struct PredictArgs {
     pub output: PathBuf,
 }
 
+/// How `predict` and `embed` read and batch their molecules.
+#[derive(Clone, Copy)]
+struct StreamOptions {
+    chunk_size: usize,
+    batch_size: usize,
+    max_atoms: usize,
+    reject_unknown: bool,
+}
+
+impl From<&InferenceArgs> for StreamOptions {
+    fn from(a: &InferenceArgs) -> Self {
+        Self {
+            chunk_size: a.chunk_size,
+            batch_size: a.batch_size,
+            max_atoms: a.max_atoms,
+            reject_unknown: a.reject_unknown,
+        }
+    }
+}
+
+/// Upper bound on the atom pairs (sequence length squared, summed over a batch) of one
+/// inference batch: the attention's memory grows with it, so batches of large molecules are
+/// cut smaller (64 molecules of up to 128 tokens; one of 1,000 atoms goes alone).
+const BATCH_PAIR_BUDGET: usize = 64 * 128 * 128;
+
+/// What `stream_molecules` counted.
+#[derive(Default)]
+struct StreamCounts {
+    ok: usize,
+    rejected: usize,
+    /// Molecules run with at least one atom outside the vocabulary (UNK).
+    with_unknown: usize,
+}
+
 /// Streams `input` in chunks: featurise in parallel, run `per_batch` on the valid molecules in
-/// length-sorted batches, hand each chunk's rows (with outputs in input order) to `emit`.
+/// length-sorted batches (bounded by `batch_size` and [`BATCH_PAIR_BUDGET`]), hand every row
+/// to `emit` in input order with its output (`None` for a rejected row). Every data line is a
+/// row, blank `.smi` lines included (as rejected rows), so output row i is input row i. A
+/// file-level error (unreadable file, truncated gzip, binary data) fails the whole command.
 fn stream_molecules<F, E>(
     input: &Path,
     vocab: &Vocabulary,
-    chunk_size: usize,
-    batch_size: usize,
+    options: StreamOptions,
     mut per_batch: F,
     mut emit: E,
-) -> Result<(usize, usize)>
+) -> Result<StreamCounts>
 where
     F: FnMut(&[&MoleInput]) -> Result<Vec<Vec<f32>>>,
     E: FnMut(&RawRowOut, Option<&[f32]>) -> Result<()>,
 {
-    let mut reader = read_molecules(input)?;
-    let (mut ok, mut bad) = (0usize, 0usize);
+    let mut reader = read_molecules(input)?.keep_blank_lines();
+    let mut counts = StreamCounts::default();
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {pos} molecules ({per_sec})")
             .expect("valid template"),
     );
+    let unk = vocab.unk_id();
     loop {
-        let chunk: Vec<_> = reader.by_ref().take(chunk_size.max(1)).collect();
+        let chunk: Vec<_> = reader.by_ref().take(options.chunk_size.max(1)).collect();
         if chunk.is_empty() {
             break;
         }
+        if let Some(Err(e)) = chunk
+            .iter()
+            .find(|r| r.as_ref().is_err_and(|e| !e.is_row_error()))
+        {
+            bar.finish_and_clear();
+            bail!("{e}");
+        }
         let featurized: Vec<(RawRowOut, Option<MoleInput>)> = chunk
             .into_par_iter()
-            .map(|rec| match rec {
-                Ok(r) => match featurize_smiles(&r.smiles, vocab) {
-                    Ok(f) if f.num_atoms > 0 => {
-                        let input = MoleInput::from_featurized(&f, vocab);
-                        (
-                            RawRowOut {
-                                smiles: r.smiles,
-                                name: r.name,
-                                error: None,
-                            },
-                            Some(input),
-                        )
+            .map(|rec| {
+                let r = match rec {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let row = RawRowOut {
+                            line: e.line(),
+                            smiles: String::new(),
+                            name: None,
+                            unknown_atoms: 0,
+                            error: Some(e.reason()),
+                        };
+                        return (row, None);
                     }
-                    Ok(_) => (
-                        RawRowOut {
-                            smiles: r.smiles,
-                            name: r.name,
-                            error: Some("no heavy atoms".into()),
-                        },
-                        None,
-                    ),
-                    Err(e) => (
-                        RawRowOut {
-                            smiles: r.smiles,
-                            name: r.name,
-                            error: Some(e.to_string()),
-                        },
-                        None,
-                    ),
-                },
-                Err(e) => (
-                    RawRowOut {
-                        smiles: String::new(),
-                        name: None,
-                        error: Some(e.to_string()),
-                    },
-                    None,
-                ),
+                };
+                let mut row = RawRowOut {
+                    line: r.line,
+                    smiles: r.smiles,
+                    name: r.name,
+                    unknown_atoms: 0,
+                    error: None,
+                };
+                match featurize_with_limit(&row.smiles, vocab, options.max_atoms) {
+                    Ok(f) if f.num_atoms > 0 => {
+                        row.unknown_atoms = f.tokens.iter().filter(|&&t| t == unk).count();
+                        if options.reject_unknown && row.unknown_atoms > 0 {
+                            row.error = Some(format!(
+                                "{} atom(s) outside the vocabulary (--reject-unknown)",
+                                row.unknown_atoms
+                            ));
+                            return (row, None);
+                        }
+                        let input = MoleInput::from_featurized(&f, vocab);
+                        (row, Some(input))
+                    }
+                    Ok(_) => {
+                        row.error = Some("no heavy atoms".into());
+                        (row, None)
+                    }
+                    Err(e) => {
+                        row.error = Some(e.to_string());
+                        (row, None)
+                    }
+                }
             })
             .collect();
         let mut valid: Vec<usize> = (0..featurized.len())
@@ -952,7 +1110,18 @@ where
             .collect();
         valid.sort_by_key(|&i| featurized[i].1.as_ref().map_or(0, |m| m.len()));
         let mut outputs: Vec<Option<Vec<f32>>> = vec![None; featurized.len()];
-        for group in valid.chunks(batch_size.max(1)) {
+        let mut start = 0;
+        while start < valid.len() {
+            // ascending lengths: the last molecule added is the longest of the batch
+            let mut end = start + 1;
+            while end < valid.len() && end - start < options.batch_size.max(1) {
+                let len = featurized[valid[end]].1.as_ref().map_or(0, |m| m.len());
+                if (end - start + 1) * len * len > BATCH_PAIR_BUDGET {
+                    break;
+                }
+                end += 1;
+            }
+            let group = &valid[start..end];
             let inputs: Vec<&MoleInput> = group
                 .iter()
                 .filter_map(|&i| featurized[i].1.as_ref())
@@ -960,24 +1129,49 @@ where
             for (&i, o) in group.iter().zip(per_batch(&inputs)?) {
                 outputs[i] = Some(o);
             }
+            start = end;
         }
         for ((row, _), out) in featurized.iter().zip(&outputs) {
             if row.error.is_some() {
-                bad += 1;
+                counts.rejected += 1;
+                if counts.rejected <= 5 {
+                    tracing::warn!(
+                        "{}:{}: {}",
+                        input.display(),
+                        row.line,
+                        row.error.as_deref().unwrap_or_default()
+                    );
+                }
             } else {
-                ok += 1;
+                counts.ok += 1;
+                if row.unknown_atoms > 0 {
+                    counts.with_unknown += 1;
+                }
             }
             emit(row, out.as_deref())?;
         }
         bar.inc(featurized.len() as u64);
     }
     bar.finish_and_clear();
-    Ok((ok, bad))
+    if counts.with_unknown > 0 {
+        tracing::warn!(
+            "{}: {} molecule(s) have atoms outside the checkpoint's vocabulary, run as UNK \
+             (see the unknown_atoms column; --reject-unknown rejects them)",
+            input.display(),
+            counts.with_unknown
+        );
+    }
+    Ok(counts)
 }
 
+/// One input row of `predict`/`embed` and what became of it.
 pub struct RawRowOut {
+    /// 1-based line of the input file (parquet: row number).
+    pub line: usize,
     pub smiles: String,
     pub name: Option<String>,
+    /// Atoms whose radius-0 identifier is not in the checkpoint's vocabulary (run as UNK).
+    pub unknown_atoms: usize,
     pub error: Option<String>,
 }
 
@@ -1077,10 +1271,10 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     if with_spread {
         all_columns.extend(columns.iter().map(|c| format!("{c}_std")));
     }
-    let mut w = csv::Writer::from_path(&args.output)
-        .with_context(|| format!("{}: cannot create", args.output.display()))?;
-    let mut header = vec!["smiles".to_string(), "name".to_string()];
+    let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&args.output)?);
+    let mut header = vec!["line".to_string(), "smiles".to_string(), "name".to_string()];
     header.extend(all_columns.iter().cloned());
+    header.push("unknown_atoms".into());
     header.push("error".into());
     w.write_record(&header)?;
     let spec = args.run.device.unwrap_or_else(default_device);
@@ -1088,7 +1282,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         .chain(args.ensemble.iter().map(PathBuf::as_path))
         .collect();
     let passes = args.mc_dropout;
-    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device, dtype| {
+    let options = StreamOptions::from(&args.run);
+    let counts = with_backend!(spec, args.run.precision, |B, device, dtype| {
         type I = <B as AutodiffBackend>::InnerBackend;
         // MC dropout needs dropout on: the autodiff backend's forward (no backward is run)
         let mut plain: Vec<MolE<I>> = Vec::new();
@@ -1115,8 +1310,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         stream_molecules(
             &args.run.input,
             &vocab,
-            args.run.chunk_size,
-            args.run.batch_size,
+            options,
             |inputs| {
                 let collated = collate(inputs);
                 let mut samples: Vec<Vec<Vec<f32>>> = Vec::new();
@@ -1138,20 +1332,29 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 Ok(mean_and_spread(&samples, with_spread))
             },
             |row, out| {
-                let mut rec = vec![row.smiles.clone(), row.name.clone().unwrap_or_default()];
+                let mut rec = vec![
+                    row.line.to_string(),
+                    row.smiles.clone(),
+                    row.name.clone().unwrap_or_default(),
+                ];
                 match out {
                     Some(v) => rec.extend(v.iter().map(|x| x.to_string())),
                     None => rec.extend(std::iter::repeat_n(String::new(), all_columns.len())),
                 }
+                rec.push(row.unknown_atoms.to_string());
                 rec.push(row.error.clone().unwrap_or_default());
                 w.write_record(&rec)?;
                 Ok(())
             },
         )
     })?;
-    w.flush()?;
+    w.into_inner()
+        .map_err(|e| anyhow!("{}", e.error()))?
+        .commit()?;
     eprintln!(
-        "predict: {ok} predicted, {bad} rejected → {}",
+        "predict: {} predicted, {} rejected → {}",
+        counts.ok,
+        counts.rejected,
         args.output.display()
     );
     Ok(())
@@ -1161,15 +1364,18 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 pub struct EmbedArgs {
     #[command(flatten)]
     pub run: InferenceArgs,
-    /// Output: .npy (float32 [molecules, hidden], NaN rows for rejected molecules, so row i is
-    /// input molecule i) or .csv (smiles, e0..eH).
+    /// Output: .npy (float32 [rows, hidden]: row i is data row i of the input — line i of a
+    /// .smi, blank lines included — with NaN rows for rejected molecules; a sidecar
+    /// `<name>.rows.csv` gives each row's line, smiles, name, unknown_atoms and error) or .csv
+    /// (line, smiles, e0..eH, unknown_atoms, error).
     #[arg(long, short)]
     pub output: PathBuf,
 }
 
-/// Writes a float32 `.npy` incrementally; the row count in the header is patched at the end.
+/// Writes a float32 `.npy` incrementally through an [`data::AtomicOutput`]; the row count in
+/// the header is patched at the end, before the file appears under its name.
 struct NpyWriter {
-    file: BufWriter<std::fs::File>,
+    out: data::AtomicOutput,
     cols: usize,
     rows: usize,
 }
@@ -1178,14 +1384,13 @@ const NPY_HEADER_LEN: usize = 128;
 
 impl NpyWriter {
     fn create(path: &Path, cols: usize) -> Result<Self> {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("{}: cannot create", path.display()))?;
         let mut w = Self {
-            file: BufWriter::new(file),
+            out: data::AtomicOutput::create(path)?,
             cols,
             rows: 0,
         };
-        w.write_header()?;
+        let h = w.header();
+        w.out.write_all(&h)?;
         Ok(w)
     }
 
@@ -1204,34 +1409,39 @@ impl NpyWriter {
         h
     }
 
-    fn write_header(&mut self) -> Result<()> {
-        use std::io::Seek;
-        let h = self.header();
-        self.file.flush()?;
-        self.file.get_mut().seek(std::io::SeekFrom::Start(0))?;
-        self.file.get_mut().write_all(&h)?;
-        self.file.get_mut().seek(std::io::SeekFrom::End(0))?;
-        Ok(())
-    }
-
     fn push(&mut self, row: &[f32]) -> Result<()> {
         for v in row {
-            self.file.write_all(&v.to_le_bytes())?;
+            self.out.write_all(&v.to_le_bytes())?;
         }
         self.rows += 1;
         Ok(())
     }
 
     fn finish(mut self) -> Result<()> {
-        self.file.flush()?;
-        self.write_header()?;
-        self.file.flush()?;
-        Ok(())
+        use std::io::Seek;
+        let h = self.header();
+        let path = self.out.path().to_path_buf();
+        let file = self.out.file_mut()?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&h))
+            .and_then(|_| file.seek(std::io::SeekFrom::End(0)).map(|_| ()))
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        self.out.commit()
     }
+}
+
+/// The sidecar of an embedding `.npy`: `x.npy` → `x.rows.csv`.
+fn npy_rows_path(npy: &Path) -> PathBuf {
+    npy.with_extension("rows.csv")
 }
 
 pub fn embed(args: EmbedArgs) -> Result<()> {
     check_output(&args.run.input, &args.output, &[&args.run.checkpoint])?;
+    check_output(
+        &args.run.input,
+        &npy_rows_path(&args.output),
+        &[&args.run.checkpoint],
+    )?;
     let (config, vocab, _) = read_checkpoint_parts(&args.run.checkpoint)?;
     let hidden = config.encoder.hidden_size;
     let is_npy = args.output.extension().is_some_and(|e| e == "npy");
@@ -1243,14 +1453,19 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
         );
     }
     let mut npy = if is_npy {
-        Some(NpyWriter::create(&args.output, hidden)?)
+        let mut rows =
+            csv::Writer::from_writer(data::AtomicOutput::create(&npy_rows_path(&args.output))?);
+        rows.write_record(["line", "smiles", "name", "unknown_atoms", "error"])?;
+        Some((NpyWriter::create(&args.output, hidden)?, rows))
     } else {
         None
     };
     let mut csvw = if is_csv {
-        let mut w = csv::Writer::from_path(&args.output)?;
-        let mut header = vec!["smiles".to_string()];
+        let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&args.output)?);
+        let mut header = vec!["line".to_string(), "smiles".to_string()];
         header.extend((0..hidden).map(|i| format!("e{i}")));
+        header.push("unknown_atoms".into());
+        header.push("error".into());
         w.write_record(&header)?;
         Some(w)
     } else {
@@ -1258,41 +1473,57 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     };
     let spec = args.run.device.unwrap_or_else(default_device);
     let nan_row = vec![f32::NAN; hidden];
-    let (ok, bad) = with_backend!(spec, args.run.precision, |B, device, dtype| {
+    let options = StreamOptions::from(&args.run);
+    let counts = with_backend!(spec, args.run.precision, |B, device, dtype| {
         type I = <B as AutodiffBackend>::InnerBackend;
         let ckpt = Checkpoint::<I>::load(&args.run.checkpoint, &device)?;
         let model: MolE<I> = ckpt.model.with_compute_dtype(dtype);
         stream_molecules(
             &args.run.input,
             &vocab,
-            args.run.chunk_size,
-            args.run.batch_size,
+            options,
             |inputs| {
                 let batch = BatchTensors::<I>::from_batch(&collate(inputs), &device);
                 Ok(rows_of(model.embed(&batch)))
             },
             |row, out| {
                 let v = out.unwrap_or(&nan_row);
-                if let Some(n) = npy.as_mut() {
+                if let Some((n, rows)) = npy.as_mut() {
                     n.push(v)?;
+                    rows.write_record([
+                        row.line.to_string(),
+                        row.smiles.clone(),
+                        row.name.clone().unwrap_or_default(),
+                        row.unknown_atoms.to_string(),
+                        row.error.clone().unwrap_or_default(),
+                    ])?;
                 }
                 if let Some(w) = csvw.as_mut() {
-                    let mut rec = vec![row.smiles.clone()];
+                    let mut rec = vec![row.line.to_string(), row.smiles.clone()];
                     rec.extend(v.iter().map(|x| x.to_string()));
+                    rec.push(row.unknown_atoms.to_string());
+                    rec.push(row.error.clone().unwrap_or_default());
                     w.write_record(&rec)?;
                 }
                 Ok(())
             },
         )
     })?;
-    if let Some(n) = npy {
+    if let Some((n, rows)) = npy {
         n.finish()?;
+        rows.into_inner()
+            .map_err(|e| anyhow!("{}", e.error()))?
+            .commit()?;
     }
-    if let Some(mut w) = csvw {
-        w.flush()?;
+    if let Some(w) = csvw {
+        w.into_inner()
+            .map_err(|e| anyhow!("{}", e.error()))?
+            .commit()?;
     }
     eprintln!(
-        "embed: {ok} embedded, {bad} rejected (NaN rows) → {}",
+        "embed: {} embedded, {} rejected (NaN rows) → {}",
+        counts.ok,
+        counts.rejected,
         args.output.display()
     );
     Ok(())
@@ -1318,7 +1549,7 @@ pub struct BenchmarkArgs {
     #[arg(long, value_enum, default_value = "random")]
     pub protocol: Protocol,
     /// Number of seeds (default: 3 with --protocol random, 5 with tdc, seeds 1..=5 as TDC).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: Option<u64>,
     /// TDC protocol: the test metric (default: TDC's for ADMET dataset names, else MAE for
     /// regression and AUROC for classification).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mole_featurize::split::{scaffold_split, Fractions, Part, SplitMethod};
-use mole_featurize::{featurize, read_molecules, MoleInput, Vocabulary};
+use mole_featurize::{featurize_with_limit, read_molecules, MoleInput, Vocabulary};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
@@ -91,17 +91,23 @@ pub fn table_kind(path: &Path) -> Result<TableKind> {
 }
 
 /// Header and rows (with their 1-based line numbers; for parquet the row number + 1, counting
-/// the header as line 1 like a CSV) of a table, each cell as a string.
+/// the header as line 1 like a CSV) of a table, each cell as a string. A row that cannot be
+/// used (not UTF-8) is `(line, Err(reason))`: one bad row, reading goes on. An error of the
+/// file itself (a truncated gzip stream, an I/O error) is an outer `Err` naming the file, and
+/// ends the rows.
 pub type Cells = (
     Vec<String>,
-    Box<dyn Iterator<Item = (usize, Result<Vec<String>, String>)>>,
+    Box<dyn Iterator<Item = Result<(usize, Result<Vec<String>, String>)>>>,
 );
 
 pub fn table_cells(path: &Path) -> Result<Cells> {
     match table_kind(path)? {
         TableKind::Parquet => {
             let (headers, rows) = mole_featurize::read_parquet_strings(path)?;
-            let rows = rows.into_iter().enumerate().map(|(i, r)| (i + 2, Ok(r)));
+            let rows = rows
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| Ok((i + 2, Ok(r))));
             Ok((headers, Box::new(rows)))
         }
         TableKind::Delimited(delimiter) => {
@@ -115,22 +121,31 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
                 .iter()
                 .map(str::to_string)
                 .collect();
-            let rows = reader.into_records().enumerate().map(|(k, r)| {
-                let line = r
-                    .as_ref()
-                    .ok()
-                    .and_then(|r| r.position())
-                    .map_or(k + 2, |p| p.line() as usize);
-                (
-                    line,
-                    r.map(|r| r.iter().map(str::to_string).collect())
-                        .map_err(|e| format!("unreadable row: {e}")),
-                )
+            let path = path.to_path_buf();
+            let rows = reader.into_records().enumerate().map(move |(k, r)| {
+                let line = match &r {
+                    Ok(r) => r.position().map_or(k + 2, |p| p.line() as usize),
+                    Err(e) => e.position().map_or(k + 2, |p| p.line() as usize),
+                };
+                match r {
+                    Ok(r) => Ok((line, Ok(r.iter().map(str::to_string).collect()))),
+                    Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
+                        Ok((line, Err("not UTF-8 text".to_string())))
+                    }
+                    Err(e) => Err(anyhow::anyhow!(
+                        "{}:{line}: cannot read: {e}",
+                        path.display()
+                    )),
+                }
             });
             Ok((headers, Box::new(rows)))
         }
     }
 }
+
+/// Largest label magnitude accepted: beyond it squared errors overflow f32 (sqrt(f32::MAX)
+/// is 1.8e19) and losses and metrics become infinite. No measured property comes near it.
+pub const MAX_LABEL_MAGNITUDE: f32 = 1e15;
 
 /// Parses a label cell: empty, `nan`, `NA` → missing (NaN).
 fn parse_label(cell: &str) -> Result<f32, String> {
@@ -138,10 +153,17 @@ fn parse_label(cell: &str) -> Result<f32, String> {
     if c.is_empty() || c.eq_ignore_ascii_case("nan") || c.eq_ignore_ascii_case("na") || c == "-" {
         return Ok(f32::NAN);
     }
-    c.parse::<f32>()
+    let v = c
+        .parse::<f32>()
         .ok()
         .filter(|v| v.is_finite())
-        .ok_or_else(|| format!("label `{c}` is not a number"))
+        .ok_or_else(|| format!("label `{c}` is not a number"))?;
+    if v.abs() > MAX_LABEL_MAGNITUDE {
+        return Err(format!(
+            "label `{c}` is out of range (|y| > {MAX_LABEL_MAGNITUDE:e}); rescale the column"
+        ));
+    }
+    Ok(v)
 }
 
 /// Reads a CSV/TSV with a SMILES column, label columns (`label_columns`, or every other column
@@ -192,7 +214,8 @@ pub fn read_table(
         .collect();
     let mut rows = Vec::new();
     let mut rejects = Vec::new();
-    for (line, record) in records {
+    for row in records {
+        let (line, record) = row?;
         let record = match record {
             Ok(r) => r,
             Err(reason) => {
@@ -254,18 +277,14 @@ pub fn read_smiles(path: &Path) -> Result<(Vec<RawRow>, Vec<Reject>)> {
                 labels: Vec::new(),
                 split: None,
             }),
-            Err(e) => {
-                // a bad line (not UTF-8, say) is one rejected row with its line number
-                let (line, reason) = match e {
-                    mole_featurize::IoError::Format { line, reason, .. } => (line, reason),
-                    other => (0, other.to_string()),
-                };
-                rejects.push(Reject {
-                    line,
-                    smiles: String::new(),
-                    reason,
-                })
-            }
+            // a bad line (not UTF-8, say) is one rejected row with its line number
+            Err(e) if e.is_row_error() => rejects.push(Reject {
+                line: e.line(),
+                smiles: String::new(),
+                reason: e.reason(),
+            }),
+            // the file itself is damaged (truncated gzip, I/O error): fail, naming it
+            Err(e) => return Err(e.into()),
         }
     }
     Ok((rows, rejects))
@@ -292,6 +311,7 @@ pub const NO_ENVIRONMENT: u32 = u32::MAX;
 pub fn featurize_rows(
     rows: Vec<RawRow>,
     vocab: &Vocabulary,
+    max_atoms: usize,
     keep_r2: bool,
     what: &str,
 ) -> (Vec<Example>, Vec<Reject>) {
@@ -299,7 +319,7 @@ pub fn featurize_rows(
     let results: Vec<Result<Example, Reject>> = rows
         .into_par_iter()
         .map(|row| {
-            let out = match featurize(&row.smiles, vocab) {
+            let out = match featurize_with_limit(&row.smiles, vocab, max_atoms) {
                 Ok(f) if f.num_atoms == 0 => Err(Reject {
                     line: row.line,
                     smiles: row.smiles,
@@ -539,15 +559,94 @@ pub fn fractions_of(valid: f64, test: f64) -> Fractions {
 
 /// Writes `bytes` to `path` via a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f =
-            File::create(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all().ok();
+    let mut out = AtomicOutput::create(path)?;
+    out.write_all(bytes)?;
+    out.commit()
+}
+
+/// An output file written under a temporary name in its own directory and renamed onto its
+/// path only by [`AtomicOutput::commit`], so that a reader finds the complete file or none
+/// (an earlier file of that name stays untouched until then). Dropped without a commit (the
+/// command failed), the temporary file is removed; after a `kill -9` it remains as
+/// `.<name>.partial-<pid>`, a name no reader mistakes for the result. Write errors (a full
+/// disk, say) name the output file.
+pub struct AtomicOutput {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<File>>,
+}
+
+impl AtomicOutput {
+    pub fn create(path: &Path) -> Result<Self> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| anyhow::anyhow!("{}: not a file path", path.display()))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".partial-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let file = File::create(&tmp)
+            .with_context(|| format!("{}: cannot create the output", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::with_capacity(1 << 16, file)),
+        })
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying file, everything buffered written out first (for seeking).
+    pub fn file_mut(&mut self) -> Result<&mut File> {
+        let path = self.path.clone();
+        let w = self.file.as_mut().expect("file present until commit");
+        w.flush()
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(w.get_mut())
+    }
+
+    /// Flushes, syncs and renames the file onto its path.
+    pub fn commit(mut self) -> Result<()> {
+        let w = self.file.take().expect("file present until commit");
+        let file = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        file.sync_all()
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let path = &self.path;
+        self.file
+            .as_mut()
+            .expect("file present until commit")
+            .write(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let path = &self.path;
+        self.file
+            .as_mut()
+            .expect("file present until commit")
+            .flush()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    }
+}
+
+impl Drop for AtomicOutput {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }

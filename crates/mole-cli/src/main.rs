@@ -49,6 +49,16 @@ impl From<SplitArg> for mole_featurize::split::SplitMethod {
     }
 }
 
+/// Parses a count that must be at least 1 (batch sizes, epochs, seeds, passes): 0 would run
+/// nothing or divide by zero, so it is refused when the command line is read.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Options shared by the training commands.
 #[derive(Args, Clone)]
 pub struct TrainArgs {
@@ -67,12 +77,12 @@ pub struct TrainArgs {
     /// Model size preset (tiny, small, base) or model TOML (overrides `model`).
     #[arg(long)]
     pub model: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub epochs: Option<usize>,
     /// Stop after this many optimiser steps.
     #[arg(long)]
     pub max_steps: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub batch_size: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
@@ -96,15 +106,28 @@ pub struct TrainArgs {
     /// softmax and losses stay in f32, checkpoints are stored in f32.
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
-    /// Continue from the run directory's last resumable checkpoint.
-    #[arg(long)]
+    /// Continue from the run directory's last resumable checkpoint (the configuration must be
+    /// the run's; only its length and logging may change).
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Replace the run the --out directory already holds (without it, such a run is refused).
+    #[arg(long)]
+    pub force: bool,
     /// Testing aid: stop with an error after N steps, as if killed.
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
 }
 
 impl TrainArgs {
+    /// Whether the model was chosen on the command line (`--model` or `--set model=`).
+    pub fn model_chosen(&self) -> bool {
+        self.model.is_some()
+            || self
+                .overrides
+                .iter()
+                .any(|o| o.trim_start().starts_with("model="))
+    }
+
     /// The flags as `--set` overrides, applied after the explicit ones.
     pub fn all_overrides(&self) -> Vec<String> {
         let mut o = self.overrides.clone();

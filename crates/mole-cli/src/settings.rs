@@ -55,6 +55,14 @@ pub struct DataSettings {
     /// split: whole Bemis–Murcko scaffold groups per part).
     #[serde(default)]
     pub split_method: mole_featurize::split::SplitMethod,
+    /// Molecules with more heavy atoms are rejected as bad rows (memory grows with the square
+    /// of the atom count).
+    #[serde(default = "default_max_atoms")]
+    pub max_atoms: usize,
+}
+
+fn default_max_atoms() -> usize {
+    mole_featurize::DEFAULT_MAX_ATOMS
 }
 
 fn default_min_count() -> u64 {
@@ -130,6 +138,28 @@ impl RunSettings {
         let t = &self.train;
         if t.batch_size == 0 {
             bail!("train.batch_size must be at least 1");
+        }
+        if t.epochs == 0 {
+            bail!("train.epochs must be at least 1");
+        }
+        // 0 turns clipping off; a negative norm would flip the gradients
+        if !(t.grad_clip >= 0.0 && t.grad_clip.is_finite()) {
+            bail!(
+                "train.grad_clip must be a positive number (0 turns clipping off), not {}",
+                t.grad_clip
+            );
+        }
+        if !(t.adam_eps > 0.0
+            && (0.0..1.0).contains(&t.adam_beta1)
+            && (0.0..1.0).contains(&t.adam_beta2))
+        {
+            bail!("train.adam_beta1 and adam_beta2 must be within [0, 1) and adam_eps positive");
+        }
+        if self.data.max_atoms == 0 {
+            bail!("data.max_atoms must be at least 1");
+        }
+        if !(self.data.valid_fraction >= 0.0 && self.data.test_fraction >= 0.0) {
+            bail!("data.valid_fraction and data.test_fraction must not be negative");
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             bail!("train.lr must be a positive number");
@@ -211,4 +241,55 @@ pub fn model_config(model: &str, vocab_size: usize) -> Result<DebertaConfig> {
     cfg.vocab_size = vocab_size;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// `layers × hidden (heads heads, intermediate)` of an encoder, for messages.
+fn shape_of(c: &DebertaConfig) -> String {
+    format!(
+        "{} layers × {} hidden, {} heads, {} intermediate",
+        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size
+    )
+}
+
+/// The `model` setting of a run that starts from a checkpoint whose encoder is `encoder`: the
+/// checkpoint decides the architecture, so a model the user chose explicitly (`explicit`:
+/// `--model` or `--set model=`) must be the checkpoint's, and the recorded name is the preset
+/// of that size (config.toml then says what was trained), or `requested` when none matches.
+pub fn model_of_checkpoint(
+    requested: &str,
+    explicit: bool,
+    encoder: &DebertaConfig,
+    checkpoint: &Path,
+) -> Result<String> {
+    let same = |c: &DebertaConfig| {
+        (
+            c.hidden_size,
+            c.num_hidden_layers,
+            c.num_attention_heads,
+            c.intermediate_size,
+        ) == (
+            encoder.hidden_size,
+            encoder.num_hidden_layers,
+            encoder.num_attention_heads,
+            encoder.intermediate_size,
+        )
+    };
+    if explicit {
+        let wanted = model_config(requested, encoder.vocab_size)?;
+        if !same(&wanted) {
+            bail!(
+                "--model {requested} ({}) is not the model of the checkpoint {} ({}); drop \
+                 --model to fine-tune the checkpoint's",
+                shape_of(&wanted),
+                checkpoint.display(),
+                shape_of(encoder)
+            );
+        }
+    }
+    for preset in ["tiny", "small", "base"] {
+        if model_config(preset, encoder.vocab_size).is_ok_and(|c| same(&c)) {
+            return Ok(preset.to_string());
+        }
+    }
+    Ok(requested.to_string())
 }

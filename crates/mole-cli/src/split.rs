@@ -71,7 +71,8 @@ pub fn split(args: SplitArgs) -> Result<()> {
     let mut lines = Vec::new();
     let mut cells: Vec<Option<Vec<String>>> = Vec::new();
     let mut rejects = Vec::new();
-    for (line, row) in rows {
+    for row in rows {
+        let (line, row) = row?;
         match row {
             Ok(row) => cells.push(Some(row)),
             Err(reason) => {

@@ -149,7 +149,8 @@ struct Rows {
 fn read_rows(path: &Path) -> Result<Rows> {
     let (header, cells) = data::table_cells(path)?;
     let mut rows = Vec::new();
-    for (line, row) in cells {
+    for row in cells {
+        let (line, row) = row?;
         let row = row.map_err(|e| anyhow!("{}:{line}: {e}", path.display()))?;
         rows.push(row);
     }

@@ -127,14 +127,16 @@ fn pretrain_finetune_evaluate_predict_embed() {
     let mut r = csv::Reader::from_path(&pred).unwrap();
     assert_eq!(
         r.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["smiles", "name", "logS", "error"]
+        ["line", "smiles", "name", "logS", "unknown_atoms", "error"]
     );
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     assert_eq!(rows.len(), 1128);
     let mut src = csv::Reader::from_path(repo_root().join("datasets/esol.csv")).unwrap();
-    for (row, s) in rows.iter().zip(src.records()) {
-        assert_eq!(&row[0], s.unwrap()[0].trim());
-        assert!(row[2].parse::<f64>().unwrap().is_finite());
+    for (k, (row, s)) in rows.iter().zip(src.records()).enumerate() {
+        // row k is the (k+2)-th line: the header is line 1
+        assert_eq!(&row[0], (k + 2).to_string());
+        assert_eq!(&row[1], s.unwrap()[0].trim());
+        assert!(row[3].parse::<f64>().unwrap().is_finite());
     }
 
     // embed: .npy with one row per molecule and the hidden size of the model.

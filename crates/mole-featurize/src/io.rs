@@ -17,7 +17,7 @@ pub struct MoleculeRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open")]
     Open {
         path: PathBuf,
         source: std::io::Error,
@@ -36,6 +36,64 @@ pub enum IoError {
         line: usize,
         reason: String,
     },
+    #[error("{path}: not a text file (a NUL byte in its first {checked} bytes{gz}); expected SMILES or a table")]
+    Binary {
+        path: PathBuf,
+        checked: usize,
+        gz: &'static str,
+    },
+}
+
+impl IoError {
+    /// True for an error confined to one row (a line that is not UTF-8, a row without a SMILES
+    /// field): the row is rejected and reading goes on. Every other error (cannot open, a
+    /// truncated gzip stream, an I/O error, a binary file) concerns the whole file: the
+    /// command must fail naming it, not count it as a bad row.
+    pub fn is_row_error(&self) -> bool {
+        matches!(self, IoError::Format { line, .. } if *line > 0)
+    }
+
+    /// The 1-based line of a row error (0 when the error concerns the whole file).
+    pub fn line(&self) -> usize {
+        match self {
+            IoError::Read { line, .. } | IoError::Format { line, .. } => *line,
+            _ => 0,
+        }
+    }
+
+    /// The reason without the file and line prefix (for a row's error column).
+    pub fn reason(&self) -> String {
+        match self {
+            IoError::Read { reason, .. } | IoError::Format { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Bytes inspected for a NUL byte before a file is read as text.
+const BINARY_CHECK_BYTES: usize = 8192;
+
+/// Fails with [`IoError::Binary`] when the first bytes of `reader` hold a NUL byte (text
+/// formats never do): a binary file is an error of the file, not thousands of bad rows.
+fn refuse_binary(
+    path: &Path,
+    reader: &mut BufReader<Box<dyn Read + Send>>,
+    gz: bool,
+) -> Result<(), IoError> {
+    let head = reader.fill_buf().map_err(|e| IoError::Read {
+        path: path.to_path_buf(),
+        line: 1,
+        reason: e.to_string(),
+    })?;
+    let checked = head.len().min(BINARY_CHECK_BYTES);
+    if head[..checked].contains(&0) {
+        return Err(IoError::Binary {
+            path: path.to_path_buf(),
+            checked,
+            gz: if gz { " after decompression" } else { "" },
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +124,8 @@ fn detect_format(path: &Path) -> Option<(Format, bool)> {
 pub struct MoleculeReader {
     path: PathBuf,
     inner: ReaderKind,
+    /// Blank `.smi` lines are row errors rather than skipped.
+    blank_lines: bool,
 }
 
 enum ReaderKind {
@@ -105,20 +165,20 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
                 name_column,
                 row: 0,
             },
+            blank_lines: false,
         });
     }
-    let file = File::open(&path).map_err(|source| IoError::Open {
-        path: path.clone(),
-        source,
-    })?;
+    let file = open_file(&path)?;
     let reader: Box<dyn Read + Send> = if gz {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
     } else {
         Box::new(file)
     };
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    refuse_binary(&path, &mut reader, gz)?;
     let inner = match format {
         Format::Smi => ReaderKind::Smi {
-            lines: BufReader::new(reader).split(b'\n'),
+            lines: reader.split(b'\n'),
             line: 0,
         },
         Format::Parquet => unreachable!("handled above"),
@@ -127,7 +187,7 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
                 .delimiter(delimiter)
                 .has_headers(true)
                 .flexible(true)
-                .from_reader(reader);
+                .from_reader(Box::new(reader) as Box<dyn Read + Send>);
             let headers = csv_reader
                 .headers()
                 .map_err(|e| IoError::Read {
@@ -146,7 +206,37 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
             }
         }
     };
-    Ok(MoleculeReader { path, inner })
+    Ok(MoleculeReader {
+        path,
+        inner,
+        blank_lines: false,
+    })
+}
+
+/// Opens a file for reading; a directory is refused here (reading it would fail later with a
+/// less clear message).
+fn open_file(path: &Path) -> Result<File, IoError> {
+    let file = File::open(path).map_err(|source| IoError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(IoError::Open {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("is a directory"),
+        });
+    }
+    Ok(file)
+}
+
+impl MoleculeReader {
+    /// Reports each blank line of a `.smi`/`.txt` file as a row error ("empty line") instead
+    /// of skipping it, so that a consumer writing one output row per input row keeps row i of
+    /// its output = line i of the input.
+    pub fn keep_blank_lines(mut self) -> Self {
+        self.blank_lines = true;
+        self
+    }
 }
 
 impl Iterator for MoleculeReader {
@@ -214,6 +304,13 @@ impl Iterator for MoleculeReader {
                 };
                 let trimmed = text.trim();
                 if trimmed.is_empty() {
+                    if self.blank_lines {
+                        return Some(Err(IoError::Format {
+                            path: self.path.clone(),
+                            line: *line,
+                            reason: "empty line".to_string(),
+                        }));
+                    }
                     continue;
                 }
                 let mut parts = trimmed.splitn(2, char::is_whitespace);
@@ -308,10 +405,7 @@ pub fn read_parquet_strings(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>
         line: 0,
         reason,
     };
-    let file = File::open(path).map_err(|source| IoError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = open_file(path)?;
     let reader =
         SerializedFileReader::new(file).map_err(|e| bad(format!("not a parquet file: {e}")))?;
     let headers: Vec<String> = reader

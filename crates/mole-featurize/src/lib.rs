@@ -43,9 +43,33 @@ pub struct FeaturizedMolecule {
     pub dist: Vec<Vec<i32>>,
 }
 
-/// Parses `smiles` and computes identifiers, tokens and distances.
+/// Largest molecule (heavy atoms, after hydrogens are removed) that [`featurize`] accepts. The
+/// distance matrix and the model's attention grow with the square of the atom count: at this
+/// size a molecule's distances take 4 MB and one attention layer of the base model about
+/// 50 MB, while a 100,000-atom SMILES would need 40 GB before the model even runs. Drug-like
+/// molecules have under 100 heavy atoms; the largest ChEMBL entries a few hundred.
+pub const DEFAULT_MAX_ATOMS: usize = 1000;
+
+/// Parses `smiles` and computes identifiers, tokens and distances; molecules of more than
+/// [`DEFAULT_MAX_ATOMS`] heavy atoms are rejected ([`SmilesError::TooLarge`]).
 pub fn featurize(smiles: &str, vocab: &Vocabulary) -> Result<FeaturizedMolecule, SmilesError> {
+    featurize_with_limit(smiles, vocab, DEFAULT_MAX_ATOMS)
+}
+
+/// [`featurize`] with another size limit (`max_atoms` heavy atoms): larger molecules are
+/// rejected with [`SmilesError::TooLarge`] before any quadratic work is done.
+pub fn featurize_with_limit(
+    smiles: &str,
+    vocab: &Vocabulary,
+    max_atoms: usize,
+) -> Result<FeaturizedMolecule, SmilesError> {
     let mol = parse_smiles(smiles)?;
+    if mol.num_atoms() > max_atoms {
+        return Err(SmilesError::TooLarge {
+            atoms: mol.num_atoms(),
+            limit: max_atoms,
+        });
+    }
     Ok(featurize_molecule(smiles, &mol, vocab))
 }
 

@@ -41,7 +41,7 @@ pub enum SmilesError {
         "can't kekulize molecule: aromatic atom {atom} at byte {pos} cannot be given a double bond"
     )]
     Kekulization { atom: usize, pos: usize },
-    #[error("molecule too large ({atoms} atoms; the limit is {limit})")]
+    #[error("molecule too large: {atoms} heavy atoms, the limit is {limit} (--max-atoms / data.max_atoms)")]
     TooLarge { atoms: usize, limit: usize },
 }
 

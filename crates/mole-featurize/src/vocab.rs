@@ -11,17 +11,17 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
-    #[error("cannot read vocabulary {path}: {source}")]
+    #[error("{path}: cannot read the vocabulary")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write vocabulary {path}: {source}")]
+    #[error("{path}: cannot write the vocabulary")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid vocabulary JSON{}: {source}", path_suffix(.path))]
+    #[error("invalid vocabulary JSON{}", path_suffix(.path))]
     Json {
         path: Option<PathBuf>,
         source: serde_json::Error,

@@ -130,6 +130,14 @@ impl<B: Backend> Checkpoint<B> {
             serde_json::from_str(meta("config")?).map_err(|e| bad(format!("config: {e}")))?;
         let vocab =
             Vocabulary::from_json_str(meta("vocab")?).map_err(|e| bad(format!("vocab: {e}")))?;
+        if vocab.vocab_size() > config.encoder.vocab_size {
+            return Err(bad(format!(
+                "its vocabulary has {} tokens but the model's embedding table {} rows: the \
+                 vocabulary belongs to another model",
+                vocab.vocab_size(),
+                config.encoder.vocab_size
+            )));
+        }
         let target_vocab = match dict.metadata.get("target_vocab") {
             Some(s) => {
                 Some(Vocabulary::from_json_str(s).map_err(|e| bad(format!("target_vocab: {e}")))?)

@@ -205,7 +205,7 @@ impl DebertaConfig {
     pub fn load(path: &Path) -> Result<Self, NnError> {
         let text = std::fs::read_to_string(path).map_err(|e| NnError::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         let parse_err = |why: String| NnError::Parse {
             path: path.display().to_string(),

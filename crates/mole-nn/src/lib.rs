@@ -55,12 +55,10 @@ pub fn gelu<B: burn::tensor::backend::Backend, const D: usize>(
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message (not a separate source), so that printing the
+    /// error chain does not repeat it.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: {why}")]
     Parse { path: String, why: String },
     #[error("invalid model config: {0}")]

@@ -47,6 +47,21 @@ pub struct StateDict {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// What a safetensors parse error means for the user: most are a file cut short (a copy or
+/// download that did not finish) or a file of another kind.
+fn describe(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall | E::InvalidHeaderLength | E::MetadataIncompleteBuffer => {
+            format!("truncated or not a safetensors file ({e:?}): the file ends before its data")
+        }
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization => {
+            format!("not a safetensors file (its header is not valid: {e:?})")
+        }
+        other => format!("damaged safetensors file: {other}"),
+    }
+}
+
 impl StateDict {
     /// Parses a safetensors buffer. Float tensors of dtype F32, F64, F16 and BF16 are accepted
     /// and converted to `f32`; `source` names the file in errors.
@@ -55,10 +70,9 @@ impl StateDict {
             path: source.to_string(),
             why,
         };
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, meta) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(describe(&e)))?;
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(describe(&e)))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let raw = view.data();
@@ -108,7 +122,7 @@ impl StateDict {
     pub fn load(path: &Path) -> Result<Self, NnError> {
         let bytes = std::fs::read(path).map_err(|e| NnError::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         Self::from_safetensors_bytes(&bytes, &path.display().to_string())
     }
@@ -170,7 +184,7 @@ impl StateDict {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
     let io_err = |e| NnError::Io {
         path: path.display().to_string(),
-        source: e,
+        error: e,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io_err)?;

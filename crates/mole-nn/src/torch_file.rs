@@ -579,7 +579,7 @@ impl TorchFile {
     pub fn open(path: &Path) -> Result<Self, NnError> {
         let bytes = std::fs::read(path).map_err(|e| NnError::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         let entries = zip_entries(&bytes).ok_or_else(|| {
             error(
