@@ -70,7 +70,7 @@ enum FeaturizeLine {
 /// input nor one of the files the command reads (`-i x -o x` would destroy the input; a typo in
 /// `-i` must not truncate an existing result).
 pub(crate) fn check_output(input: &Path, output: &Path, also_read: &[&Path]) -> Result<()> {
-    std::fs::File::open(input).with_context(|| format!("{}: cannot read", input.display()))?;
+    readable(input)?;
     if let Ok(out) = output.canonicalize() {
         for read in std::iter::once(input).chain(also_read.iter().copied()) {
             if read.canonicalize().is_ok_and(|r| r == out) {
@@ -80,6 +80,17 @@ pub(crate) fn check_output(input: &Path, output: &Path, also_read: &[&Path]) -> 
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Fails, naming `path`, when it cannot be opened as a file (checked before a command writes
+/// anything).
+fn readable(path: &Path) -> Result<()> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        bail!("{}: is a directory, not a data file", path.display());
     }
     Ok(())
 }
@@ -358,6 +369,8 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         .clone()
         .ok_or_else(|| anyhow!("config has no [pretrain] section"))?;
     let out = run_dir(a, "pretrain");
+    let corpus = PathBuf::from(&settings.data.train);
+    readable(&corpus)?;
     let (vocab, init, encoder) = match &args.checkpoint {
         Some(c) => {
             let (config, vocab, dict) = read_checkpoint_parts(c)?;
@@ -379,7 +392,6 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         trainer::RunDirUse::of(a.resume, a.force),
         &settings.to_toml(),
     )?;
-    let corpus = PathBuf::from(&settings.data.train);
     tracing::info!("reading {}", corpus.display());
     let (rows, mut rejects) = data::read_smiles(&corpus)
         .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
@@ -605,6 +617,8 @@ pub fn supervised_run(
         .task
         .clone()
         .ok_or_else(|| anyhow!("config has no [task] section"))?;
+    let path = PathBuf::from(&settings.data.train);
+    readable(&path)?;
     let (encoder, vocab, init) = match checkpoint {
         Some(c) => {
             let (cfg, vocab, dict) = read_checkpoint_parts(c)?;
@@ -631,7 +645,6 @@ pub fn supervised_run(
         trainer::RunDirUse::of(a.resume, a.force),
         &settings.to_toml(),
     )?;
-    let path = PathBuf::from(&settings.data.train);
     let table = data::read_table(
         &path,
         &settings.data.smiles_column,

@@ -114,12 +114,15 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
             let mut reader = csv::ReaderBuilder::new()
                 .delimiter(delimiter)
                 .flexible(true)
+                // LF ends records: with CRLF the csv crate counts lines one short; the CR left
+                // on a row's last cell is removed below
+                .terminator(csv::Terminator::Any(b'\n'))
                 .from_reader(open_maybe_gz(path)?);
             let headers = reader
                 .headers()
                 .with_context(|| format!("{}:1: cannot read the header", path.display()))?
                 .iter()
-                .map(str::to_string)
+                .map(|h| h.strip_suffix('\r').unwrap_or(h).to_string())
                 .collect();
             let path = path.to_path_buf();
             let rows = reader.into_records().enumerate().map(move |(k, r)| {
@@ -128,7 +131,15 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
                     Err(e) => e.position().map_or(k + 2, |p| p.line() as usize),
                 };
                 match r {
-                    Ok(r) => Ok((line, Ok(r.iter().map(str::to_string).collect()))),
+                    Ok(r) => {
+                        let mut cells: Vec<String> = r.iter().map(str::to_string).collect();
+                        if let Some(last) = cells.last_mut() {
+                            if last.ends_with('\r') {
+                                last.pop();
+                            }
+                        }
+                        Ok((line, Ok(cells)))
+                    }
                     Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
                         Ok((line, Err("not UTF-8 text".to_string())))
                     }

@@ -121,15 +121,17 @@ fn predict_and_embed(ckpt: &std::path::Path, dir: &std::path::Path) -> (Vec<f64>
     let predictions = csv::Reader::from_path(&pred)
         .unwrap()
         .records()
-        .map(|r| r.unwrap()[2].parse::<f64>().unwrap())
+        .map(|r| r.unwrap()[3].parse::<f64>().unwrap())
         .collect();
     let embeddings = csv::Reader::from_path(&emb)
         .unwrap()
         .records()
         .map(|r| {
             let r = r.unwrap();
+            // line, smiles, e0..e63, unknown_atoms, error
             r.iter()
-                .skip(r.len() - 64)
+                .skip(2)
+                .take(64)
                 .map(|x| x.parse::<f64>().unwrap())
                 .collect()
         })

@@ -288,11 +288,13 @@ fn bad_rows_are_reported_and_skipped() {
         .records()
         .map(|r| r.unwrap())
         .collect();
-    assert_eq!(rows.len(), 3);
-    assert_eq!(&rows[0][1], "ethanol");
-    assert!(rows[0][2].parse::<f64>().is_ok() && rows[0][3].is_empty());
-    assert!(rows[1][2].is_empty() && !rows[1][3].is_empty());
-    assert!(rows[2][2].parse::<f64>().is_ok());
+    // line, smiles, name, logS, unknown_atoms, error; the blank line is a row too
+    assert_eq!(rows.len(), 4);
+    assert_eq!(&rows[0][2], "ethanol");
+    assert!(rows[0][3].parse::<f64>().is_ok() && rows[0][5].is_empty());
+    assert!(rows[1][3].is_empty() && !rows[1][5].is_empty());
+    assert_eq!((&rows[2][0], &rows[2][5]), ("3", "empty line"));
+    assert!(rows[3][3].parse::<f64>().is_ok());
 
     // A missing file and an unknown device are clear errors, not panics.
     let out = mole(&[
@@ -387,7 +389,7 @@ fn regression_targets_are_standardised_and_checkpoints_predict_original_units() 
     let values: Vec<f64> = csv::Reader::from_path(&pred)
         .unwrap()
         .records()
-        .map(|r| r.unwrap()[2].parse::<f64>().unwrap())
+        .map(|r| r.unwrap()[3].parse::<f64>().unwrap())
         .collect();
     let avg = values.iter().sum::<f64>() / values.len() as f64;
     assert!(

@@ -187,6 +187,10 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
                 .delimiter(delimiter)
                 .has_headers(true)
                 .flexible(true)
+                // LF ends records: with CRLF the csv crate counts lines one short (it reads
+                // the LF as the start of the next record); the CR left on the last field is
+                // trimmed like any other whitespace
+                .terminator(csv::Terminator::Any(b'\n'))
                 .from_reader(Box::new(reader) as Box<dyn Read + Send>);
             let headers = csv_reader
                 .headers()
