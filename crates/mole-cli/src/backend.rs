@@ -123,6 +123,23 @@ pub fn default_device() -> DeviceSpec {
     }
 }
 
+/// Fails with [`missing_feature`] when `spec`'s backend is not compiled in (checked before a
+/// command writes anything).
+pub fn ensure_compiled(spec: DeviceSpec) -> Result<()> {
+    let compiled = match spec {
+        DeviceSpec::Cpu => cfg!(feature = "flex"),
+        DeviceSpec::Cuda(_) => cfg!(feature = "cuda"),
+        DeviceSpec::Wgpu(_) => cfg!(feature = "wgpu"),
+        DeviceSpec::Vulkan(_) => cfg!(feature = "vulkan"),
+        DeviceSpec::Metal => cfg!(feature = "metal"),
+    };
+    if compiled {
+        Ok(())
+    } else {
+        Err(missing_feature(spec))
+    }
+}
+
 pub fn missing_feature(spec: DeviceSpec) -> anyhow::Error {
     let feature = match spec {
         DeviceSpec::Cpu => "flex",

@@ -325,7 +325,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     };
     if let Some(json) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(json, text + "\n").with_context(|| format!("writing {}", json.display()))?;
+        crate::data::write_atomic(json, (text + "\n").as_bytes())?;
         eprintln!("bench: results → {}", json.display());
     }
     Ok(())

@@ -325,6 +325,9 @@ pub struct FinetuneArgs {
 /// The training devices: `--devices`, else `--device`, else the default device. Checked before
 /// any data is read: data-parallel devices must share one backend.
 fn devices_of(args: &TrainArgs) -> Result<Vec<DeviceSpec>> {
+    for d in args.device.iter().chain(&args.devices) {
+        crate::backend::ensure_compiled(*d)?;
+    }
     if args.devices.is_empty() {
         return Ok(vec![args.device.unwrap_or_else(default_device)]);
     }
@@ -912,6 +915,20 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         data::featurize_rows(table.rows, &vocab, args.max_atoms, false, "featurize");
     rejects.extend(table.rejects);
     data::report_rejects(&args.data, &rejects, None)?;
+    if examples.is_empty() {
+        bail!(
+            "{}: no usable molecules ({} rejected): nothing to evaluate",
+            args.data.display(),
+            rejects.len()
+        );
+    }
+    if examples.iter().all(|e| e.labels.iter().all(|y| y.is_nan())) {
+        bail!(
+            "{}: no labels in {}: nothing to evaluate against",
+            args.data.display(),
+            labels.join(", ")
+        );
+    }
     let kind = task_kind(
         if head.task == TaskType::Regression {
             "regression"
@@ -945,7 +962,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     report["rejected"] = rejects.len().into();
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(o) = &args.output {
-        std::fs::write(o, serde_json::to_string_pretty(&report)?)?;
+        data::write_atomic(o, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(())
 }
@@ -1656,9 +1673,9 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
         "metrics": summary,
     });
     std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("benchmark.json"),
-        serde_json::to_string_pretty(&report)?,
+    data::write_atomic(
+        &out.join("benchmark.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     eprintln!(
         "benchmark: {} → {}",
@@ -1981,7 +1998,7 @@ pub fn parity(args: ParityArgs) -> Result<()> {
         );
     }
     if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+        data::write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     let failures = report.failures().len();
     println!(

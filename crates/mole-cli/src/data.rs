@@ -429,13 +429,14 @@ pub fn report_rejects(
         );
     }
     if let Some(path) = rejects_path {
-        let mut w = csv::Writer::from_path(path)
-            .with_context(|| format!("{}: cannot write rejects", path.display()))?;
+        let mut w = csv::Writer::from_writer(AtomicOutput::create(path)?);
         w.write_record(["line", "smiles", "reason"])?;
         for r in rejects {
             w.write_record([r.line.to_string(), r.smiles.clone(), r.reason.clone()])?;
         }
-        w.flush()?;
+        w.into_inner()
+            .map_err(|e| anyhow::anyhow!("{}", e.error()))?
+            .commit()?;
         tracing::warn!("  all rejected rows: {}", path.display());
     }
     Ok(())
@@ -589,6 +590,9 @@ pub struct AtomicOutput {
 
 impl AtomicOutput {
     pub fn create(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            bail!("{}: is a directory; give a file name", path.display());
+        }
         let name = path
             .file_name()
             .ok_or_else(|| anyhow::anyhow!("{}: not a file path", path.display()))?;
@@ -618,19 +622,19 @@ impl AtomicOutput {
         Ok(w.get_mut())
     }
 
-    /// Flushes, syncs and renames the file onto its path.
+    /// Flushes, syncs and renames the file onto its path; on failure the temporary file is
+    /// removed and the path left as it was.
     pub fn commit(mut self) -> Result<()> {
         let w = self.file.take().expect("file present until commit");
-        let file = w
+        let result = w
             .into_inner()
             .map_err(|e| e.into_error())
-            .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        Ok(())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result.with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
 

@@ -349,8 +349,7 @@ fn run_dataset(args: &BenchmarkArgs, dataset: &Dataset, seeds: u64, out: &Path) 
         // the split written out, for the record and as the fine-tune's input
         let split_csv = seed_dir.join("split.csv");
         {
-            let mut w = csv::Writer::from_path(&split_csv)
-                .with_context(|| format!("{}: cannot write", split_csv.display()))?;
+            let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&split_csv)?);
             let mut h = header.clone();
             h.push("tdc_split".into());
             w.write_record(&h)?;
@@ -363,7 +362,9 @@ fn run_dataset(args: &BenchmarkArgs, dataset: &Dataset, seeds: u64, out: &Path) 
                 r.push((*p).to_string());
                 w.write_record(&r)?;
             }
-            w.flush()?;
+            w.into_inner()
+                .map_err(|e| anyhow!("{}", e.error()))?
+                .commit()?;
         }
         let mut per_seed = args.finetune.clone();
         per_seed.train.seed = Some(seed);

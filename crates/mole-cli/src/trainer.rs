@@ -1138,7 +1138,9 @@ fn train_on<B: AutodiffBackend>(
             steps_this_process += 1;
             bar.inc(1);
 
-            if state.global_step % s.log_every.max(1) == 0 || state.global_step == total_steps {
+            if state.global_step.is_multiple_of(s.log_every.max(1))
+                || state.global_step == total_steps
+            {
                 let loss_sum: f32 = running_loss.take().map_or(0.0, |t| t.into_scalar().elem());
                 // f16's dynamic loss scaling skips overflowing steps itself; elsewhere a
                 // non-finite loss means the weights are already ruined
@@ -1174,7 +1176,7 @@ fn train_on<B: AutodiffBackend>(
                 running_batches = 0;
                 running_count = 0;
             }
-            if state.global_step % s.checkpoint_every.max(1) == 0 {
+            if state.global_step.is_multiple_of(s.checkpoint_every.max(1)) {
                 state.loss_scaler = scaler;
                 save_resumable(&model, optim.to_record(), &state)?;
             }
@@ -1195,7 +1197,9 @@ fn train_on<B: AutodiffBackend>(
         state.batch_in_epoch = 0;
         let last_epoch = state.epoch >= s.epochs || state.global_step >= total_steps;
 
-        if !job.valid.is_empty() && (epoch_number % s.validate_every.max(1) == 0 || last_epoch) {
+        if !job.valid.is_empty()
+            && (epoch_number.is_multiple_of(s.validate_every.max(1)) || last_epoch)
+        {
             let valid = evaluate(
                 &model.valid(),
                 &job.valid,

@@ -439,6 +439,35 @@ fn run_directories_are_not_clobbered() {
     assert!(call(args(&["--force", "--seed", "3"])).status.success());
     assert_ne!(std::fs::read(run.join("best.safetensors")).unwrap(), best);
 
+    // killed between the two renames that replace resume/: only resume.old/ is left, and
+    // --resume continues from it rather than from step 0
+    let cut = dir.join("cut");
+    let cut_args = |extra: &[&str]| {
+        let mut a = vec![
+            "finetune",
+            "--data",
+            "datasets/esol.csv",
+            "--max-steps",
+            "6",
+            "--set",
+            "train.checkpoint_every=2",
+            "--out",
+            s(&cut),
+        ];
+        a.extend_from_slice(extra);
+        mole(&a)
+    };
+    assert!(!cut_args(&["--interrupt-after", "3"]).status.success());
+    std::fs::rename(cut.join("resume"), cut.join("resume.old")).unwrap();
+    let out = cut_args(&["--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming from resume.old"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(cut.join("resume/state.json").exists() && !cut.join("resume.old").exists());
+
     // a second run while the first holds the directory: refused at once
     let busy = dir.join("busy");
     let corpus = small_corpus(&dir, 3000);

@@ -30,7 +30,7 @@ pub enum IoError {
     },
     #[error("{path}: unsupported file type (expected .smi, .txt, .csv or .tsv, optionally .gz, or .parquet)")]
     UnsupportedFormat { path: PathBuf },
-    #[error("{path}:{line}: {reason}")]
+    #[error("{path}{}: {reason}", line_suffix(*line))]
     Format {
         path: PathBuf,
         line: usize,
@@ -42,6 +42,15 @@ pub enum IoError {
         checked: usize,
         gz: &'static str,
     },
+}
+
+/// `:line` for an error of one line, nothing for one of the whole file (line 0).
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 impl IoError {

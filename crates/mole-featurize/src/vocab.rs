@@ -265,11 +265,21 @@ impl Vocabulary {
         serde_json::to_string_pretty(&file).unwrap_or_default()
     }
 
+    /// Writes the vocabulary JSON through a temporary file in the same folder and a rename:
+    /// the file is complete or untouched.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), VocabError> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_json_string()).map_err(|source| VocabError::Write {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".partial-{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        let write_err = |source| VocabError::Write {
             path: path.to_path_buf(),
             source,
-        })
+        };
+        if let Err(e) = std::fs::write(&tmp, self.to_json_string()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(e));
+        }
+        std::fs::rename(&tmp, path).map_err(write_err)
     }
 }

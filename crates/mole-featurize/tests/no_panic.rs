@@ -1,6 +1,6 @@
 //! The parser must never panic, whatever the input.
 
-use mole_featurize::{featurize, parse_smiles, Vocabulary};
+use mole_featurize::{featurize, featurize_with_limit, parse_smiles, SmilesError, Vocabulary};
 use proptest::prelude::*;
 
 const FIXTURE: &str = concat!(
@@ -129,6 +129,19 @@ fn large_inputs_are_handled() {
     assert!(m.atoms().iter().all(|a| a.is_aromatic()));
     // many benzene rings joined by single bonds
     let poly = "c1ccc(cc1)".repeat(200) + "C";
-    let m = featurize(&poly, &vocab).expect("polyphenyl");
+    let m = featurize_with_limit(&poly, &vocab, 2000).expect("polyphenyl");
     assert_eq!(m.num_atoms, 1201);
+    // over the default size limit: a clear rejection, before the quadratic work
+    match featurize(&poly, &vocab) {
+        Err(SmilesError::TooLarge { atoms, limit }) => {
+            assert_eq!((atoms, limit), (1201, mole_featurize::DEFAULT_MAX_ATOMS))
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // a 100,000-atom chain is rejected as quickly (its distance matrix would need 40 GB)
+    let chain = "C".repeat(100_000);
+    assert!(matches!(
+        featurize(&chain, &vocab),
+        Err(SmilesError::TooLarge { atoms: 100_000, .. })
+    ));
 }

@@ -149,7 +149,9 @@ impl<B: Backend> Checkpoint<B> {
             .get("extra")
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(serde_json::Value::Null);
-        let model = load_state_dict(MolE::new(&config, device), &dict, device)?;
+        // name the file: "weights do not match the model" alone does not say which
+        let model = load_state_dict(MolE::new(&config, device), &dict, device)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             config,
             model,
