@@ -19,7 +19,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::norm_act::{gelu_derivative, gelu_value};
+use super::norm_act::{gelu_value, gelu_value_and_derivative};
 use super::{
     assume_init, contiguous_f32, flex_tensor, from_autodiff, from_flex, into_autodiff, into_flex,
     matmul, matmul_into, sum_parts, uninit, vectorized, AutodiffFlex, MatView,
@@ -44,13 +44,16 @@ struct Dims {
     d_out: usize,
 }
 
-/// Forward on host slices: `(pre-activation (GELU only), output)`, both `[rows, d_out]`.
+/// Forward on host slices: `(GELU's derivative at each pre-activation, when `keep_derivative`,
+/// output)`, both `[rows, d_out]`. The derivative comes almost free here (it shares GELU's
+/// `exp`), and the backward is then one multiplication instead of a second `erf` and `exp`.
 fn forward(
     x: &[f32],
     weight: &[f32],
     bias: &[f32],
     dims: Dims,
     activation: Activation,
+    keep_derivative: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let Dims { rows, d_in, d_out } = dims;
     let x_view = MatView::row_major(x, rows, d_in);
@@ -78,15 +81,24 @@ fn forward(
                 .for_each(|(pre, out)| {
                     vectorized(|| {
                         for (p, o) in pre.chunks_mut(d_out).zip(out.chunks_mut(d_out)) {
-                            for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
-                                *p += b;
-                                o.write(gelu_value(*p));
+                            if keep_derivative {
+                                // the pre-activation's slot now holds the derivative
+                                for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
+                                    let (value, derivative) = gelu_value_and_derivative(*p + b);
+                                    o.write(value);
+                                    *p = derivative;
+                                }
+                            } else {
+                                for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
+                                    o.write(gelu_value(*p + b));
+                                }
                             }
                         }
                     })
                 });
             // SAFETY: every element was just written.
-            (Some(pre), unsafe { assume_init(out) })
+            let out = unsafe { assume_init(out) };
+            (keep_derivative.then_some(pre), out)
         }
     }
 }
@@ -97,7 +109,7 @@ struct SavedLinear {
     /// `[rows, d_in]` and `[d_in, d_out]`, contiguous.
     x: FlexTensor,
     weight: FlexTensor,
-    /// GELU only: the pre-activation, `[rows, d_out]`.
+    /// GELU only: its derivative at each pre-activation, `[rows, d_out]`.
     gelu: Option<Arc<Vec<f32>>>,
     x_shape: Shape,
     dims: Dims,
@@ -117,16 +129,16 @@ impl Backward<Flex, 3> for LinearBackward {
         let through_gelu;
         let g: &[f32] = match &saved.gelu {
             None => grad.storage(),
-            Some(pre) => {
-                let (pre, dy): (&[f32], &[f32]) = (pre, grad.storage());
-                let mut g = uninit(pre.len());
+            Some(derivative) => {
+                let (derivative, dy): (&[f32], &[f32]) = (derivative, grad.storage());
+                let mut g = uninit(derivative.len());
                 g.par_chunks_mut(ROWS_PER_TASK * d_out)
-                    .zip(pre.par_chunks(ROWS_PER_TASK * d_out))
+                    .zip(derivative.par_chunks(ROWS_PER_TASK * d_out))
                     .zip(dy.par_chunks(ROWS_PER_TASK * d_out))
-                    .for_each(|((g, pre), dy)| {
+                    .for_each(|((g, derivative), dy)| {
                         vectorized(|| {
-                            for ((g, &x), &dy) in g.iter_mut().zip(pre).zip(dy) {
-                                g.write(dy * gelu_derivative(x));
+                            for ((g, &d), &dy) in g.iter_mut().zip(derivative).zip(dy) {
+                                g.write(dy * d);
                             }
                         })
                     });
@@ -205,7 +217,7 @@ pub fn linear<B: Backend, const D: usize>(
             contiguous_f32(&into_flex(weight)),
             contiguous_f32(&into_flex(bias)),
         );
-        let (_, out) = forward(x.storage(), w.storage(), b.storage(), dims, activation);
+        let (_, out) = forward(x.storage(), w.storage(), b.storage(), dims, activation, false);
         return Ok(from_flex(flex_tensor(out, out_shape)));
     }
 
@@ -219,6 +231,7 @@ pub fn linear<B: Backend, const D: usize>(
         b_host.storage(),
         dims,
         activation,
+        true,
     );
     let output = flex_tensor(out, out_shape);
     let result = match LinearBackward

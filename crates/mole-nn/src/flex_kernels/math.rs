@@ -39,6 +39,13 @@ pub fn exp(x: f32) -> f32 {
 /// `erf(x)`: `sign(x)·(1 - t·P(t)·e^{-x²})`, `t = 1 / (1 + p·|x|)`.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_and_gaussian(x).0
+}
+
+/// `(erf(x), e^{-x²})`: [`erf`] and the Gaussian factor it computes on the way, for callers
+/// that need both (GELU's derivative is `Φ(x) + x·φ(x)`, and `φ` is that factor).
+#[inline(always)]
+pub fn erf_and_gaussian(x: f32) -> (f32, f32) {
     const P: f32 = 0.327_591_1;
     const A1: f32 = 0.254_829_6;
     const A2: f32 = -0.284_496_74;
@@ -48,8 +55,9 @@ pub fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (P * a + 1.0);
     let poly = (((A5 * t + A4) * t + A3) * t + A2) * t + A1;
-    let y = 1.0 - poly * t * exp(-x * x);
-    y.copysign(x)
+    let gaussian = exp(-x * x);
+    let y = 1.0 - poly * t * gaussian;
+    (y.copysign(x), gaussian)
 }
 
 #[cfg(test)]

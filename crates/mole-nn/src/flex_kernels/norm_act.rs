@@ -31,6 +31,18 @@ pub(super) fn gelu_value(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x / SQRT_2))
 }
 
+/// `(gelu(x), d gelu / dx)` from one `exp`: the value exactly as [`gelu_value`], the derivative
+/// `Φ(x) + x·φ(x)` with `φ(x) = e^{-x²/2}/√(2π)` taken from the `e^{-(x/√2)²}` that `erf`
+/// computes (within an ulp or two of [`gelu_derivative`]'s separate `exp`).
+#[inline(always)]
+pub(super) fn gelu_value_and_derivative(x: f32) -> (f32, f32) {
+    let inv_sqrt_2pi = 1.0 / (2.0 * PI).sqrt();
+    let (erf, gaussian) = super::math::erf_and_gaussian(x / SQRT_2);
+    let value = 0.5 * x * (1.0 + erf);
+    let derivative = 0.5 * (1.0 + erf) + x * (inv_sqrt_2pi * gaussian);
+    (value, derivative)
+}
+
 /// `d gelu / dx = Φ(x) + x·φ(x)`.
 #[inline(always)]
 pub(super) fn gelu_derivative(x: f32) -> f32 {
