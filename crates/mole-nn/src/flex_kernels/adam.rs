@@ -86,23 +86,26 @@ pub fn adam_step<B: Backend, const D: usize>(
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((p, m), v), g)| {
-                vectorized(|| {
-                    for k in 0..p.len() {
-                        let gk = g[k];
-                        let (mk, vk) = if first {
-                            (gk * one_minus_b1, gk * gk * one_minus_b2)
-                        } else {
-                            (
-                                m[k] * c.beta_1 + gk * one_minus_b1,
-                                v[k] * c.beta_2 + gk * gk * one_minus_b2,
-                            )
-                        };
-                        m[k] = mk;
-                        v[k] = vk;
-                        let update = (mk * c.combined) / (vk.sqrt() + c.epsilon);
-                        p[k] -= update * c.lr;
-                    }
-                })
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for k in 0..p.len() {
+                            let gk = g[k];
+                            let (mk, vk) = if first {
+                                (gk * one_minus_b1, gk * gk * one_minus_b2)
+                            } else {
+                                (
+                                    m[k] * c.beta_1 + gk * one_minus_b1,
+                                    v[k] * c.beta_2 + gk * gk * one_minus_b2,
+                                )
+                            };
+                            m[k] = mk;
+                            v[k] = vk;
+                            let update = (mk * c.combined) / (vk.sqrt() + c.epsilon);
+                            p[k] -= update * c.lr;
+                        }
+                    },
+                )
             });
     }
     Ok((from_flex(p), from_flex(m), from_flex(v)))

@@ -46,11 +46,14 @@ impl Geometry {
         };
         let inv_keep = 1.0 / keep;
         let base = ((b * self.heads + h) * self.seq * self.seq) as u64;
-        super::vectorized(|| {
-            for (t, f) in out.iter_mut().enumerate() {
-                *f = keep_factor(seed, base + t as u64, keep, inv_keep);
-            }
-        })
+        super::vectorized(
+            #[inline(always)]
+            || {
+                for (t, f) in out.iter_mut().enumerate() {
+                    *f = keep_factor(seed, base + t as u64, keep, inv_keep);
+                }
+            },
+        )
     }
 }
 

@@ -79,22 +79,25 @@ fn forward(
             pre.par_chunks_mut(ROWS_PER_TASK * d_out)
                 .zip(out.par_chunks_mut(ROWS_PER_TASK * d_out))
                 .for_each(|(pre, out)| {
-                    vectorized(|| {
-                        for (p, o) in pre.chunks_mut(d_out).zip(out.chunks_mut(d_out)) {
-                            if keep_derivative {
-                                // the pre-activation's slot now holds the derivative
-                                for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
-                                    let (value, derivative) = gelu_value_and_derivative(*p + b);
-                                    o.write(value);
-                                    *p = derivative;
-                                }
-                            } else {
-                                for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
-                                    o.write(gelu_value(*p + b));
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for (p, o) in pre.chunks_mut(d_out).zip(out.chunks_mut(d_out)) {
+                                if keep_derivative {
+                                    // the pre-activation's slot now holds the derivative
+                                    for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
+                                        let (value, derivative) = gelu_value_and_derivative(*p + b);
+                                        o.write(value);
+                                        *p = derivative;
+                                    }
+                                } else {
+                                    for ((p, o), &b) in p.iter_mut().zip(o).zip(bias) {
+                                        o.write(gelu_value(*p + b));
+                                    }
                                 }
                             }
-                        }
-                    })
+                        },
+                    )
                 });
             // SAFETY: every element was just written.
             let out = unsafe { assume_init(out) };
@@ -136,11 +139,14 @@ impl Backward<Flex, 3> for LinearBackward {
                     .zip(derivative.par_chunks(ROWS_PER_TASK * d_out))
                     .zip(dy.par_chunks(ROWS_PER_TASK * d_out))
                     .for_each(|((g, derivative), dy)| {
-                        vectorized(|| {
-                            for ((g, &d), &dy) in g.iter_mut().zip(derivative).zip(dy) {
-                                g.write(dy * d);
-                            }
-                        })
+                        vectorized(
+                            #[inline(always)]
+                            || {
+                                for ((g, &d), &dy) in g.iter_mut().zip(derivative).zip(dy) {
+                                    g.write(dy * d);
+                                }
+                            },
+                        )
                     });
                 // SAFETY: every element was just written.
                 through_gelu = unsafe { assume_init(g) };
@@ -167,11 +173,14 @@ impl Backward<Flex, 3> for LinearBackward {
                 .par_chunks(ROWS_PER_TASK * 4 * d_out)
                 .map(|chunk| {
                     let mut acc = vec![0f32; d_out];
-                    vectorized(|| {
-                        for row in chunk.chunks(d_out) {
-                            acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
-                        }
-                    });
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for row in chunk.chunks(d_out) {
+                                acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                            }
+                        },
+                    );
                     acc
                 })
                 .collect();
@@ -217,7 +226,14 @@ pub fn linear<B: Backend, const D: usize>(
             contiguous_f32(&into_flex(weight)),
             contiguous_f32(&into_flex(bias)),
         );
-        let (_, out) = forward(x.storage(), w.storage(), b.storage(), dims, activation, false);
+        let (_, out) = forward(
+            x.storage(),
+            w.storage(),
+            b.storage(),
+            dims,
+            activation,
+            false,
+        );
         return Ok(from_flex(flex_tensor(out, out_shape)));
     }
 

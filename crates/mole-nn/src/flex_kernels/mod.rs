@@ -75,7 +75,9 @@ fn vector_level() -> VectorLevel {
 /// the baseline build). For the element-wise loops (GELU, LayerNorm, dropout masks, Adam,
 /// clipping): the baseline x86-64 build vectorises them 4 wide with SSE and cannot vectorise the
 /// dropout hash's 64-bit products at all. `f` is inlined into a `#[target_feature]` function, so
-/// its loops are compiled for those instructions; Rust never contracts `a * b + c` into an FMA
+/// its loops are compiled for those instructions — callers mark the closure
+/// `#[inline(always)]`: a closure called from three places (AVX-512, AVX2, baseline) is
+/// otherwise often compiled once, as a baseline SSE function the wide variants merely call; Rust never contracts `a * b + c` into an FMA
 /// on its own, so every result is bit-identical to the baseline build's.
 #[inline(always)]
 pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
@@ -272,11 +274,14 @@ pub fn dropout<B: Backend, const D: usize>(
         .enumerate()
         .for_each(|(c, chunk)| {
             let base = (c * 4096) as u64;
-            vectorized(|| {
-                for (o, m) in chunk.iter_mut().enumerate() {
-                    *m = keep_factor(seed, base + o as u64, keep, inv_keep);
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (o, m) in chunk.iter_mut().enumerate() {
+                        *m = keep_factor(seed, base + o as u64, keep, inv_keep);
+                    }
+                },
+            )
         });
     let mask = Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device);
     Ok(x * mask)
@@ -448,12 +453,15 @@ pub fn sum_of_squares<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<f6
         values
             .par_chunks(CHUNK)
             .map(|chunk| {
-                vectorized(|| {
-                    chunk
-                        .iter()
-                        .map(|&v| f64::from(v) * f64::from(v))
-                        .sum::<f64>()
-                })
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        chunk
+                            .iter()
+                            .map(|&v| f64::from(v) * f64::from(v))
+                            .sum::<f64>()
+                    },
+                )
             })
             .sum(),
     )
@@ -473,11 +481,14 @@ pub fn scale<B: Backend, const D: usize>(
     out.par_chunks_mut(CHUNK)
         .zip(values.par_chunks(CHUNK))
         .for_each(|(o, v)| {
-            vectorized(|| {
-                for (o, &v) in o.iter_mut().zip(v) {
-                    o.write(v * factor);
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (o, &v) in o.iter_mut().zip(v) {
+                        o.write(v * factor);
+                    }
+                },
+            )
         });
     // SAFETY: every element was just written.
     let out = unsafe { assume_init(out) };

@@ -63,11 +63,14 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     out.par_chunks_mut(CHUNK)
         .zip(input.par_chunks(CHUNK))
         .for_each(|(o, i)| {
-            vectorized(|| {
-                for (o, &v) in o.iter_mut().zip(i) {
-                    *o = gelu_value(v);
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (o, &v) in o.iter_mut().zip(i) {
+                        *o = gelu_value(v);
+                    }
+                },
+            )
         });
     flex_tensor(out, shape_of(&x))
 }
@@ -92,11 +95,14 @@ impl Backward<Flex, 1> for GeluBackward {
             .zip(x.par_chunks(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|((o, x), g)| {
-                vectorized(|| {
-                    for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                        *o = g * gelu_derivative(x);
-                    }
-                })
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                            *o = g * gelu_derivative(x);
+                        }
+                    },
+                )
             });
         grads.register::<Flex>(node.id, flex_tensor(out, shape_of(input)));
     }
@@ -180,37 +186,41 @@ fn layer_norm_forward(
         .zip(inv_std.par_chunks_mut(ROWS_PER_TASK))
         .enumerate()
         .for_each(|(task, ((y, normed), inv_std))| {
-            vectorized(|| {
-                let mut summed = vec![0f32; if residual.is_some() { d } else { 0 }];
-                for (r, inv) in inv_std.iter_mut().enumerate() {
-                    let start = (task * ROWS_PER_TASK + r) * d;
-                    let row: &[f32] = match residual {
-                        None => &x[start..start + d],
-                        Some(res) => {
-                            let (x, values) = (&x[start..start + d], &res.values[start..start + d]);
-                            for (c, z) in summed[..d].iter_mut().enumerate() {
-                                *z = x[c] * drop_multiplier(res.dropout, start + c) + values[c];
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut summed = vec![0f32; if residual.is_some() { d } else { 0 }];
+                    for (r, inv) in inv_std.iter_mut().enumerate() {
+                        let start = (task * ROWS_PER_TASK + r) * d;
+                        let row: &[f32] = match residual {
+                            None => &x[start..start + d],
+                            Some(res) => {
+                                let (x, values) =
+                                    (&x[start..start + d], &res.values[start..start + d]);
+                                for (c, z) in summed[..d].iter_mut().enumerate() {
+                                    *z = x[c] * drop_multiplier(res.dropout, start + c) + values[c];
+                                }
+                                &summed
                             }
-                            &summed
+                        };
+                        let mean = lane_sum(row.iter().copied()) / d as f32;
+                        let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / d as f32;
+                        let denom = (var + eps).sqrt();
+                        *inv = 1.0 / denom;
+                        let n_row = &mut normed[r * d..(r + 1) * d];
+                        let y_row = &mut y[r * d..(r + 1) * d];
+                        let (row, gamma, beta) = (&row[..d], &gamma[..d], beta.map(|b| &b[..d]));
+                        for c in 0..d {
+                            let n = (row[c] - mean) / denom;
+                            n_row[c].write(n);
+                            y_row[c].write(match beta {
+                                Some(b) => n * gamma[c] + b[c],
+                                None => n * gamma[c],
+                            });
                         }
-                    };
-                    let mean = lane_sum(row.iter().copied()) / d as f32;
-                    let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / d as f32;
-                    let denom = (var + eps).sqrt();
-                    *inv = 1.0 / denom;
-                    let n_row = &mut normed[r * d..(r + 1) * d];
-                    let y_row = &mut y[r * d..(r + 1) * d];
-                    let (row, gamma, beta) = (&row[..d], &gamma[..d], beta.map(|b| &b[..d]));
-                    for c in 0..d {
-                        let n = (row[c] - mean) / denom;
-                        n_row[c].write(n);
-                        y_row[c].write(match beta {
-                            Some(b) => n * gamma[c] + b[c],
-                            None => n * gamma[c],
-                        });
                     }
-                }
-            })
+                },
+            )
         });
     // SAFETY: every row of both was written above.
     unsafe { (assume_init(y), assume_init(normed), inv_std) }
@@ -232,31 +242,34 @@ fn layer_norm_backward(
         .zip(normed.par_chunks(ROWS_PER_TASK * d))
         .zip(inv_std.par_chunks(ROWS_PER_TASK))
         .map(|(((dx, dy), normed), inv_std)| {
-            vectorized(|| {
-                let mut dgamma = vec![0f32; d];
-                let mut dbeta = vec![0f32; d];
-                let mut dn = vec![0f32; d];
-                // every slice cut to exactly `d` first, so the loops carry no bounds checks and
-                // vectorise
-                let gamma = &gamma[..d];
-                for (r, &inv) in inv_std.iter().enumerate() {
-                    let dy = &dy[r * d..(r + 1) * d];
-                    let n = &normed[r * d..(r + 1) * d];
-                    let (dn, dgamma, dbeta) = (&mut dn[..d], &mut dgamma[..d], &mut dbeta[..d]);
-                    for c in 0..d {
-                        dn[c] = dy[c] * gamma[c];
-                        dgamma[c] += dy[c] * n[c];
-                        dbeta[c] += dy[c];
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut dgamma = vec![0f32; d];
+                    let mut dbeta = vec![0f32; d];
+                    let mut dn = vec![0f32; d];
+                    // every slice cut to exactly `d` first, so the loops carry no bounds checks and
+                    // vectorise
+                    let gamma = &gamma[..d];
+                    for (r, &inv) in inv_std.iter().enumerate() {
+                        let dy = &dy[r * d..(r + 1) * d];
+                        let n = &normed[r * d..(r + 1) * d];
+                        let (dn, dgamma, dbeta) = (&mut dn[..d], &mut dgamma[..d], &mut dbeta[..d]);
+                        for c in 0..d {
+                            dn[c] = dy[c] * gamma[c];
+                            dgamma[c] += dy[c] * n[c];
+                            dbeta[c] += dy[c];
+                        }
+                        let mean_dn = lane_sum(dn.iter().copied()) / d as f32;
+                        let mean_dn_n = lane_sum(dn.iter().zip(n).map(|(a, b)| a * b)) / d as f32;
+                        let dx = &mut dx[r * d..(r + 1) * d];
+                        for c in 0..d {
+                            dx[c].write(inv * (dn[c] - mean_dn - n[c] * mean_dn_n));
+                        }
                     }
-                    let mean_dn = lane_sum(dn.iter().copied()) / d as f32;
-                    let mean_dn_n = lane_sum(dn.iter().zip(n).map(|(a, b)| a * b)) / d as f32;
-                    let dx = &mut dx[r * d..(r + 1) * d];
-                    for c in 0..d {
-                        dx[c].write(inv * (dn[c] - mean_dn - n[c] * mean_dn_n));
-                    }
-                }
-                (dgamma, dbeta)
-            })
+                    (dgamma, dbeta)
+                },
+            )
         })
         .collect();
     let dgamma = sum_parts(partials.iter().map(|p| &p.0[..]), d);
@@ -402,11 +415,14 @@ impl Backward<Flex, 4> for ResidualLayerNormBackward {
                         .zip(dz.par_chunks(CHUNK))
                         .enumerate()
                         .for_each(|(c, (dx, dz))| {
-                            vectorized(|| {
-                                for (o, (dx, &dz)) in dx.iter_mut().zip(dz).enumerate() {
-                                    dx.write(dz * drop_multiplier(dropout, c * CHUNK + o));
-                                }
-                            })
+                            vectorized(
+                                #[inline(always)]
+                                || {
+                                    for (o, (dx, &dz)) in dx.iter_mut().zip(dz).enumerate() {
+                                        dx.write(dz * drop_multiplier(dropout, c * CHUNK + o));
+                                    }
+                                },
+                            )
                         });
                     // SAFETY: every element was just written.
                     flex_tensor(unsafe { assume_init(dx) }, norm.input_shape.clone())
