@@ -7,7 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use clap::{Args, Subcommand, ValueEnum};
-use mole_featurize::{collate, featurize_with_limit, read_molecules, MoleInput, Vocabulary};
+use mole_featurize::{
+    collate, featurize_with_limit, read_molecules, IoError, MoleInput, MoleculeRecord, Vocabulary,
+};
 use mole_metrics::TaskKind;
 use mole_model::{BatchTensors, Checkpoint, HeadConfig, MolE, MolEConfig, TaskType};
 use mole_nn::StateDict;
@@ -95,6 +97,21 @@ fn readable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The first error of the file itself among a chunk of records (truncated gzip, I/O, binary
+/// data), taken out of the chunk; row errors (a line that is not UTF-8) stay as rows.
+fn file_error_of(chunk: &mut Vec<Result<MoleculeRecord, IoError>>) -> Result<()> {
+    match chunk
+        .iter()
+        .position(|r| r.as_ref().is_err_and(|e| !e.is_row_error()))
+    {
+        Some(at) => match chunk.swap_remove(at) {
+            Err(e) => Err(e.into()),
+            Ok(_) => unreachable!("the position of an error"),
+        },
+        None => Ok(()),
+    }
+}
+
 pub fn featurize(args: FeaturizeArgs) -> Result<()> {
     if let Some(output) = &args.output {
         check_output(&args.input, output, &[])?;
@@ -135,12 +152,9 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
             break;
         }
         // a file-level error (truncated gzip, I/O) fails the command: no partial output
-        if let Some(Err(e)) = chunk
-            .iter()
-            .find(|r| r.as_ref().is_err_and(|e| !e.is_row_error()))
-        {
+        if let Err(e) = file_error_of(&mut chunk) {
             bar.finish_and_clear();
-            bail!("{e}");
+            return Err(e);
         }
         let lines: Vec<FeaturizeLine> = chunk
             .par_iter()
@@ -153,15 +167,11 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
                         error: e.to_string(),
                     },
                 },
-                Err(mole_featurize::IoError::Format { line, reason, .. }) => FeaturizeLine::Err {
-                    smiles: String::new(),
-                    line: *line,
-                    error: reason.clone(),
-                },
+                // only row errors are left (see `file_error_of`)
                 Err(e) => FeaturizeLine::Err {
                     smiles: String::new(),
-                    line: 0,
-                    error: e.to_string(),
+                    line: e.line(),
+                    error: e.reason(),
                 },
             })
             .collect();
@@ -1012,8 +1022,8 @@ pub struct PredictArgs {
     /// checkpoint).
     #[arg(long, default_value_t = 1, value_parser = crate::at_least_one)]
     pub mc_dropout: usize,
-    /// Output CSV: smiles, name, one column per task (and `<task>_std` with --ensemble or
-    /// --mc-dropout), error.
+    /// Output CSV, one row per input row: line, smiles, name, one column per task (and
+    /// `<task>_std` with --ensemble or --mc-dropout), unknown_atoms, error.
     #[arg(long, short)]
     pub output: PathBuf,
 }
@@ -1077,16 +1087,13 @@ where
     );
     let unk = vocab.unk_id();
     loop {
-        let chunk: Vec<_> = reader.by_ref().take(options.chunk_size.max(1)).collect();
+        let mut chunk: Vec<_> = reader.by_ref().take(options.chunk_size.max(1)).collect();
         if chunk.is_empty() {
             break;
         }
-        if let Some(Err(e)) = chunk
-            .iter()
-            .find(|r| r.as_ref().is_err_and(|e| !e.is_row_error()))
-        {
+        if let Err(e) = file_error_of(&mut chunk) {
             bar.finish_and_clear();
-            bail!("{e}");
+            return Err(e);
         }
         let featurized: Vec<(RawRowOut, Option<MoleInput>)> = chunk
             .into_par_iter()
@@ -1277,9 +1284,6 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             columns.push(n.clone());
         }
     }
-    if args.mc_dropout == 0 {
-        bail!("--mc-dropout must be at least 1");
-    }
     // every ensemble member must predict the same outputs with the same vocabulary
     for member in &args.ensemble {
         let (c, v, _) = read_checkpoint_parts(member)?;
@@ -1378,9 +1382,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             },
         )
     })?;
-    w.into_inner()
-        .map_err(|e| anyhow!("{}", e.error()))?
-        .commit()?;
+    data::commit_csv(w)?;
     eprintln!(
         "predict: {} predicted, {} rejected → {}",
         counts.ok,
@@ -1467,13 +1469,6 @@ fn npy_rows_path(npy: &Path) -> PathBuf {
 
 pub fn embed(args: EmbedArgs) -> Result<()> {
     check_output(&args.run.input, &args.output, &[&args.run.checkpoint])?;
-    check_output(
-        &args.run.input,
-        &npy_rows_path(&args.output),
-        &[&args.run.checkpoint],
-    )?;
-    let (config, vocab, _) = read_checkpoint_parts(&args.run.checkpoint)?;
-    let hidden = config.encoder.hidden_size;
     let is_npy = args.output.extension().is_some_and(|e| e == "npy");
     let is_csv = args.output.extension().is_some_and(|e| e == "csv");
     if !is_npy && !is_csv {
@@ -1482,6 +1477,15 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
             args.output.display()
         );
     }
+    if is_npy {
+        check_output(
+            &args.run.input,
+            &npy_rows_path(&args.output),
+            &[&args.run.checkpoint],
+        )?;
+    }
+    let (config, vocab, _) = read_checkpoint_parts(&args.run.checkpoint)?;
+    let hidden = config.encoder.hidden_size;
     let mut npy = if is_npy {
         let mut rows =
             csv::Writer::from_writer(data::AtomicOutput::create(&npy_rows_path(&args.output))?);
@@ -1541,14 +1545,10 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     })?;
     if let Some((n, rows)) = npy {
         n.finish()?;
-        rows.into_inner()
-            .map_err(|e| anyhow!("{}", e.error()))?
-            .commit()?;
+        data::commit_csv(rows)?;
     }
     if let Some(w) = csvw {
-        w.into_inner()
-            .map_err(|e| anyhow!("{}", e.error()))?
-            .commit()?;
+        data::commit_csv(w)?;
     }
     eprintln!(
         "embed: {} embedded, {} rejected (NaN rows) → {}",
@@ -1599,9 +1599,6 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
         return crate::tdc::run(&args);
     }
     let seeds = args.seeds.unwrap_or(3);
-    if seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
     let out = run_dir(&args.finetune.train, "benchmark");
     let mut results = Vec::new();
     let mut primary_name = String::new();

@@ -434,9 +434,7 @@ pub fn report_rejects(
         for r in rejects {
             w.write_record([r.line.to_string(), r.smiles.clone(), r.reason.clone()])?;
         }
-        w.into_inner()
-            .map_err(|e| anyhow::anyhow!("{}", e.error()))?
-            .commit()?;
+        commit_csv(w)?;
         tracing::warn!("  all rejected rows: {}", path.display());
     }
     Ok(())
@@ -636,6 +634,13 @@ impl AtomicOutput {
         }
         result.with_context(|| format!("{}: cannot write", self.path.display()))
     }
+}
+
+/// Flushes a CSV writer over an [`AtomicOutput`] and commits the file.
+pub fn commit_csv(w: csv::Writer<AtomicOutput>) -> Result<()> {
+    w.into_inner()
+        .map_err(|e| anyhow::anyhow!("{}", e.error()))?
+        .commit()
 }
 
 impl Write for AtomicOutput {

@@ -171,9 +171,6 @@ pub fn run(args: &BenchmarkArgs) -> Result<()> {
         .clone()
         .ok_or_else(|| anyhow!("--protocol tdc needs --data (a table or a folder of them)"))?;
     let seeds = args.seeds.unwrap_or(5);
-    if seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
     let datasets = datasets_of(&data_path)?;
     let out = a
         .out
@@ -362,9 +359,7 @@ fn run_dataset(args: &BenchmarkArgs, dataset: &Dataset, seeds: u64, out: &Path) 
                 r.push((*p).to_string());
                 w.write_record(&r)?;
             }
-            w.into_inner()
-                .map_err(|e| anyhow!("{}", e.error()))?
-                .commit()?;
+            data::commit_csv(w)?;
         }
         let mut per_seed = args.finetune.clone();
         per_seed.train.seed = Some(seed);

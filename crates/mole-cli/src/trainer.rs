@@ -104,6 +104,9 @@ const RUN_FILES: [&str; 5] = [
     "rejects.csv",
 ];
 
+/// The resumable checkpoint and the two folders its atomic replacement passes through.
+const RESUME_DIRS: [&str; 3] = ["resume", "resume.old", "resume.tmp"];
+
 /// Locks `run_dir` (creating it) and checks it may be used as asked, before anything is
 /// written there: a fresh run is refused where a run already is (`--resume` continues it,
 /// `--force` replaces it); `--resume` is refused when the saved configuration differs from
@@ -133,11 +136,7 @@ pub fn prepare_run_dir(run_dir: &Path, how: RunDirUse, settings_toml: &str) -> R
         .iter()
         .copied()
         .filter(|f| run_dir.join(f).exists())
-        .chain(
-            ["resume", "resume.old", "resume.tmp"]
-                .into_iter()
-                .filter(|d| run_dir.join(d).exists()),
-        )
+        .chain(RESUME_DIRS.into_iter().filter(|d| run_dir.join(d).exists()))
         .collect();
     match how {
         RunDirUse::Fresh if !existing.is_empty() => bail!(
@@ -154,7 +153,7 @@ pub fn prepare_run_dir(run_dir: &Path, how: RunDirUse, settings_toml: &str) -> R
             for f in RUN_FILES {
                 let _ = std::fs::remove_file(run_dir.join(f));
             }
-            for d in ["resume", "resume.old", "resume.tmp"] {
+            for d in RESUME_DIRS {
                 let _ = std::fs::remove_dir_all(run_dir.join(d));
             }
         }

@@ -45,6 +45,28 @@ fn checkpoint(dir: &Path) -> PathBuf {
     run.join("best.safetensors")
 }
 
+/// Runs `mole <command> --checkpoint ckpt -i input -o output extra…` (predict or embed),
+/// failing the test when it fails.
+fn infer(
+    command: &str,
+    ckpt: &Path,
+    input: &Path,
+    output: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        command,
+        "--checkpoint",
+        s(ckpt),
+        "-i",
+        s(input),
+        "-o",
+        s(output),
+    ];
+    args.extend_from_slice(extra);
+    mole_ok(&args)
+}
+
 fn csv_rows(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
     let mut r = csv::Reader::from_path(path).unwrap();
     let header = r.headers().unwrap().iter().map(String::from).collect();
@@ -64,15 +86,7 @@ fn predict_and_embed_keep_one_row_per_input_line() {
     std::fs::write(&input, &bytes).unwrap();
 
     let pred = dir.join("pred.csv");
-    let out = mole_ok(&[
-        "predict",
-        "--checkpoint",
-        s(&ckpt),
-        "-i",
-        s(&input),
-        "-o",
-        s(&pred),
-    ]);
+    let out = infer("predict", &ckpt, &input, &pred, &[]);
     let (header, rows) = csv_rows(&pred);
     assert_eq!(
         header,
@@ -101,16 +115,7 @@ fn predict_and_embed_keep_one_row_per_input_line() {
 
     // --reject-unknown turns atoms outside the vocabulary into rejected rows
     let strict = dir.join("strict.csv");
-    mole_ok(&[
-        "predict",
-        "--checkpoint",
-        s(&ckpt),
-        "-i",
-        s(&input),
-        "-o",
-        s(&strict),
-        "--reject-unknown",
-    ]);
+    infer("predict", &ckpt, &input, &strict, &["--reject-unknown"]);
     let (_, rows) = csv_rows(&strict);
     assert_eq!(rows.len(), 9);
     assert!(rows[5][5].contains("outside the vocabulary") && rows[5][3].is_empty());
@@ -119,15 +124,7 @@ fn predict_and_embed_keep_one_row_per_input_line() {
     let crlf = dir.join("crlf.csv");
     std::fs::write(&crlf, "smiles,y\r\nCCO,1\r\nC1CC,2\r\nCCN,x\r\n").unwrap();
     let crlf_pred = dir.join("crlf_pred.csv");
-    mole_ok(&[
-        "predict",
-        "--checkpoint",
-        s(&ckpt),
-        "-i",
-        s(&crlf),
-        "-o",
-        s(&crlf_pred),
-    ]);
+    infer("predict", &ckpt, &crlf, &crlf_pred, &[]);
     let (_, rows) = csv_rows(&crlf_pred);
     let lines: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
     assert_eq!(lines, ["2", "3", "4"]);
@@ -149,15 +146,7 @@ fn predict_and_embed_keep_one_row_per_input_line() {
 
     // embed: the .npy has the same rows (NaN where rejected) and a sidecar names them
     let npy = dir.join("emb.npy");
-    mole_ok(&[
-        "embed",
-        "--checkpoint",
-        s(&ckpt),
-        "-i",
-        s(&input),
-        "-o",
-        s(&npy),
-    ]);
+    infer("embed", &ckpt, &input, &npy, &[]);
     let data = std::fs::read(&npy).unwrap();
     let header = String::from_utf8_lossy(&data[10..128]).to_string();
     assert!(header.contains("'shape': (9, 64)"), "{header}");
@@ -176,15 +165,7 @@ fn predict_and_embed_keep_one_row_per_input_line() {
     assert_eq!(&side[1][4], "empty line");
     // embed CSV: the same rows with their line
     let emb_csv = dir.join("emb.csv");
-    mole_ok(&[
-        "embed",
-        "--checkpoint",
-        s(&ckpt),
-        "-i",
-        s(&input),
-        "-o",
-        s(&emb_csv),
-    ]);
+    infer("embed", &ckpt, &input, &emb_csv, &[]);
     let (header, rows) = csv_rows(&emb_csv);
     assert_eq!(header[0], "line");
     assert_eq!(header.last().unwrap(), "error");
