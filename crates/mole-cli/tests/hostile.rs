@@ -253,6 +253,23 @@ fn bad_options_and_checkpoints_are_refused_with_a_reason() {
         &run(&["--set", "train.grad_clip=-1", "--out", &o]),
         "grad_clip",
     );
+    // a loss that becomes NaN stops the run instead of training on
+    let o = fresh("nan");
+    assert_clean_failure(
+        &run(&[
+            "--lr",
+            "1e30",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.warmup_fraction=0",
+            "--out",
+            &o,
+        ]),
+        "training loss became NaN",
+    );
+    let out = mole(&["benchmark", "--data", "datasets/esol.csv", "--seeds", "0"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses --seeds 0");
     let o = fresh("ep");
     let out = run(&["--epochs", "0", "--out", &o]);
     assert_eq!(out.status.code(), Some(2), "clap refuses --epochs 0");
