@@ -100,68 +100,123 @@ fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
     }
 }
 
-/// `BLOCKS` consecutive 8-column blocks of `out = a · B` starting at column `c`: `BLOCKS`
-/// independent accumulator chains, so the multiply-adds overlap instead of waiting on each
-/// other's latency.
-#[inline(always)]
-fn column_blocks<const FMA: bool, const BLOCKS: usize>(
-    out: &mut [f32],
-    a: &[f32],
-    b: &[f32],
+/// Where a block of rows of `A` sits: row `r` is `data[r·stride..r·stride + len]`.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    data: &'a [f32],
     stride: usize,
+    len: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn new(data: &'a [f32], stride: usize, len: usize) -> Self {
+        Self { data, stride, len }
+    }
+    /// Row `r`.
+    #[inline(always)]
+    fn row(&self, r: usize) -> &'a [f32] {
+        &self.data[r * self.stride..r * self.stride + self.len]
+    }
+}
+
+/// Columns `c..c + 8·BLOCKS` of `R` consecutive rows of `out = A · B` (`out` rows
+/// `out_stride` apart, `B` rows `b_stride` apart): `R·BLOCKS` independent accumulator chains
+/// share each load of `B`, so the multiply-adds overlap instead of waiting on each other's
+/// latency. Every element is still `Σ_x a[x]·b[x][c]` accumulated in the order of `x`, as
+/// a one-row product gives it.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn column_blocks<const FMA: bool, const R: usize, const BLOCKS: usize>(
+    out: &mut [f32],
+    out_stride: usize,
+    a: Rows<'_>,
+    b: &[f32],
+    b_stride: usize,
     c: usize,
 ) {
     const LANES: usize = 8;
-    let mut acc = [[0f32; LANES]; BLOCKS];
-    for (x, &ax) in a.iter().enumerate() {
-        let base = x * stride + c;
-        for (blk, acc) in acc.iter_mut().enumerate() {
-            let row: &[f32; LANES] = b[base + blk * LANES..base + (blk + 1) * LANES]
+    let a_rows: [&[f32]; R] = std::array::from_fn(|r| a.row(r));
+    let mut acc = [[[0f32; LANES]; BLOCKS]; R];
+    for x in 0..a.len {
+        let start = x * b_stride + c;
+        let b_row = &b[start..start + BLOCKS * LANES];
+        let ax: [f32; R] = std::array::from_fn(|r| a_rows[r][x]);
+        for blk in 0..BLOCKS {
+            let bv: &[f32; LANES] = b_row[blk * LANES..(blk + 1) * LANES]
                 .try_into()
                 .expect("LANES elements");
-            for l in 0..LANES {
-                acc[l] = madd::<FMA>(ax, row[l], acc[l]);
+            for (acc, &ax) in acc.iter_mut().zip(&ax) {
+                for l in 0..LANES {
+                    acc[blk][l] = madd::<FMA>(ax, bv[l], acc[blk][l]);
+                }
             }
         }
     }
-    for (blk, acc) in acc.iter().enumerate() {
-        out[c + blk * LANES..c + (blk + 1) * LANES].copy_from_slice(acc);
+    for (r, acc) in acc.iter().enumerate() {
+        let row = &mut out[r * out_stride + c..r * out_stride + c + BLOCKS * LANES];
+        for (blk, acc) in acc.iter().enumerate() {
+            row[blk * LANES..(blk + 1) * LANES].copy_from_slice(acc);
+        }
     }
 }
 
-/// `out[c] = Σ_x a[x] · b[x·stride + c]`: a row of `a · B` for a matrix `B` whose rows start
-/// `stride` apart (`stride ≥ out.len()`), accumulated in the order of `x`. Columns go in blocks
-/// of 8 held in registers, up to four blocks at a time, so each element of `B` is loaded once,
-/// `out` is written once and the accumulator chains run side by side.
+/// `R` rows of `out = A · B` over `cols` columns: blocks of 32 columns, then 24, 16 or 8, then
+/// single columns.
 #[inline(always)]
-fn row_times_strided<const FMA: bool>(out: &mut [f32], a: &[f32], b: &[f32], stride: usize) {
-    let cols = out.len();
+fn rows_block<const FMA: bool, const R: usize>(
+    out: &mut [f32],
+    out_stride: usize,
+    a: Rows<'_>,
+    b: &[f32],
+    b_stride: usize,
+    cols: usize,
+) {
     let mut c = 0;
     while c + 32 <= cols {
-        column_blocks::<FMA, 4>(out, a, b, stride, c);
+        column_blocks::<FMA, R, 4>(out, out_stride, a, b, b_stride, c);
         c += 32;
     }
     match (cols - c) / 8 {
-        3 => column_blocks::<FMA, 3>(out, a, b, stride, c),
-        2 => column_blocks::<FMA, 2>(out, a, b, stride, c),
-        1 => column_blocks::<FMA, 1>(out, a, b, stride, c),
+        3 => column_blocks::<FMA, R, 3>(out, out_stride, a, b, b_stride, c),
+        2 => column_blocks::<FMA, R, 2>(out, out_stride, a, b, b_stride, c),
+        1 => column_blocks::<FMA, R, 1>(out, out_stride, a, b, b_stride, c),
         _ => {}
     }
     c += (cols - c) / 8 * 8;
-    for (cc, o) in out.iter_mut().enumerate().skip(c) {
-        let mut acc = 0f32;
-        for (x, &ax) in a.iter().enumerate() {
-            acc = madd::<FMA>(ax, b[x * stride + cc], acc);
+    for r in 0..R {
+        let a_row = a.row(r);
+        for cc in c..cols {
+            let mut acc = 0f32;
+            for (x, &ax) in a_row.iter().enumerate() {
+                acc = madd::<FMA>(ax, b[x * b_stride + cc], acc);
+            }
+            out[r * out_stride + cc] = acc;
         }
-        *o = acc;
     }
 }
 
-/// `row_times_strided` for a densely packed `B` (`[a.len()][out.len()]`).
+/// `out = A · B` for `rows` rows of `A` and `cols` columns of `B` (`B` rows `b_stride ≥ cols`
+/// apart, `out` rows `out_stride ≥ cols` apart), two rows at a time.
 #[inline(always)]
-fn row_times<const FMA: bool>(out: &mut [f32], a: &[f32], bt: &[f32]) {
-    let cols = out.len();
-    row_times_strided::<FMA>(out, a, bt, cols);
+fn matmul_rows<const FMA: bool>(
+    out: &mut [f32],
+    out_stride: usize,
+    a: Rows<'_>,
+    rows: usize,
+    b: &[f32],
+    b_stride: usize,
+    cols: usize,
+) {
+    let mut r = 0;
+    while r + 2 <= rows {
+        let a_here = Rows::new(&a.data[r * a.stride..], a.stride, a.len);
+        rows_block::<FMA, 2>(&mut out[r * out_stride..], out_stride, a_here, b, b_stride, cols);
+        r += 2;
+    }
+    if r < rows {
+        let a_here = Rows::new(&a.data[r * a.stride..], a.stride, a.len);
+        rows_block::<FMA, 1>(&mut out[r * out_stride..], out_stride, a_here, b, b_stride, cols);
+    }
 }
 
 /// Scratch space of one molecule and head (rows padded to multiples of 8, see [`padded8`]).
@@ -171,7 +226,7 @@ struct HeadScratch {
     /// `[seq][padded8(rows)]`: q_i · K_r and k_j · Q_r.
     c2p: Vec<f32>,
     p2c: Vec<f32>,
-    /// `[padded8(seq)]`: one row of q·kᵀ.
+    /// `[seq][padded8(seq)]`: q·kᵀ.
     content: Vec<f32>,
 }
 
@@ -182,7 +237,7 @@ impl HeadScratch {
             kt: vec![0f32; g.head_size * n8],
             c2p: vec![0f32; g.seq * rows8],
             p2c: vec![0f32; g.seq * rows8],
-            content: vec![0f32; n8],
+            content: vec![0f32; g.seq * n8],
         }
     }
 }
@@ -223,14 +278,15 @@ fn head_probs<const FMA: bool>(
     transpose_padded(&mut scratch.kt, &x.k[row(0)..], (n, d), w, n8);
     let pk_t = &tables.pos_key_t[h * d * rows..(h + 1) * d * rows];
     let pq_t = &tables.pos_query_t[h * d * rows..(h + 1) * d * rows];
-    for t in 0..n {
-        let c2p_t = &mut scratch.c2p[t * rows..(t + 1) * rows];
-        row_times::<FMA>(c2p_t, &x.q[row(t)..row(t) + d], pk_t);
-        let p2c_t = &mut scratch.p2c[t * rows..(t + 1) * rows];
-        row_times::<FMA>(p2c_t, &x.k[row(t)..row(t) + d], pq_t);
-    }
+    // This head's queries and keys: rows `w` apart.
+    let q_h = Rows::new(&x.q[row(0)..], w, d);
+    let k_h = Rows::new(&x.k[row(0)..], w, d);
+    // c2p[t] = q_t · K_r, p2c[t] = k_t · Q_r, content[i] = q_i · kᵀ.
+    matmul_rows::<FMA>(&mut scratch.c2p, rows, q_h, n, pk_t, rows, rows);
+    matmul_rows::<FMA>(&mut scratch.p2c, rows, k_h, n, pq_t, rows, rows);
+    matmul_rows::<FMA>(&mut scratch.content, n8, q_h, n, &scratch.kt, n8, n8);
     for i in 0..n {
-        row_times::<FMA>(&mut scratch.content, &x.q[row(i)..row(i) + d], &scratch.kt);
+        let content = &scratch.content[i * n8..(i + 1) * n8];
         let p_row = &mut p[i * n..(i + 1) * n];
         let mut max = f32::NEG_INFINITY;
         for j in 0..n {
@@ -238,7 +294,7 @@ fn head_probs<const FMA: bool>(
                 continue;
             }
             // Same three terms, each scaled, as the op-by-op path.
-            let logit = scratch.content[j] * g.inv_scale
+            let logit = content[j] * g.inv_scale
                 + scratch.c2p[i * rows + rel[i * n + j] as usize] * g.inv_scale
                 + scratch.p2c[j * rows + rel[j * n + i] as usize] * g.inv_scale;
             p_row[j] = logit;
@@ -285,7 +341,8 @@ fn forward_molecule<const FMA: bool>(
 ) {
     let (n, d, w) = (g.seq, g.head_size, g.width());
     let mut scratch = HeadScratch::new(g);
-    let mut weights = vec![0f32; n];
+    // `[seq, seq]`: this head's probabilities times the dropout multipliers.
+    let mut weights = vec![0f32; n * n];
     for h in 0..g.heads {
         let p_h = &mut out.probs[h * n * n..(h + 1) * n * n];
         head_probs::<FMA>(g, pairs, x, tables, (b, h), &mut scratch, p_h);
@@ -296,19 +353,17 @@ fn forward_molecule<const FMA: bool>(
         });
         // context_i = Σ_j (p ⊙ dropout)[i, j] · v_j: rows of this head's values are `w` apart.
         let v_h = &x.v[b * n * w + h * d..];
-        for i in 0..n {
-            let p_row = &p_h[i * n..(i + 1) * n];
-            match f_h {
-                Some(f) => {
-                    for (j, weight) in weights.iter_mut().enumerate() {
-                        *weight = p_row[j] * f[i * n + j];
-                    }
+        let weights: &[f32] = match f_h {
+            Some(f) => {
+                for ((weight, &p), &f) in weights.iter_mut().zip(&*p_h).zip(f) {
+                    *weight = p * f;
                 }
-                None => weights.copy_from_slice(p_row),
+                &weights[..]
             }
-            let ctx_i = &mut out.context[i * w + h * d..i * w + (h + 1) * d];
-            row_times_strided::<FMA>(ctx_i, &weights, v_h, w);
-        }
+            None => &*p_h,
+        };
+        let context_h = &mut out.context[h * d..];
+        matmul_rows::<FMA>(context_h, w, Rows::new(weights, n, n), n, v_h, w, d);
     }
 }
 
@@ -443,8 +498,10 @@ fn backward_molecule<const FMA: bool>(
     let mut e_k = vec![0f32; n * rows];
     let mut e_q_t = vec![0f32; rows * n];
     let mut e_k_t = vec![0f32; rows * n];
-    let mut dlogit = vec![0f32; n8];
-    let mut extra = vec![0f32; d];
+    // `[seq][padded8(seq)]`: d probabilities (before dropout's backward), one row per query.
+    let mut dlogits = vec![0f32; n * n8];
+    // `[seq][head_size]`: the relative-table part of d q (then of d k).
+    let mut extra = vec![0f32; n * d];
     for h in 0..g.heads {
         // This head's rows of q, k, v, the gradient and the two tables: `w` apart.
         let q_h = &x.q[b * n * w + h * d..];
@@ -464,15 +521,21 @@ fn backward_molecule<const FMA: bool>(
             }
         }
         // d v_j = Σ_i (p ⊙ dropout)[i][j] · g_i
-        for j in 0..n {
-            let dv_j = &mut out.dv[local(j, 0) + h * d..local(j, 0) + (h + 1) * d];
-            row_times_strided::<FMA>(dv_j, &dropped_t[j * n..(j + 1) * n], grad_h, w);
-        }
+        matmul_rows::<FMA>(
+            &mut out.dv[h * d..],
+            w,
+            Rows::new(&dropped_t, n, n),
+            n,
+            grad_h,
+            w,
+            d,
+        );
         // d probs (through dropout), softmax backward, 1/scale.
         e_q.fill(0.0);
         e_k.fill(0.0);
+        matmul_rows::<FMA>(&mut dlogits, n8, Rows::new(grad_h, w, d), n, &vt, n8, n8);
         for i in 0..n {
-            row_times::<FMA>(&mut dlogit, &grad_h[i * w..i * w + d], &vt);
+            let dlogit = &mut dlogits[i * n8..(i + 1) * n8];
             let mut weighted = 0f32;
             for j in 0..n {
                 let dp = dlogit[j] * factor(i * n + j);
@@ -496,23 +559,27 @@ fn backward_molecule<const FMA: bool>(
         transpose_into(&mut e_k_t, &e_k, n, rows, rows);
         // d q_i = Σ_j dl[i][j] · k_j + Σ_r e_q[i][r] · K_r
         // d k_j = Σ_i dl[i][j] · q_i + Σ_r e_k[j][r] · Q_r
+        matmul_rows::<FMA>(&mut out.dq[h * d..], w, Rows::new(&dl, n, n), n, k_h, w, d);
+        matmul_rows::<FMA>(&mut extra, d, Rows::new(&e_q, rows, rows), n, pk_h, w, d);
         for t in 0..n {
             let dq_t = &mut out.dq[local(t, h)..local(t, h) + d];
-            row_times_strided::<FMA>(dq_t, &dl[t * n..(t + 1) * n], k_h, w);
-            row_times_strided::<FMA>(&mut extra, &e_q[t * rows..(t + 1) * rows], pk_h, w);
-            dq_t.iter_mut().zip(&extra).for_each(|(o, e)| *o += e);
+            dq_t.iter_mut()
+                .zip(&extra[t * d..(t + 1) * d])
+                .for_each(|(o, e)| *o += e);
+        }
+        matmul_rows::<FMA>(&mut out.dk[h * d..], w, Rows::new(&dl_t, n, n), n, q_h, w, d);
+        matmul_rows::<FMA>(&mut extra, d, Rows::new(&e_k, rows, rows), n, pq_h, w, d);
+        for t in 0..n {
             let dk_t = &mut out.dk[local(t, h)..local(t, h) + d];
-            row_times_strided::<FMA>(dk_t, &dl_t[t * n..(t + 1) * n], q_h, w);
-            row_times_strided::<FMA>(&mut extra, &e_k[t * rows..(t + 1) * rows], pq_h, w);
-            dk_t.iter_mut().zip(&extra).for_each(|(o, e)| *o += e);
+            dk_t.iter_mut()
+                .zip(&extra[t * d..(t + 1) * d])
+                .for_each(|(o, e)| *o += e);
         }
         // d K_r = Σ_i e_q[i][r] · q_i, d Q_r = Σ_j e_k[j][r] · k_j
-        for r in 0..rows {
-            let dpk_r = &mut out.dpk[r * w + h * d..r * w + (h + 1) * d];
-            row_times_strided::<FMA>(dpk_r, &e_q_t[r * n..(r + 1) * n], q_h, w);
-            let dpq_r = &mut out.dpq[r * w + h * d..r * w + (h + 1) * d];
-            row_times_strided::<FMA>(dpq_r, &e_k_t[r * n..(r + 1) * n], k_h, w);
-        }
+        let e_q_rows = Rows::new(&e_q_t, n, n);
+        matmul_rows::<FMA>(&mut out.dpk[h * d..], w, e_q_rows, rows, q_h, w, d);
+        let e_k_rows = Rows::new(&e_k_t, n, n);
+        matmul_rows::<FMA>(&mut out.dpq[h * d..], w, e_k_rows, rows, k_h, w, d);
     }
 }
 
