@@ -319,9 +319,9 @@ pub struct FinetuneArgs {
     /// model trains from scratch.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// regression | classification (overrides task.kind).
-    #[arg(long)]
-    pub task: Option<String>,
+    /// Task type (overrides task.kind).
+    #[arg(long, value_enum)]
+    pub task: Option<TaskType>,
     /// Label columns, comma-separated (overrides data.label_columns).
     #[arg(long, value_delimiter = ',')]
     pub label_cols: Option<Vec<String>>,
@@ -581,9 +581,9 @@ pub struct SupervisedOutcome {
     pub kind: TaskKind,
 }
 
-fn task_kind(kind: &str, num_classes: usize) -> TaskKind {
+fn task_kind(kind: TaskType, num_classes: usize) -> TaskKind {
     match (kind, num_classes) {
-        ("regression", _) => TaskKind::Regression,
+        (TaskType::Regression, _) => TaskKind::Regression,
         (_, 1) => TaskKind::BinaryClassification,
         (_, c) => TaskKind::MulticlassClassification { num_classes: c },
     }
@@ -598,7 +598,7 @@ impl FinetuneArgs {
     pub(crate) fn overrides(&self) -> Vec<String> {
         let mut overrides = self.train.all_overrides();
         if let Some(t) = &self.task {
-            overrides.push(format!("task.kind={t:?}"));
+            overrides.push(format!("task.kind=\"{t}\""));
         }
         if let Some(cols) = &self.label_cols {
             overrides.push(format!("data.label_columns={cols:?}"));
@@ -677,7 +677,7 @@ pub fn supervised_run(
     );
     rejects.extend(bad);
     let num_tasks = table.label_names.len();
-    let kind = task_kind(&task.kind, task.num_classes);
+    let kind = task_kind(task.kind, task.num_classes);
     // Class labels must be class indices.
     let mut examples_ok = Vec::with_capacity(examples.len());
     for e in examples {
@@ -771,11 +771,7 @@ pub fn supervised_run(
     let model_config = MolEConfig {
         encoder,
         head: Some(HeadConfig {
-            task: if task.kind == "regression" {
-                TaskType::Regression
-            } else {
-                TaskType::Classification
-            },
+            task: task.kind,
             num_tasks,
             num_classes: task.num_classes,
             dropout: Some(task.head_dropout),
@@ -939,14 +935,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             labels.join(", ")
         );
     }
-    let kind = task_kind(
-        if head.task == TaskType::Regression {
-            "regression"
-        } else {
-            "classification"
-        },
-        head.num_classes,
-    );
+    let kind = task_kind(head.task, head.num_classes);
     let objective = Objective::Supervised {
         kind,
         num_tasks: head.num_tasks,
@@ -1702,8 +1691,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub vocab: Option<PathBuf>,
     /// Task of the prediction head, when the weights have one.
-    #[arg(long, default_value = "regression")]
-    pub task: String,
+    #[arg(long, value_enum, default_value_t = TaskType::Regression)]
+    pub task: TaskType,
     #[arg(long, default_value_t = 1)]
     pub num_classes: usize,
     #[arg(short, long)]
@@ -1859,11 +1848,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         .map(|t| {
             let outputs = t.shape[0];
             HeadConfig {
-                task: if args.task == "regression" {
-                    TaskType::Regression
-                } else {
-                    TaskType::Classification
-                },
+                task: args.task,
                 num_tasks: outputs / args.num_classes.max(1),
                 num_classes: args.num_classes,
                 dropout: None,

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
+use mole_model::TaskType;
 use mole_nn::DebertaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -82,8 +83,8 @@ pub struct PretrainSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSettings {
-    /// `regression` or `classification`.
-    pub kind: String,
+    /// `regression` or `classification` (anything else is refused when the file is read).
+    pub kind: TaskType,
     pub num_classes: usize,
     pub balanced_class_weights: bool,
     pub head_dropout: f64,
@@ -176,12 +177,6 @@ impl RunSettings {
             }
         }
         if let Some(task) = &self.task {
-            if task.kind != "regression" && task.kind != "classification" {
-                bail!(
-                    "task.kind must be `regression` or `classification`, not `{}`",
-                    task.kind
-                );
-            }
             if task.num_classes == 0 {
                 bail!("task.num_classes must be at least 1");
             }

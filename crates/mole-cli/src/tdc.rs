@@ -295,8 +295,8 @@ fn run_dataset(args: &BenchmarkArgs, dataset: &Dataset, seeds: u64, out: &Path) 
                 .find(|(n, _)| *n == name)
                 .map(|&(_, m)| m)
         })
-        .unwrap_or(match settings_now.task.as_ref().map(|t| t.kind.as_str()) {
-            Some("classification") => TdcMetric::Auroc,
+        .unwrap_or(match settings_now.task.as_ref().map(|t| t.kind) {
+            Some(mole_model::TaskType::Classification) => TdcMetric::Auroc,
             _ => TdcMetric::Mae,
         });
     let train_val: Vec<usize> = (0..rows.len())

@@ -267,3 +267,47 @@ fn import_explains_what_is_missing() {
     );
     assert!(!out.exists(), "no output after a failed import");
 }
+
+#[test]
+fn a_misspelt_task_type_is_refused_everywhere() {
+    let dir = scratch("task-type");
+    let variant = shared().join("fixtures/parity/small_l2_h64");
+    let out = dir.join("x.safetensors");
+    // `mole import --task regresion` used to become a classification head silently.
+    let run = common::mole(&[
+        "import",
+        "--weights",
+        variant.join("encoder.safetensors").to_str().unwrap(),
+        "--config",
+        variant.join("config.json").to_str().unwrap(),
+        "--task",
+        "regresion",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && !out.exists(), "{stderr}");
+    assert!(
+        stderr.contains("regresion") && stderr.contains("classification"),
+        "{stderr}"
+    );
+    // The same word in a run config is refused when the file is read.
+    let config = dir.join("finetune.toml");
+    let base = std::fs::read_to_string(common::repo_root().join("configs/finetune.toml")).unwrap();
+    let misspelt = base.replace("kind = \"regression\"", "kind = \"regresion\"");
+    assert_ne!(base, misspelt, "configs/finetune.toml sets task.kind");
+    std::fs::write(&config, misspelt).unwrap();
+    let data = common::repo_root().join("datasets/esol.csv");
+    let run = common::mole(&[
+        "finetune",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.join("run").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("regresion"), "{stderr}");
+}

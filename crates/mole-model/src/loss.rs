@@ -10,8 +10,11 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 use mole_nn::attention::to_f32;
 use serde::{Deserialize, Serialize};
 
-/// Which loss the supervised head trains with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which loss the supervised head trains with. The one representation of a task's type:
+/// config files (serde), the command line (`clap`, feature `clap`) and checkpoints all read it
+/// here, and anything but `regression` or `classification` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum TaskType {
     /// Mean squared error on raw outputs.
@@ -19,6 +22,22 @@ pub enum TaskType {
     /// Binary cross-entropy with logits per task (num_classes = 1), or softmax cross-entropy
     /// over `num_classes` > 1 outputs per task.
     Classification,
+}
+
+impl TaskType {
+    /// The name config files and the command line use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::Regression => "regression",
+            TaskType::Classification => "classification",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Per-entry losses before masking and the entries kept.

@@ -210,12 +210,26 @@ fn matmul_rows<const FMA: bool>(
     let mut r = 0;
     while r + 2 <= rows {
         let a_here = Rows::new(&a.data[r * a.stride..], a.stride, a.len);
-        rows_block::<FMA, 2>(&mut out[r * out_stride..], out_stride, a_here, b, b_stride, cols);
+        rows_block::<FMA, 2>(
+            &mut out[r * out_stride..],
+            out_stride,
+            a_here,
+            b,
+            b_stride,
+            cols,
+        );
         r += 2;
     }
     if r < rows {
         let a_here = Rows::new(&a.data[r * a.stride..], a.stride, a.len);
-        rows_block::<FMA, 1>(&mut out[r * out_stride..], out_stride, a_here, b, b_stride, cols);
+        rows_block::<FMA, 1>(
+            &mut out[r * out_stride..],
+            out_stride,
+            a_here,
+            b,
+            b_stride,
+            cols,
+        );
     }
 }
 
@@ -567,7 +581,15 @@ fn backward_molecule<const FMA: bool>(
                 .zip(&extra[t * d..(t + 1) * d])
                 .for_each(|(o, e)| *o += e);
         }
-        matmul_rows::<FMA>(&mut out.dk[h * d..], w, Rows::new(&dl_t, n, n), n, q_h, w, d);
+        matmul_rows::<FMA>(
+            &mut out.dk[h * d..],
+            w,
+            Rows::new(&dl_t, n, n),
+            n,
+            q_h,
+            w,
+            d,
+        );
         matmul_rows::<FMA>(&mut extra, d, Rows::new(&e_k, rows, rows), n, pq_h, w, d);
         for t in 0..n {
             let dk_t = &mut out.dk[local(t, h)..local(t, h) + d];
