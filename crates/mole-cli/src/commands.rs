@@ -1270,7 +1270,9 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 columns.push(format!("{n}_class_{c}"));
             }
         } else {
-            columns.push(n.clone());
+            // `logS_pred`, not `logS`: merged back onto the input, it must not clash with
+            // (or be mistaken for) the measured column.
+            columns.push(format!("{n}_pred"));
         }
     }
     // every ensemble member must predict the same outputs with the same vocabulary

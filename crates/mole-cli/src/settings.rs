@@ -24,14 +24,24 @@ pub struct TrainSettings {
     pub lr: f64,
     pub warmup_fraction: f64,
     pub grad_clip: f64,
+    #[serde(serialize_with = "shortest_f32")]
     pub adam_beta1: f32,
+    #[serde(serialize_with = "shortest_f32")]
     pub adam_beta2: f32,
+    #[serde(serialize_with = "shortest_f32")]
     pub adam_eps: f32,
     pub checkpoint_every: usize,
     pub log_every: usize,
     pub validate_every: usize,
     pub early_stopping_patience: usize,
     pub seed: u64,
+}
+
+/// An f32 setting written as its shortest decimal (`0.9`; widened to f64 it would print as
+/// `0.8999999761581421`); reading it back gives the same f32.
+fn shortest_f32<S: serde::Serializer>(x: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    let shortest: f64 = x.to_string().parse().unwrap_or(f64::from(*x));
+    s.serialize_f64(shortest)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -130,7 +140,10 @@ impl RunSettings {
         }
         let settings: Self = value
             .try_into()
-            .map_err(|e: toml::de::Error| anyhow!("config: {e}"))?;
+            .map_err(|e: toml::de::Error| match config {
+                Some(p) => anyhow!("{}: {e}", p.display()),
+                None => anyhow!("config: {e}"),
+            })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -287,4 +300,21 @@ pub fn model_of_checkpoint(
         }
     }
     Ok(requested.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_toml_has_no_float_noise_and_reads_back_the_same() {
+        let settings = RunSettings::resolve(FINETUNE_TOML, None, &[]).unwrap();
+        let written = settings.to_toml();
+        assert!(written.contains("adam_beta1 = 0.9\n"), "{written}");
+        assert!(written.contains("adam_beta2 = 0.999\n"), "{written}");
+        let again = RunSettings::resolve(&written, None, &[]).unwrap();
+        assert_eq!(again.train.adam_beta1.to_bits(), 0.9f32.to_bits());
+        assert_eq!(again.train.adam_beta2, settings.train.adam_beta2);
+        assert_eq!(again.train.adam_eps, settings.train.adam_eps);
+    }
 }

@@ -90,7 +90,14 @@ fn predict_and_embed_keep_one_row_per_input_line() {
     let (header, rows) = csv_rows(&pred);
     assert_eq!(
         header,
-        ["line", "smiles", "name", "logS", "unknown_atoms", "error"]
+        [
+            "line",
+            "smiles",
+            "name",
+            "logS_pred",
+            "unknown_atoms",
+            "error"
+        ]
     );
     assert_eq!(rows.len(), 9, "one row per input line");
     for (k, row) in rows.iter().enumerate() {

@@ -127,7 +127,14 @@ fn pretrain_finetune_evaluate_predict_embed() {
     let mut r = csv::Reader::from_path(&pred).unwrap();
     assert_eq!(
         r.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["line", "smiles", "name", "logS", "unknown_atoms", "error"]
+        [
+            "line",
+            "smiles",
+            "name",
+            "logS_pred",
+            "unknown_atoms",
+            "error"
+        ]
     );
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     assert_eq!(rows.len(), 1128);
@@ -288,7 +295,7 @@ fn bad_rows_are_reported_and_skipped() {
         .records()
         .map(|r| r.unwrap())
         .collect();
-    // line, smiles, name, logS, unknown_atoms, error; the blank line is a row too
+    // line, smiles, name, logS_pred, unknown_atoms, error; the blank line is a row too
     assert_eq!(rows.len(), 4);
     assert_eq!(&rows[0][2], "ethanol");
     assert!(rows[0][3].parse::<f64>().is_ok() && rows[0][5].is_empty());
@@ -412,15 +419,15 @@ O=C(O)CCCCCCCCCCCCCCCCCCCCC(=O)O
 IC(I)(I)C(I)(I)I
 ";
 
-/// Mean of the `logS_std` column of a predict output.
+/// Mean of the `logS_pred_std` column of a predict output.
 fn mean_spread(pred: &Path) -> f64 {
     let mut reader = csv::Reader::from_path(pred).unwrap();
     let column = reader
         .headers()
         .unwrap()
         .iter()
-        .position(|h| h == "logS_std")
-        .expect("a logS_std column");
+        .position(|h| h == "logS_pred_std")
+        .expect("a logS_pred_std column");
     let values: Vec<f64> = reader
         .records()
         .map(|r| r.unwrap()[column].parse::<f64>().unwrap())

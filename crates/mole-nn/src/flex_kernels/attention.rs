@@ -137,6 +137,8 @@ fn column_blocks<const FMA: bool, const R: usize, const BLOCKS: usize>(
     const LANES: usize = 8;
     let a_rows: [&[f32]; R] = std::array::from_fn(|r| a.row(r));
     let mut acc = [[[0f32; LANES]; BLOCKS]; R];
+    // `x` walks `R` rows of A and the rows of B together.
+    #[allow(clippy::needless_range_loop)]
     for x in 0..a.len {
         let start = x * b_stride + c;
         let b_row = &b[start..start + BLOCKS * LANES];
