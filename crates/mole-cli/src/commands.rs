@@ -1989,6 +1989,12 @@ pub fn parity(args: ParityArgs) -> Result<()> {
         "parity on {spec}: {} checks, {failures} failed",
         report.checks.len()
     );
+    if report.checks.is_empty() {
+        bail!(
+            "{}: no parity fixtures found (expected small_l2_h64/ or medium_l4_h128/ there)",
+            args.fixtures.display()
+        );
+    }
     if failures > 0 {
         bail!("{failures} parity check(s) failed on {spec}");
     }

@@ -1277,7 +1277,8 @@ fn train_on<B: AutodiffBackend>(
 }
 
 /// Loads the tensors of `dict` that the model has (e.g. a pretrained encoder into a model with a
-/// new head). Tensors of the dict the model lacks, or with the wrong shape, are an error.
+/// new head). A tensor with the wrong shape is an error; tensors the model lacks (a pretraining
+/// or another task's head) are skipped and counted in a log line.
 pub fn load_partial<B: Backend>(
     model: MolE<B>,
     dict: &mole_nn::StateDict,

@@ -74,6 +74,42 @@ fn parity_command_passes_on_the_cpu() {
     assert!(!text.contains("FAIL"), "{text}");
 }
 
+#[test]
+fn parity_fails_when_a_reference_is_missing_instead_of_passing_on_nothing() {
+    let parity = shared().join("fixtures/parity");
+    // The batch but no variant: zero checks is a failure, not "0 failed".
+    let empty = scratch("parity-empty");
+    for f in ["batch.json", "batch.safetensors"] {
+        std::fs::copy(parity.join(f), empty.join(f)).unwrap();
+    }
+    let run = common::mole(&["parity", "--fixtures", empty.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("no parity fixtures"), "{stderr}");
+
+    // The small variant without its Adam reference, which its expected.json promises.
+    let partial = scratch("parity-no-adam");
+    for f in ["batch.json", "batch.safetensors"] {
+        std::fs::copy(parity.join(f), partial.join(f)).unwrap();
+    }
+    let variant = partial.join("small_l2_h64");
+    std::fs::create_dir_all(&variant).unwrap();
+    for entry in std::fs::read_dir(parity.join("small_l2_h64")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name != "params_after_adam_step1_regression.safetensors" {
+            std::fs::copy(&path, variant.join(name)).unwrap();
+        }
+    }
+    let run = common::mole(&["parity", "--fixtures", partial.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("params_after_adam_step1_regression.safetensors"),
+        "{stderr}"
+    );
+}
+
 /// `../shared/fixtures/checkpoints`: a Lightning checkpoint written by the original's own
 /// training entry point, its float16 state dict, and the original's outputs for 5 molecules.
 fn checkpoint_fixtures() -> std::path::PathBuf {
