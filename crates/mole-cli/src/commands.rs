@@ -994,6 +994,70 @@ pub struct InferenceArgs {
     /// f32, bf16 or f16 (default: bf16 on CUDA, f32 elsewhere).
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
+    /// Run only part K of N of the input (0 ≤ K < N), for job arrays (Slurm `--array=0-2`
+    /// with `--shard $SLURM_ARRAY_TASK_ID/3`): part K is the K-th of N contiguous, equal runs
+    /// of input rows (counted in a first, cheap pass). Only part 0 writes the CSV header, so
+    /// `cat` of the N CSV outputs in order is byte for byte the unsharded output; .npy parts
+    /// are complete arrays to concatenate in order (`np.concatenate`).
+    #[arg(long)]
+    pub shard: Option<Shard>,
+}
+
+/// Part `index` of `count` of an input (`--shard K/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected K/N, e.g. 0/3"))?;
+        let index: usize = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: K is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: N is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("`{s}`: need 0 ≤ K < N"));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl Shard {
+    /// The rows of this part among `total` rows: contiguous, sizes differing by at most one.
+    pub fn rows(self, total: usize) -> std::ops::Range<usize> {
+        let bound = |k: usize| (k as u128 * total as u128 / self.count as u128) as usize;
+        bound(self.index)..bound(self.index + 1)
+    }
+}
+
+/// Whether an output of this run starts with the CSV header (every run but parts 1.. of a
+/// sharded one, so that the parts concatenate into the whole).
+fn writes_header(shard: Option<Shard>) -> bool {
+    shard.is_none_or(|s| s.index == 0)
+}
+
+/// Rows of `input` as `stream_molecules` counts them (blank lines included); a file-level
+/// error fails.
+fn count_rows(input: &Path) -> Result<usize> {
+    let mut total = 0usize;
+    for rec in read_molecules(input)?.keep_blank_lines() {
+        if let Err(e) = &rec {
+            if !e.is_row_error() {
+                bail!("{}: {e}", input.display());
+            }
+        }
+        total += 1;
+    }
+    Ok(total)
 }
 
 #[derive(Args)]
@@ -1024,6 +1088,7 @@ struct StreamOptions {
     batch_size: usize,
     max_atoms: usize,
     reject_unknown: bool,
+    shard: Option<Shard>,
 }
 
 impl From<&InferenceArgs> for StreamOptions {
@@ -1033,6 +1098,7 @@ impl From<&InferenceArgs> for StreamOptions {
             batch_size: a.batch_size,
             max_atoms: a.max_atoms,
             reject_unknown: a.reject_unknown,
+            shard: a.shard,
         }
     }
 }
@@ -1067,7 +1133,25 @@ where
     F: FnMut(&[&MoleInput]) -> Result<Vec<Vec<f32>>>,
     E: FnMut(&RawRowOut, Option<&[f32]>) -> Result<()>,
 {
-    let mut reader = read_molecules(input)?.keep_blank_lines();
+    let rows = match options.shard {
+        None => 0..usize::MAX,
+        Some(shard) => {
+            let rows = shard.rows(count_rows(input)?);
+            tracing::info!(
+                "{}: part {}/{}: rows {}..{} (0-based, end excluded)",
+                input.display(),
+                shard.index,
+                shard.count,
+                rows.start,
+                rows.end
+            );
+            rows
+        }
+    };
+    let mut reader = read_molecules(input)?
+        .keep_blank_lines()
+        .skip(rows.start)
+        .take(rows.end - rows.start);
     let mut counts = StreamCounts::default();
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
@@ -1301,7 +1385,9 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     header.extend(all_columns.iter().cloned());
     header.push("unknown_atoms".into());
     header.push("error".into());
-    w.write_record(&header)?;
+    if writes_header(args.run.shard) {
+        w.write_record(&header)?;
+    }
     let spec = args.run.device.unwrap_or_else(default_device);
     let members: Vec<&Path> = std::iter::once(args.run.checkpoint.as_path())
         .chain(args.ensemble.iter().map(PathBuf::as_path))
@@ -1480,7 +1566,9 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     let mut npy = if is_npy {
         let mut rows =
             csv::Writer::from_writer(data::AtomicOutput::create(&npy_rows_path(&args.output))?);
-        rows.write_record(["line", "smiles", "name", "unknown_atoms", "error"])?;
+        if writes_header(args.run.shard) {
+            rows.write_record(["line", "smiles", "name", "unknown_atoms", "error"])?;
+        }
         Some((NpyWriter::create(&args.output, hidden)?, rows))
     } else {
         None
@@ -1491,7 +1579,9 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
         header.extend((0..hidden).map(|i| format!("e{i}")));
         header.push("unknown_atoms".into());
         header.push("error".into());
-        w.write_record(&header)?;
+        if writes_header(args.run.shard) {
+            w.write_record(&header)?;
+        }
         Some(w)
     } else {
         None

@@ -74,6 +74,85 @@ fn csv_rows(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
 }
 
 #[test]
+fn sharded_outputs_concatenate_to_the_unsharded_output() {
+    let dir = scratch("hostile-shards");
+    let ckpt = checkpoint(&dir);
+    // 46 records (not a multiple of 3), a blank line and a bad SMILES among them; small chunks so
+    // that part boundaries fall inside chunks.
+    let text = std::fs::read_to_string(common::repo_root().join("datasets/esol.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().skip(1).take(45).map(String::from).collect();
+    lines.insert(10, String::new());
+    lines.insert(30, "not-a-smiles,1.0".into());
+    let input = dir.join("molecules.csv");
+    let header = text.lines().next().unwrap();
+    std::fs::write(&input, format!("{header}\n{}\n", lines.join("\n"))).unwrap();
+    let chunk = ["--chunk-size", "7", "--batch-size", "4"];
+    for (command, ext) in [("predict", "csv"), ("embed", "csv"), ("embed", "npy")] {
+        let whole = dir.join(format!("{command}-whole.{ext}"));
+        infer(command, &ckpt, &input, &whole, &chunk);
+        let mut parts = Vec::new();
+        for k in 0..3 {
+            let part = dir.join(format!("{command}-part{k}.{ext}"));
+            let shard = format!("{k}/3");
+            let mut extra = chunk.to_vec();
+            extra.extend(["--shard", &shard]);
+            infer(command, &ckpt, &input, &part, &extra);
+            parts.push(part);
+        }
+        let (whole_file, part_files): (PathBuf, Vec<PathBuf>) = if ext == "npy" {
+            // .npy parts are arrays of their own; their row sidecars concatenate
+            let rows = |p: &Path| p.with_extension("rows.csv");
+            (rows(&whole), parts.iter().map(|p| rows(p)).collect())
+        } else {
+            (whole.clone(), parts.clone())
+        };
+        let mut joined = Vec::new();
+        for p in &part_files {
+            joined.extend(std::fs::read(p).unwrap());
+        }
+        assert!(
+            joined == std::fs::read(&whole_file).unwrap(),
+            "{command} {ext}: the parts do not concatenate to the whole"
+        );
+        if ext == "npy" {
+            // each part a complete array; their rows add up to the whole's
+            let rows_of = |p: &Path| {
+                let bytes = std::fs::read(p).unwrap();
+                let header = String::from_utf8_lossy(&bytes[..128.min(bytes.len())]).to_string();
+                let start = header.find("'shape': (").unwrap() + "'shape': (".len();
+                header[start..]
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap()
+            };
+            let total: usize = parts.iter().map(|p| rows_of(p)).sum();
+            assert_eq!(total, rows_of(&whole));
+            // 46 records: in a CSV a blank line is no record (in a .smi it is a row)
+            assert_eq!(rows_of(&whole), 46);
+        }
+    }
+    // K must be below N
+    let out = common::mole(&[
+        "predict",
+        "--checkpoint",
+        s(&ckpt),
+        "-i",
+        s(&input),
+        "-o",
+        s(&dir.join("x.csv")),
+        "--shard",
+        "3/3",
+    ]);
+    // refused while parsing the arguments (clap's exit status 2), with the reason
+    let err = stderr(&out);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("0 ≤ K < N"), "{err}");
+}
+
+#[test]
 fn predict_and_embed_keep_one_row_per_input_line() {
     let dir = scratch("hostile-rows");
     let ckpt = checkpoint(&dir);
