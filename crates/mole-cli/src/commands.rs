@@ -131,11 +131,7 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
             &mut stdout_out
         }
     };
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} featurize {pos} molecules ({per_sec})")
-            .expect("valid template"),
-    );
+    let bar = data::progress_spinner("{spinner} featurize {pos} molecules ({per_sec})");
     let (mut rows, mut ok, mut rejected) = (0usize, 0usize, 0usize);
     // Chunks keep memory bounded on large files while rayon featurises each chunk in parallel.
     let mut chunk = Vec::with_capacity(8192);
@@ -1153,11 +1149,7 @@ where
         .skip(rows.start)
         .take(rows.end - rows.start);
     let mut counts = StreamCounts::default();
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos} molecules ({per_sec})")
-            .expect("valid template"),
-    );
+    let bar = data::progress_spinner("{spinner} {pos} molecules ({per_sec})");
     let unk = vocab.unk_id();
     loop {
         let mut chunk: Vec<_> = reader.by_ref().take(options.chunk_size.max(1)).collect();

@@ -213,3 +213,21 @@ fn outputs_never_overwrite_inputs_and_bad_inputs_leave_outputs_alone() {
         );
     }
 }
+
+#[test]
+fn progress_reaches_the_log_when_stderr_is_not_a_terminal() {
+    let dir = scratch("progress-log");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mole"))
+        .current_dir(repo_root())
+        .env("MOLE_PROGRESS_EVERY", "0")
+        .args(["featurize", "datasets/moses_30k.smi.gz", "-o"])
+        .arg(dir.join("f.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // stderr is a pipe here: the spinner's line arrives as log lines, with plain text (no ANSI
+    // colour codes)
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("featurize 8192 molecules"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+}
