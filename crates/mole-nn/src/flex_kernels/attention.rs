@@ -244,16 +244,27 @@ struct HeadScratch {
     p2c: Vec<f32>,
     /// `[seq][padded8(seq)]`: q·kᵀ.
     content: Vec<f32>,
+    /// `[seq, seq]`: the molecule's relative-table rows transposed (`rel_t[i][j] =
+    /// rel[j][i]`), so that the p2c term reads a row, not a column.
+    rel_t: Vec<u32>,
 }
 
 impl HeadScratch {
-    fn new(g: &Geometry) -> Self {
-        let (n8, rows8) = (padded8(g.seq), padded8(g.rows));
+    /// Scratch for one molecule whose pair rows are `rel [seq, seq]`.
+    fn new(g: &Geometry, rel: &[u32]) -> Self {
+        let (n, n8, rows8) = (g.seq, padded8(g.seq), padded8(g.rows));
+        let mut rel_t = vec![0u32; n * n];
+        for (i, row) in rel.chunks_exact(n.max(1)).enumerate() {
+            for (j, &r) in row.iter().enumerate() {
+                rel_t[j * n + i] = r;
+            }
+        }
         Self {
             kt: vec![0f32; g.head_size * n8],
             c2p: vec![0f32; g.seq * rows8],
             p2c: vec![0f32; g.seq * rows8],
             content: vec![0f32; g.seq * n8],
+            rel_t,
         }
     }
 }
@@ -304,17 +315,24 @@ fn head_probs<const FMA: bool>(
     for i in 0..n {
         let content = &scratch.content[i * n8..(i + 1) * n8];
         let p_row = &mut p[i * n..(i + 1) * n];
+        let rel_i = &rel[i * n..(i + 1) * n];
+        let rel_t_i = &scratch.rel_t[i * n..(i + 1) * n];
+        let allowed_i = &allowed[i * n..(i + 1) * n];
+        let c2p_i = &scratch.c2p[i * rows..(i + 1) * rows];
         let mut max = f32::NEG_INFINITY;
         for j in 0..n {
-            if !allowed[i * n + j] {
-                continue;
-            }
-            // Same three terms, each scaled, as the op-by-op path.
+            // Same three terms, each scaled, as the op-by-op path. Masked pairs are computed
+            // too (their rows are in the tables) and kept out of the max by a select: no
+            // branch to mispredict; the exponentials below zero them.
             let logit = content[j] * g.inv_scale
-                + scratch.c2p[i * rows + rel[i * n + j] as usize] * g.inv_scale
-                + scratch.p2c[j * rows + rel[j * n + i] as usize] * g.inv_scale;
+                + c2p_i[rel_i[j] as usize] * g.inv_scale
+                + scratch.p2c[j * rows + rel_t_i[j] as usize] * g.inv_scale;
             p_row[j] = logit;
-            max = max.max(logit);
+            max = if allowed_i[j] && logit > max {
+                logit
+            } else {
+                max
+            };
         }
         if max == f32::NEG_INFINITY {
             // XSoftmax: a fully masked row becomes all zeros.
@@ -356,7 +374,7 @@ fn forward_molecule<const FMA: bool>(
     out: MoleculeForward<'_>,
 ) {
     let (n, d, w) = (g.seq, g.head_size, g.width());
-    let mut scratch = HeadScratch::new(g);
+    let mut scratch = HeadScratch::new(g, &pairs.rel[b * n * n..(b + 1) * n * n]);
     // `[seq, seq]`: this head's probabilities times the dropout multipliers.
     let mut weights = vec![0f32; n * n];
     for h in 0..g.heads {
