@@ -1061,6 +1061,9 @@ fn train_on<B: AutodiffBackend>(
     let started = Instant::now();
     let bar = progress_bar(total_steps as u64, "train");
     bar.set_position(state.global_step as u64);
+    // Throughput since the last log line: molecules, tokens (CLS included) and the steps' own
+    // wall time (validation and checkpoints left out).
+    let (mut window_molecules, mut window_tokens, mut window_seconds) = (0usize, 0usize, 0f64);
 
     'epochs: while !state.finished && state.epoch < s.epochs && state.global_step < total_steps {
         let mut epoch_rng = StdRng::seed_from_u64(s.seed.wrapping_add(state.epoch as u64));
@@ -1070,8 +1073,11 @@ fn train_on<B: AutodiffBackend>(
         let mut running_count = 0usize;
         let mut running_batches = 0usize;
         while state.batch_in_epoch < batches.len() {
+            let step_started = Instant::now();
             let idx = &batches[state.batch_in_epoch];
             let examples: Vec<&Example> = idx.iter().map(|&i| &job.train[i]).collect();
+            window_molecules += idx.len();
+            window_tokens += idx.iter().map(|&i| lengths[i]).sum::<usize>();
             let seed = step_seed(s.seed, state.global_step);
             let mut rng = StdRng::seed_from_u64(seed);
             let lr = lr_at(state.global_step);
@@ -1136,11 +1142,17 @@ fn train_on<B: AutodiffBackend>(
             state.batch_in_epoch += 1;
             steps_this_process += 1;
             bar.inc(1);
+            let logs_now = state.global_step.is_multiple_of(s.log_every.max(1))
+                || state.global_step == total_steps;
+            if !logs_now {
+                window_seconds += step_started.elapsed().as_secs_f64();
+            }
 
-            if state.global_step.is_multiple_of(s.log_every.max(1))
-                || state.global_step == total_steps
-            {
+            if logs_now {
                 let loss_sum: f32 = running_loss.take().map_or(0.0, |t| t.into_scalar().elem());
+                // the loss read above waits for the device: the steps are done
+                window_seconds += step_started.elapsed().as_secs_f64();
+                let per_s = |n: usize| n as f64 / window_seconds.max(1e-9);
                 // f16's dynamic loss scaling skips overflowing steps itself; elsewhere a
                 // non-finite loss means the weights are already ruined
                 if !loss_sum.is_finite() && scaler.is_none() {
@@ -1158,7 +1170,10 @@ fn train_on<B: AutodiffBackend>(
                     "lr": lr,
                     "loss": loss_sum / running_batches.max(1) as f32,
                     "elapsed_s": started.elapsed().as_secs_f64(),
+                    "mol_per_s": per_s(window_molecules),
+                    "tokens_per_s": per_s(window_tokens),
                 });
+                (window_molecules, window_tokens, window_seconds) = (0, 0, 0.0);
                 if let Some(sc) = &scaler {
                     entry["loss_scale"] = serde_json::json!(sc.scale);
                 }

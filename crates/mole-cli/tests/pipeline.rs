@@ -43,6 +43,13 @@ fn pretrain_finetune_evaluate_predict_embed() {
     ]);
     let valid = last_of_kind(&pre, "valid");
     let acc = valid["masked_accuracy"].as_f64().unwrap();
+    // throughput of the steps since the previous log line
+    let train = last_of_kind(&pre, "train");
+    let (mol_s, tok_s) = (
+        train["mol_per_s"].as_f64().unwrap(),
+        train["tokens_per_s"].as_f64().unwrap(),
+    );
+    assert!(mol_s > 0.0 && tok_s > mol_s, "{train}");
     let ckpt = pre.join("best.safetensors");
     assert!(ckpt.exists() && pre.join("config.toml").exists());
     // Pretraining learns something beyond the most frequent class.
