@@ -487,6 +487,27 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Prints the numbers of a metrics object as an aligned two-column summary on stdout (the JSON
+/// goes to files: metrics.jsonl, `evaluate -o`).
+fn print_metrics(title: &str, metrics: &serde_json::Value) {
+    println!("{title}");
+    let Some(fields) = metrics.as_object() else {
+        return;
+    };
+    let numbers: Vec<(&String, f64)> = fields
+        .iter()
+        .filter_map(|(k, v)| v.as_f64().map(|x| (k, x)))
+        .collect();
+    let width = numbers.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (name, value) in numbers {
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            println!("  {name:<width$}  {value:.0}");
+        } else {
+            println!("  {name:<width$}  {value:.4}");
+        }
+    }
+}
+
 fn take_split(examples: Vec<Example>, a: &[usize], b: &[usize]) -> (Vec<Example>, Vec<Example>) {
     let mut slots: Vec<Option<Example>> = examples.into_iter().map(Some).collect();
     let take = |slots: &mut Vec<Option<Example>>, idx: &[usize]| {
@@ -611,7 +632,18 @@ fn supervised(args: FinetuneArgs, base_toml: &str, default_out: &str) -> Result<
     let overrides = args.overrides();
     let settings = RunSettings::resolve(base_toml, a.config.as_deref(), &overrides)?;
     let out = run_dir(a, default_out);
-    supervised_run(&settings, args.checkpoint.as_deref(), &out, a)
+    let outcome = supervised_run(&settings, args.checkpoint.as_deref(), &out, a)?;
+    if let Some(t) = &outcome.test {
+        print_metrics(
+            &format!(
+                "test metrics of {} (all metrics: {})",
+                outcome.best_checkpoint.display(),
+                out.join("metrics.jsonl").display()
+            ),
+            t,
+        );
+    }
+    Ok(outcome)
 }
 
 /// Reads, featurises, splits, trains and tests one supervised configuration.
@@ -837,7 +869,6 @@ pub fn supervised_run(
         let mut entry = t.clone();
         entry["kind"] = "test".into();
         trainer::MetricsLog::open(out)?.write(entry)?;
-        eprintln!("test metrics: {t}");
     }
     Ok(SupervisedOutcome {
         best_checkpoint: outcome.best_checkpoint,
@@ -867,7 +898,7 @@ pub struct EvaluateArgs {
     /// Molecules with more heavy atoms are rejected as bad rows.
     #[arg(long, default_value_t = mole_featurize::DEFAULT_MAX_ATOMS, value_parser = crate::at_least_one)]
     pub max_atoms: usize,
-    /// Write the metrics JSON here too.
+    /// Write the metrics as JSON to this file (`-`: standard output, instead of the summary).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     #[arg(long)]
@@ -955,9 +986,16 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let mut report = metrics.clone();
     report["molecules"] = examples.len().into();
     report["rejected"] = rejects.len().into();
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if let Some(o) = &args.output {
-        data::write_atomic(o, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let json = serde_json::to_string_pretty(&report)?;
+    match &args.output {
+        Some(o) if data::is_stdout(o) => println!("{json}"),
+        _ => print_metrics(
+            &format!("{} on {}", args.checkpoint.display(), args.data.display()),
+            &report,
+        ),
+    }
+    if let Some(o) = args.output.as_ref().filter(|o| !data::is_stdout(o)) {
+        data::write_atomic(o, json.as_bytes())?;
     }
     Ok(())
 }
@@ -1071,8 +1109,9 @@ pub struct PredictArgs {
     /// checkpoint).
     #[arg(long, default_value_t = 1, value_parser = crate::at_least_one)]
     pub mc_dropout: usize,
-    /// Output CSV, one row per input row: line, smiles, name, one column per task (and
-    /// `<task>_std` with --ensemble or --mc-dropout), unknown_atoms, error.
+    /// Output CSV, one row per input row: line, smiles, name, one column per task
+    /// (`<label>_pred`, and `<label>_pred_std` with --ensemble or --mc-dropout), unknown_atoms,
+    /// error. `-` writes to standard output.
     #[arg(long, short)]
     pub output: PathBuf,
 }
@@ -1468,7 +1507,7 @@ pub struct EmbedArgs {
     /// Output: .npy (float32 [rows, hidden]: row i is data row i of the input — line i of a
     /// .smi, blank lines included — with NaN rows for rejected molecules; a sidecar
     /// `<name>.rows.csv` gives each row's line, smiles, name, unknown_atoms and error) or .csv
-    /// (line, smiles, e0..eH, unknown_atoms, error).
+    /// (line, smiles, e0..eH, unknown_atoms, error); `-` writes that CSV to standard output.
     #[arg(long, short)]
     pub output: PathBuf,
 }
@@ -1539,7 +1578,9 @@ fn npy_rows_path(npy: &Path) -> PathBuf {
 pub fn embed(args: EmbedArgs) -> Result<()> {
     check_output(&args.run.input, &args.output, &[&args.run.checkpoint])?;
     let is_npy = args.output.extension().is_some_and(|e| e == "npy");
-    let is_csv = args.output.extension().is_some_and(|e| e == "csv");
+    // `-o -`: CSV on standard output
+    let is_csv =
+        data::is_stdout(&args.output) || args.output.extension().is_some_and(|e| e == "csv");
     if !is_npy && !is_csv {
         bail!(
             "{}: output must end in .npy or .csv (parquet is not supported by this build)",

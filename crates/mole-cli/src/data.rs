@@ -665,15 +665,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// (an earlier file of that name stays untouched until then). Dropped without a commit (the
 /// command failed), the temporary file is removed; after a `kill -9` it remains as
 /// `.<name>.partial-<pid>`, a name no reader mistakes for the result. Write errors (a full
-/// disk, say) name the output file.
+/// disk, say) name the output file. The path `-` is standard output: written as it comes
+/// (a pipe cannot be renamed into place), for `mole predict … -o - | …`.
 pub struct AtomicOutput {
     path: PathBuf,
     tmp: PathBuf,
-    file: Option<std::io::BufWriter<File>>,
+    sink: Option<Sink>,
+}
+
+/// Where an [`AtomicOutput`] writes.
+enum Sink {
+    File(std::io::BufWriter<File>),
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+}
+
+/// Whether `path` means standard output (`-o -`).
+pub fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 impl AtomicOutput {
     pub fn create(path: &Path) -> Result<Self> {
+        if is_stdout(path) {
+            return Ok(Self {
+                path: path.to_path_buf(),
+                tmp: PathBuf::new(),
+                sink: Some(Sink::Stdout(std::io::BufWriter::with_capacity(
+                    1 << 16,
+                    std::io::stdout(),
+                ))),
+            });
+        }
         if path.is_dir() {
             bail!("{}: is a directory; give a file name", path.display());
         }
@@ -689,7 +711,7 @@ impl AtomicOutput {
         Ok(Self {
             path: path.to_path_buf(),
             tmp,
-            file: Some(std::io::BufWriter::with_capacity(1 << 16, file)),
+            sink: Some(Sink::File(std::io::BufWriter::with_capacity(1 << 16, file))),
         })
     }
 
@@ -697,27 +719,37 @@ impl AtomicOutput {
         &self.path
     }
 
-    /// The underlying file, everything buffered written out first (for seeking).
+    /// The underlying file, everything buffered written out first (for seeking); standard
+    /// output cannot seek.
     pub fn file_mut(&mut self) -> Result<&mut File> {
         let path = self.path.clone();
-        let w = self.file.as_mut().expect("file present until commit");
-        w.flush()
-            .with_context(|| format!("{}: cannot write", path.display()))?;
-        Ok(w.get_mut())
+        match self.sink.as_mut().expect("sink present until commit") {
+            Sink::File(w) => {
+                w.flush()
+                    .with_context(|| format!("{}: cannot write", path.display()))?;
+                Ok(w.get_mut())
+            }
+            Sink::Stdout(_) => bail!("standard output (-o -) cannot hold this format; give a file"),
+        }
     }
 
     /// Flushes, syncs and renames the file onto its path; on failure the temporary file is
-    /// removed and the path left as it was.
+    /// removed and the path left as it was. Standard output is flushed.
     pub fn commit(mut self) -> Result<()> {
-        let w = self.file.take().expect("file present until commit");
-        let result = w
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|file| file.sync_all())
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        let result = match self.sink.take().expect("sink present until commit") {
+            Sink::Stdout(mut w) => w.flush(),
+            Sink::File(w) => {
+                let result = w
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|file| file.sync_all())
+                    .and_then(|()| std::fs::rename(&self.tmp, &self.path));
+                if result.is_err() {
+                    let _ = std::fs::remove_file(&self.tmp);
+                }
+                result
+            }
+        };
         result.with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
@@ -729,21 +761,37 @@ pub fn commit_csv(w: csv::Writer<AtomicOutput>) -> Result<()> {
         .commit()
 }
 
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(w) => w.write(buf),
+            Sink::Stdout(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(w) => w.flush(),
+            Sink::Stdout(w) => w.flush(),
+        }
+    }
+}
+
 impl Write for AtomicOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let path = &self.path;
-        self.file
+        self.sink
             .as_mut()
-            .expect("file present until commit")
+            .expect("sink present until commit")
             .write(buf)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         let path = &self.path;
-        self.file
+        self.sink
             .as_mut()
-            .expect("file present until commit")
+            .expect("sink present until commit")
             .flush()
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     }
@@ -751,7 +799,7 @@ impl Write for AtomicOutput {
 
 impl Drop for AtomicOutput {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if let Some(Sink::File(_)) = self.sink.take() {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }

@@ -153,6 +153,24 @@ fn sharded_outputs_concatenate_to_the_unsharded_output() {
 }
 
 #[test]
+fn dash_writes_predictions_and_embeddings_to_standard_output() {
+    let dir = scratch("hostile-stdout");
+    let ckpt = checkpoint(&dir);
+    let input = common::repo_root().join("datasets/esol.csv");
+    for command in ["predict", "embed"] {
+        let file = dir.join(format!("{command}.csv"));
+        infer(command, &ckpt, &input, &file, &[]);
+        let out = infer(command, &ckpt, &input, Path::new("-"), &[]);
+        // stdout carries the very CSV the file got, and nothing else (logs go to stderr)
+        assert!(
+            out.stdout == std::fs::read(&file).unwrap(),
+            "{command}: stdout differs from the file output"
+        );
+        assert!(!dir.join("-").exists());
+    }
+}
+
+#[test]
 fn predict_and_embed_keep_one_row_per_input_line() {
     let dir = scratch("hostile-rows");
     let ckpt = checkpoint(&dir);

@@ -113,10 +113,26 @@ fn pretrain_finetune_evaluate_predict_embed() {
         esol.join("best.safetensors").to_str().unwrap(),
         "--data",
         "datasets/esol.csv",
+        "-o",
+        "-",
     ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["rmse"].as_f64().unwrap() < baseline);
     assert_eq!(report["molecules"], 1128);
+    // without -o -, a summary for people: one aligned line per metric, not JSON
+    let out = mole_ok(&[
+        "evaluate",
+        "--checkpoint",
+        esol.join("best.safetensors").to_str().unwrap(),
+        "--data",
+        "datasets/esol.csv",
+    ]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.lines().any(|l| l.trim_start().starts_with("rmse")),
+        "{summary}"
+    );
+    assert!(!summary.contains('{'), "{summary}");
 
     // predict: one row per input row, in order, with a prediction column named after the label.
     let pred = dir.join("pred.csv");
