@@ -986,16 +986,17 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let mut report = metrics.clone();
     report["molecules"] = examples.len().into();
     report["rejected"] = rejects.len().into();
-    let json = serde_json::to_string_pretty(&report)?;
-    match &args.output {
-        Some(o) if data::is_stdout(o) => println!("{json}"),
-        _ => print_metrics(
+    // the JSON goes where -o says (`-`: stdout, through AtomicOutput); otherwise stdout gets
+    // the summary
+    if !args.output.as_deref().is_some_and(data::is_stdout) {
+        print_metrics(
             &format!("{} on {}", args.checkpoint.display(), args.data.display()),
             &report,
-        ),
+        );
     }
-    if let Some(o) = args.output.as_ref().filter(|o| !data::is_stdout(o)) {
-        data::write_atomic(o, json.as_bytes())?;
+    if let Some(o) = &args.output {
+        let json = serde_json::to_string_pretty(&report)?;
+        data::write_atomic(o, format!("{json}\n").as_bytes())?;
     }
     Ok(())
 }
@@ -1084,12 +1085,11 @@ fn writes_header(shard: Option<Shard>) -> bool {
 fn count_rows(input: &Path) -> Result<usize> {
     let mut total = 0usize;
     for rec in read_molecules(input)?.keep_blank_lines() {
-        if let Err(e) = &rec {
-            if !e.is_row_error() {
-                bail!("{}: {e}", input.display());
-            }
+        match rec {
+            // the file itself is damaged: the same error `file_error_of` gives (it names the file)
+            Err(e) if !e.is_row_error() => return Err(e.into()),
+            _ => total += 1,
         }
-        total += 1;
     }
     Ok(total)
 }

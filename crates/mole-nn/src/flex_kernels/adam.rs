@@ -37,7 +37,7 @@ pub type AdamInput<B, const D: usize> = (
 /// A contiguous f32 tensor this code may write: `t` itself when it is the only owner of its
 /// storage, else a copy.
 fn writable(t: FlexTensor) -> FlexTensor {
-    if t.is_unique() && t.is_contiguous() && t.layout().start_offset() == 0 {
+    if super::writable_in_place(&t) {
         t
     } else {
         let shape = t.layout().shape().clone();

@@ -77,8 +77,9 @@ fn vector_level() -> VectorLevel {
 /// dropout hash's 64-bit products at all. `f` is inlined into a `#[target_feature]` function, so
 /// its loops are compiled for those instructions — callers mark the closure
 /// `#[inline(always)]`: a closure called from three places (AVX-512, AVX2, baseline) is
-/// otherwise often compiled once, as a baseline SSE function the wide variants merely call; Rust never contracts `a * b + c` into an FMA
-/// on its own, so every result is bit-identical to the baseline build's.
+/// otherwise often compiled once, as a baseline SSE function the wide variants merely call.
+/// Rust never contracts `a * b + c` into an FMA on its own, so every result is bit-identical to
+/// the baseline build's.
 #[inline(always)]
 pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -479,6 +480,12 @@ pub fn sum_of_squares<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<f6
     )
 }
 
+/// Whether `t` may be written where it is: its storage is ours alone and holds exactly its
+/// elements in order.
+pub(crate) fn writable_in_place(t: &FlexTensor) -> bool {
+    t.is_unique() && t.is_contiguous() && t.layout().start_offset() == 0
+}
+
 /// Partial sums per task in [`sum_of_squares`]: four AVX-512 registers of f64.
 const SQUARE_LANES: usize = 32;
 
@@ -491,7 +498,7 @@ pub fn scale<B: Backend, const D: usize>(
         return Err(t);
     }
     let mut t = into_flex(t);
-    if t.is_unique() && t.is_contiguous() && t.layout().start_offset() == 0 {
+    if writable_in_place(&t) {
         // The gradient is ours alone: scale it where it is (no new buffer to fault in).
         let n = t.layout().shape().num_elements();
         let values = &mut t.storage_mut::<f32>()[..n];
