@@ -17,6 +17,7 @@ mod rings;
 mod sanitize;
 pub mod scaffold;
 pub mod smiles;
+pub mod smiles_writer;
 pub mod split;
 mod sssr;
 pub mod vocab;
@@ -28,6 +29,7 @@ pub use io::{read_molecules, read_parquet_strings, IoError, MoleculeReader, Mole
 pub use molecule::{Atom, Bond, BondType, Molecule};
 pub use morgan::{distance_matrix, morgan_environments};
 pub use smiles::{parse_smiles, SmilesError};
+pub use smiles_writer::to_smiles;
 pub use vocab::{VocabError, Vocabulary};
 
 /// Everything the model needs from one molecule (the fields of the featurisation fixture).

@@ -15,9 +15,9 @@
 //! flags, hydrogen counts, radicals and bond types; isotopes and stereo are left out, as
 //! `includeChirality=False` leaves them out of RDKit's — so it groups molecules identically.
 
-use crate::elements;
 use crate::molecule::{Atom, Bond, BondType, Molecule};
 use crate::smiles::SmilesError;
+use crate::smiles_writer::{components, write_component, Isotopes};
 
 /// The Bemis–Murcko scaffold of `mol` (RDKit's `GetScaffoldForMol`): an empty molecule for an
 /// acyclic one. Fails where RDKit's strict property-cache update fails on the scaffold.
@@ -121,7 +121,7 @@ pub fn canonical_smiles(mol: &Molecule) -> String {
         .into_iter()
         .map(|atoms| {
             let (certificate, order) = canonical_order(mol, &atoms);
-            let smiles = write_smiles(mol, &order);
+            let smiles = write_component(mol, &order, Isotopes::Left);
             (certificate, smiles)
         })
         .collect();
@@ -131,34 +131,6 @@ pub fn canonical_smiles(mol: &Molecule) -> String {
         .map(|(_, s)| s)
         .collect::<Vec<_>>()
         .join(".")
-}
-
-/// Atom indices of each connected component, in atom order.
-fn components(mol: &Molecule) -> Vec<Vec<usize>> {
-    let n = mol.num_atoms();
-    let mut seen = vec![false; n];
-    let mut out = Vec::new();
-    for start in 0..n {
-        if seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        let mut members = vec![start];
-        let mut next = 0;
-        while next < members.len() {
-            let a = members[next];
-            next += 1;
-            for &(nb, _) in mol.neighbors(a) {
-                if !seen[nb as usize] {
-                    seen[nb as usize] = true;
-                    members.push(nb as usize);
-                }
-            }
-        }
-        members.sort_unstable();
-        out.push(members);
-    }
-    out
 }
 
 /// What the canonical SMILES shows of an atom.
@@ -345,222 +317,6 @@ impl Search<'_> {
             self.visit(self.graph.refine(individualised));
         }
     }
-}
-
-/// Writes one component as SMILES: a depth-first walk from the first atom of `order`, taking
-/// neighbours in canonical order; ring closures numbered from 1, reusing freed digits. Both
-/// walks keep their own stacks (a scaffold may have thousands of atoms).
-fn write_smiles(mol: &Molecule, order: &[usize]) -> String {
-    let Some(&root) = order.first() else {
-        return String::new();
-    };
-    let n = mol.num_atoms();
-    let mut rank = vec![usize::MAX; n];
-    for (r, &a) in order.iter().enumerate() {
-        rank[a] = r;
-    }
-    // neighbours in canonical order, for this component's atoms only
-    let sorted_neighbors: Vec<Vec<(usize, usize)>> = (0..n)
-        .map(|a| {
-            if rank[a] == usize::MAX {
-                return Vec::new();
-            }
-            let mut nbs: Vec<(usize, usize)> = mol
-                .neighbors(a)
-                .iter()
-                .map(|&(nb, b)| (nb as usize, b as usize))
-                .collect();
-            nbs.sort_by_key(|&(nb, _)| rank[nb]);
-            nbs
-        })
-        .collect();
-
-    // first walk: tree children, and ring closures (opened at the ancestor, closed at the
-    // descendant that reaches it again)
-    let mut visited = vec![false; n];
-    let mut recorded = vec![false; mol.num_bonds()];
-    let mut children: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
-    let mut openings: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut closings: Vec<Vec<usize>> = vec![Vec::new(); n];
-    visited[root] = true;
-    let mut stack: Vec<(usize, usize, usize)> = vec![(root, usize::MAX, 0)];
-    while let Some(top) = stack.last_mut() {
-        let (a, via, next) = *top;
-        let Some(&(nb, b)) = sorted_neighbors[a].get(next) else {
-            stack.pop();
-            continue;
-        };
-        top.2 += 1;
-        if b == via || recorded[b] {
-            continue;
-        }
-        recorded[b] = true;
-        if visited[nb] {
-            openings[nb].push(b);
-            closings[a].push(b);
-        } else {
-            visited[nb] = true;
-            children[a].push((nb, b));
-            stack.push((nb, b, 0));
-        }
-    }
-
-    // second walk: the text
-    enum Step {
-        Atom(usize, usize),
-        Text(&'static str),
-    }
-    let mut out = String::new();
-    let mut digits: Vec<bool> = Vec::new();
-    let mut digit_of = vec![0usize; mol.num_bonds()];
-    let mut steps = vec![Step::Atom(root, usize::MAX)];
-    while let Some(step) = steps.pop() {
-        let (atom, via) = match step {
-            Step::Text(t) => {
-                out.push_str(t);
-                continue;
-            }
-            Step::Atom(atom, via) => (atom, via),
-        };
-        if via != usize::MAX {
-            out.push_str(bond_symbol(mol, via, mol.bonds[via].other(atom)));
-        }
-        out.push_str(&atom_symbol(mol, atom));
-        // ring closures ending here free their digits first, then those starting here
-        for &b in &closings[atom] {
-            let d = digit_of[b];
-            out.push_str(bond_symbol(mol, b, atom));
-            push_digit(&mut out, d);
-            digits[d - 1] = false;
-        }
-        for &b in &openings[atom] {
-            let d = match digits.iter().position(|used| !used) {
-                Some(free) => {
-                    digits[free] = true;
-                    free + 1
-                }
-                None => {
-                    digits.push(true);
-                    digits.len()
-                }
-            };
-            digit_of[b] = d;
-            push_digit(&mut out, d);
-        }
-        // children: all but the last in parentheses; pushed in reverse for the stack
-        let kids = &children[atom];
-        for (k, &(child, bond)) in kids.iter().enumerate().rev() {
-            if k + 1 < kids.len() {
-                steps.push(Step::Text(")"));
-                steps.push(Step::Atom(child, bond));
-                steps.push(Step::Text("("));
-            } else {
-                steps.push(Step::Atom(child, bond));
-            }
-        }
-    }
-    out
-}
-
-fn push_digit(out: &mut String, d: usize) {
-    if d < 10 {
-        out.push_str(&d.to_string());
-    } else {
-        out.push_str(&format!("%{d}"));
-    }
-}
-
-/// The bond symbol written between `from` and the other end of `bond`.
-fn bond_symbol(mol: &Molecule, bond: usize, from: usize) -> &'static str {
-    let b = &mol.bonds[bond];
-    let both_aromatic = mol.atoms[b.begin as usize].aromatic && mol.atoms[b.end as usize].aromatic;
-    match b.bond_type {
-        BondType::Single if both_aromatic => "-",
-        BondType::Single => "",
-        BondType::Aromatic if both_aromatic => "",
-        BondType::Aromatic => ":",
-        BondType::Double => "=",
-        BondType::Triple => "#",
-        BondType::Quadruple => "$",
-        BondType::Dative if b.begin as usize == from => "->",
-        BondType::Dative => "<-",
-        BondType::Unspecified => "~",
-    }
-}
-
-/// An atom in SMILES: the bare organic-subset symbol where a SMILES reader would infer its
-/// hydrogens, a bracket atom otherwise.
-fn atom_symbol(mol: &Molecule, a: usize) -> String {
-    let atom = &mol.atoms[a];
-    let z = atom.atomic_num;
-    let symbol = elements::symbol(z);
-    let aromatic_symbol = atom.aromatic && matches!(z, 5 | 6 | 7 | 8 | 15 | 16 | 33 | 34 | 52);
-    let written = if aromatic_symbol {
-        symbol.to_ascii_lowercase()
-    } else {
-        symbol.to_string()
-    };
-    let hs = atom.total_num_hs();
-    if atom.formal_charge == 0 && atom.radical_electrons == 0 && implied_hs(mol, a) == Some(hs) {
-        return written;
-    }
-    let mut s = format!("[{written}");
-    match hs {
-        0 => {}
-        1 => s.push('H'),
-        k => s.push_str(&format!("H{k}")),
-    }
-    match atom.formal_charge {
-        0 => {}
-        1 => s.push('+'),
-        -1 => s.push('-'),
-        c if c > 0 => s.push_str(&format!("+{c}")),
-        c => s.push_str(&format!("-{}", -i32::from(c))),
-    }
-    s.push(']');
-    s
-}
-
-/// Hydrogens a SMILES reader gives the bare symbol of atom `a` (None where it must be written
-/// in brackets: outside the organic subset, or aromatic in a way this writer does not infer).
-fn implied_hs(mol: &Molecule, a: usize) -> Option<u32> {
-    let atom = &mol.atoms[a];
-    let z = atom.atomic_num;
-    if !matches!(z, 5 | 6 | 7 | 8 | 9 | 15 | 16 | 17 | 35 | 53) {
-        return None;
-    }
-    let bonds: Vec<&Bond> = mol
-        .neighbors(a)
-        .iter()
-        .map(|&(_, b)| &mol.bonds[b as usize])
-        .collect();
-    if bonds
-        .iter()
-        .any(|b| matches!(b.bond_type, BondType::Dative | BondType::Unspecified))
-    {
-        return None;
-    }
-    let aromatic_bonds = bonds
-        .iter()
-        .filter(|b| b.bond_type == BondType::Aromatic)
-        .count();
-    if atom.aromatic {
-        // a bare `c` with two ring bonds carries one H, other bare aromatic atoms none
-        if !matches!(z, 5 | 6 | 7 | 8 | 15 | 16) || aromatic_bonds < 2 {
-            return None;
-        }
-        return Some(u32::from(z == 6 && bonds.len() == 2));
-    }
-    if aromatic_bonds > 0 {
-        return None;
-    }
-    let valence: u32 = bonds.iter().map(|b| b.bond_type.order()).sum();
-    elements::valences(z)
-        .iter()
-        .filter(|&&v| v >= 0)
-        .map(|&v| v as u32)
-        .find(|&v| v >= valence)
-        .map(|v| v - valence)
 }
 
 #[cfg(test)]
