@@ -21,8 +21,11 @@ const CHEMBL: &str = concat!(
     "/../../datasets/chembl_20k.smi.gz"
 );
 
+/// Atoms, bonds and Morgan identifiers at radius 0, 1 and 2.
+type Signature = (Vec<String>, Vec<(usize, usize, u32)>, Vec<Vec<Option<u32>>>);
+
 /// Everything the featurizer reads of a molecule, atom by atom and bond by bond.
-fn signature(mol: &Molecule) -> (Vec<String>, Vec<(usize, usize, u32)>, Vec<Vec<Option<u32>>>) {
+fn signature(mol: &Molecule) -> Signature {
     let atoms = mol
         .atoms()
         .iter()
