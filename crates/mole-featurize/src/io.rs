@@ -1,6 +1,8 @@
-//! Reading molecule files: `.smi`/`.txt` (SMILES, optional name after whitespace) and
+//! Reading molecule files: `.smi`/`.txt` (SMILES, optional name after whitespace),
 //! `.csv`/`.tsv` with a `smiles` column (header matched case-insensitively; an optional
-//! `name` or `id` column gives the name), each optionally gzip-compressed (`.gz`).
+//! `name` or `id` column gives the name) and SD/MOL files (`.sdf`, `.sd`, `.mol`: the record's
+//! connection table, written out as SMILES, and its name line), each optionally
+//! gzip-compressed (`.gz`); and parquet tables.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// One molecule of an input file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoleculeRecord {
-    /// 1-based line in the file.
+    /// 1-based line in the file; for an SD file, the 1-based record number.
     pub line: usize,
     pub smiles: String,
     pub name: Option<String>,
@@ -28,7 +30,7 @@ pub enum IoError {
         line: usize,
         reason: String,
     },
-    #[error("{path}: unsupported file type (expected .smi, .txt, .csv or .tsv, optionally .gz, or .parquet)")]
+    #[error("{path}: unsupported file type (expected .smi, .txt, .csv, .tsv, .sdf, .sd or .mol, optionally .gz, or .parquet)")]
     UnsupportedFormat { path: PathBuf },
     #[error("{path}{}: {reason}", line_suffix(*line))]
     Format {
@@ -110,6 +112,7 @@ enum Format {
     Smi,
     Delimited(u8),
     Parquet,
+    Sdf,
 }
 
 fn detect_format(path: &Path) -> Option<(Format, bool)> {
@@ -124,6 +127,7 @@ fn detect_format(path: &Path) -> Option<(Format, bool)> {
         "csv" => Format::Delimited(b','),
         "tsv" => Format::Delimited(b'\t'),
         "parquet" if !gz => Format::Parquet,
+        "sdf" | "sd" | "mol" => Format::Sdf,
         _ => return None,
     };
     Some((format, gz))
@@ -147,6 +151,10 @@ enum ReaderKind {
         records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
         smiles_column: usize,
         name_column: Option<usize>,
+    },
+    /// SD records; a record's number is its row number.
+    Sdf {
+        records: crate::sdf::SdfReader<BufReader<Box<dyn Read + Send>>>,
     },
     /// A whole table already read (parquet); `line` is the 1-based row number.
     Rows {
@@ -191,6 +199,9 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
             line: 0,
         },
         Format::Parquet => unreachable!("handled above"),
+        Format::Sdf => ReaderKind::Sdf {
+            records: crate::sdf::SdfReader::new(reader),
+        },
         Format::Delimited(delimiter) => {
             let mut csv_reader = csv::ReaderBuilder::new()
                 .delimiter(delimiter)
@@ -258,6 +269,17 @@ impl Iterator for MoleculeReader {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
             ReaderKind::Done => None,
+            ReaderKind::Sdf { records } => match records.next()? {
+                Ok(record) => Some(sdf_row(&self.path, record)),
+                Err(e) => {
+                    self.inner = ReaderKind::Done;
+                    Some(Err(IoError::Read {
+                        path: self.path.clone(),
+                        line: e.line,
+                        reason: e.reason,
+                    }))
+                }
+            },
             ReaderKind::Rows {
                 rows,
                 smiles_column,
@@ -388,6 +410,47 @@ impl Iterator for MoleculeReader {
                     name,
                 }));
             },
+        }
+    }
+}
+
+/// An SD record as a row: its molecule written as SMILES ([`crate::to_smiles`], atoms in the
+/// record's order) and its name line; a record that is not a valid molecule is a row error
+/// naming the record and the file line.
+fn sdf_row(path: &Path, record: crate::sdf::SdfRecord) -> Result<MoleculeRecord, IoError> {
+    match &record.molecule {
+        Ok(mol) if mol.num_atoms() == 0 => Err(IoError::Format {
+            path: path.to_path_buf(),
+            line: record.number,
+            reason: format!("record {} (line {}): no atoms", record.number, record.line),
+        }),
+        Ok(mol) => Ok(MoleculeRecord {
+            line: record.number,
+            smiles: crate::to_smiles(mol),
+            name: Some(record.name).filter(|n| !n.is_empty()),
+        }),
+        Err(e) => Err(IoError::Format {
+            path: path.to_path_buf(),
+            line: record.number,
+            reason: sdf_error_reason(&record, e),
+        }),
+    }
+}
+
+/// "record N, line L: reason" (L the file's line of a syntax error, or where the record
+/// starts for a chemistry error).
+pub fn sdf_error_reason(
+    record: &crate::sdf::SdfRecord,
+    error: &crate::molfile::MolfileError,
+) -> String {
+    match error {
+        crate::molfile::MolfileError::Syntax { line, reason } => format!(
+            "record {}, line {}: {reason}",
+            record.number,
+            record.line + line - 1
+        ),
+        crate::molfile::MolfileError::Chemistry(reason) => {
+            format!("record {} (line {}): {reason}", record.number, record.line)
         }
     }
 }

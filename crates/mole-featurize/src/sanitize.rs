@@ -186,7 +186,7 @@ fn merge_hydrogens(raw: RawMolecule) -> Result<Work, SmilesError> {
             formal_charge: a.charge,
             explicit_hs,
             implicit_hs: 0,
-            radical_electrons: 0,
+            radical_electrons: a.radicals,
             aromatic: a.aromatic,
             in_ring: false,
             degree: 0,

@@ -79,6 +79,9 @@ pub(crate) struct RawAtom {
     pub bracket: bool,
     /// Written lowercase.
     pub aromatic: bool,
+    /// Unpaired electrons given by the source (a molfile's `M  RAD`); SMILES gives none, the
+    /// sanitiser derives bracket atoms' radicals from their hydrogen deficit.
+    pub radicals: u8,
     pub pos: usize,
 }
 
@@ -260,6 +263,7 @@ impl<'a> Parser<'a> {
             // a dummy never gets implicit hydrogens
             bracket: atomic_num == 0,
             aromatic,
+            radicals: 0,
             pos,
         })
     }
@@ -416,6 +420,7 @@ impl<'a> Parser<'a> {
             explicit_hs,
             bracket: true,
             aromatic,
+            radicals: 0,
             pos: start,
         })
     }
