@@ -62,10 +62,13 @@ fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
     })
 }
 
-/// Table kinds by file name: CSV, TSV (optionally gzipped) or parquet.
+/// Table kinds by file name: CSV, TSV, SD files (optionally gzipped) or parquet.
 pub enum TableKind {
     Delimited(u8),
     Parquet,
+    /// `.sdf`, `.sd`, `.mol`: one row per record, the molecule as a `smiles` column and the
+    /// record's data items as the other columns.
+    Sdf,
 }
 
 pub fn table_kind(path: &Path) -> Result<TableKind> {
@@ -82,9 +85,11 @@ pub fn table_kind(path: &Path) -> Result<TableKind> {
         Ok(TableKind::Delimited(b','))
     } else if name.ends_with(".tsv") {
         Ok(TableKind::Delimited(b'\t'))
+    } else if name.ends_with(".sdf") || name.ends_with(".sd") || name.ends_with(".mol") {
+        Ok(TableKind::Sdf)
     } else {
         bail!(
-            "{}: expected a .csv, .tsv (optionally .gz) or .parquet file",
+            "{}: expected a .csv, .tsv, .sdf (optionally .gz) or .parquet file",
             path.display()
         )
     }
@@ -102,6 +107,7 @@ pub type Cells = (
 
 pub fn table_cells(path: &Path) -> Result<Cells> {
     match table_kind(path)? {
+        TableKind::Sdf => sdf_cells(path),
         TableKind::Parquet => {
             let (headers, rows) = mole_featurize::read_parquet_strings(path)?;
             let rows = rows
@@ -152,6 +158,50 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
             Ok((headers, Box::new(rows)))
         }
     }
+}
+
+/// An SD file as a table: a `smiles` column (the record's molecule, written with
+/// `mole_featurize::to_smiles`) and one column per data item name, in the order names first
+/// appear (a record without an item has an empty cell). Items named like the molecule column
+/// (`smiles`, any case) are left out: the connection table is the molecule. Rows are records
+/// (their number as the line); a record that is not a molecule is a bad row with its reason.
+fn sdf_cells(path: &Path) -> Result<Cells> {
+    let reader = std::io::BufReader::with_capacity(64 * 1024, open_maybe_gz(path)?);
+    let mut names: Vec<String> = Vec::new();
+    let mut records = Vec::new();
+    for record in mole_featurize::SdfReader::new(reader) {
+        let record = record.map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+        for (name, _) in &record.properties {
+            if !name.trim().eq_ignore_ascii_case("smiles") && !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        records.push(record);
+    }
+    let mut headers = vec!["smiles".to_string()];
+    headers.extend(names.iter().cloned());
+    let rows = records.into_iter().map(move |record| {
+        let cells = match &record.molecule {
+            Ok(mol) if mol.num_atoms() > 0 => {
+                let mut cells = vec![mole_featurize::to_smiles(mol)];
+                cells.extend(names.iter().map(|n| {
+                    record
+                        .properties
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map_or_else(String::new, |(_, v)| v.clone())
+                }));
+                Ok(cells)
+            }
+            Ok(_) => Err(format!(
+                "record {} (line {}): no atoms",
+                record.number, record.line
+            )),
+            Err(e) => Err(mole_featurize::io::sdf_error_reason(&record, e)),
+        };
+        Ok((record.number, cells))
+    });
+    Ok((headers, Box::new(rows)))
 }
 
 /// Largest label magnitude accepted: beyond it squared errors overflow f32 (sqrt(f32::MAX)
