@@ -13,6 +13,8 @@ use mole_featurize::{
 use mole_metrics::TaskKind;
 use mole_model::{BatchTensors, Checkpoint, HeadConfig, MolE, MolEConfig, TaskType};
 use mole_nn::StateDict;
+
+use crate::parquet_out::{self, ParquetRows};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -484,6 +486,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
             outcome.best_checkpoint.display()
         );
     }
+    crate::report::after_run(&out);
     Ok(())
 }
 
@@ -643,6 +646,7 @@ fn supervised(args: FinetuneArgs, base_toml: &str, default_out: &str) -> Result<
             t,
         );
     }
+    crate::report::after_run(&out);
     Ok(outcome)
 }
 
@@ -853,7 +857,7 @@ pub fn supervised_run(
                     &outcome.best_checkpoint,
                     device,
                 )?;
-                Some(trainer::evaluate(
+                Some(trainer::evaluate_with_predictions(
                     &ckpt.model.with_compute_dtype(dtype),
                     &test,
                     &checkpoint_objective,
@@ -865,16 +869,55 @@ pub fn supervised_run(
             };
             Ok::<_, anyhow::Error>((outcome, test_metrics))
         })?;
-    if let Some(t) = &test_metrics {
-        let mut entry = t.clone();
-        entry["kind"] = "test".into();
-        trainer::MetricsLog::open(out)?.write(entry)?;
-    }
+    let test_metrics = match test_metrics {
+        Some(evaluation) => {
+            let mut entry = evaluation.metrics.clone();
+            entry["kind"] = "test".into();
+            entry["molecules"] = test.len().into();
+            trainer::MetricsLog::open(out)?.write(entry)?;
+            write_test_predictions(out, &test, &table.label_names, &evaluation.predictions)?;
+            Some(evaluation.metrics)
+        }
+        None => None,
+    };
     Ok(SupervisedOutcome {
         best_checkpoint: outcome.best_checkpoint,
         test: test_metrics,
         kind,
     })
+}
+
+/// The test set's measured and predicted values, one row per (molecule, task) with a label,
+/// for the run's plots ([`crate::report::TEST_PREDICTIONS`]). Skipped for multi-class heads
+/// (several outputs per task).
+fn write_test_predictions(
+    out: &Path,
+    test: &[data::Example],
+    label_names: &[String],
+    predictions: &[f32],
+) -> Result<()> {
+    let tasks = label_names.len();
+    if tasks == 0 || predictions.len() != test.len() * tasks {
+        return Ok(());
+    }
+    let path = out.join(crate::report::TEST_PREDICTIONS);
+    let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&path)?);
+    w.write_record(["line", "smiles", "task", "measured", "predicted"])?;
+    for (example, row) in test.iter().zip(predictions.chunks(tasks)) {
+        for ((name, &y), &p) in label_names.iter().zip(&example.labels).zip(row) {
+            if y.is_nan() {
+                continue;
+            }
+            w.write_record([
+                example.line.to_string(),
+                example.smiles.clone(),
+                name.clone(),
+                y.to_string(),
+                p.to_string(),
+            ])?;
+        }
+    }
+    data::commit_csv(w)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1209,6 +1252,7 @@ where
                             line: e.line(),
                             smiles: String::new(),
                             name: None,
+                            columns: Vec::new(),
                             unknown_atoms: 0,
                             error: Some(e.reason()),
                         };
@@ -1219,6 +1263,7 @@ where
                     line: r.line,
                     smiles: r.smiles,
                     name: r.name,
+                    columns: r.columns,
                     unknown_atoms: 0,
                     error: None,
                 };
@@ -1311,9 +1356,98 @@ pub struct RawRowOut {
     pub line: usize,
     pub smiles: String,
     pub name: Option<String>,
+    /// The input's other columns ([`input_columns`]); empty cells for an unreadable row.
+    pub columns: Vec<String>,
     /// Atoms whose radius-0 identifier is not in the checkpoint's vocabulary (run as UNK).
     pub unknown_atoms: usize,
     pub error: Option<String>,
+}
+
+/// Whether an output path asks for parquet.
+fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// Where `predict` writes its rows.
+enum RowSink {
+    /// The writer and the number of value columns (empty cells for a rejected row).
+    Csv(csv::Writer<data::AtomicOutput>, usize),
+    Parquet(ParquetRows),
+}
+
+impl RowSink {
+    /// One row: identity columns (`width` passed-through ones), the values (empty cells or
+    /// nulls for a rejected row), unknown_atoms and error.
+    fn write(&mut self, row: &RawRowOut, width: usize, values: Option<&[f32]>) -> Result<()> {
+        let identity = row.identity(width);
+        match self {
+            RowSink::Csv(w, value_columns) => {
+                let mut rec = identity;
+                match values {
+                    Some(v) => rec.extend(v.iter().map(|x| x.to_string())),
+                    None => rec.extend(std::iter::repeat_n(String::new(), *value_columns)),
+                }
+                rec.push(row.unknown_atoms.to_string());
+                rec.push(row.error.clone().unwrap_or_default());
+                w.write_record(&rec)?;
+            }
+            RowSink::Parquet(p) => p.push(parquet_out::Row {
+                line: row.line,
+                strings: &identity[1..],
+                values,
+                unknown_atoms: row.unknown_atoms,
+                error: row.error.as_deref(),
+            })?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            RowSink::Csv(w, _) => data::commit_csv(w),
+            RowSink::Parquet(p) => p.finish(),
+        }
+    }
+}
+
+impl RawRowOut {
+    /// The row-identity cells every output starts with: line, smiles, name, then the input's
+    /// other columns (`width` of them: an unreadable row has none of its own).
+    fn identity(&self, width: usize) -> Vec<String> {
+        let mut cells = vec![
+            self.line.to_string(),
+            self.smiles.clone(),
+            self.name.clone().unwrap_or_default(),
+        ];
+        cells.extend(
+            self.columns
+                .iter()
+                .cloned()
+                .chain(std::iter::repeat(String::new()))
+                .take(width),
+        );
+        cells
+    }
+}
+
+/// Names of the input's columns that `predict`/`embed` pass through (a table's columns other
+/// than the SMILES and name, an SD file's data items), after `line, smiles, name`; one that
+/// would clash with an output column (`ours`) is prefixed `input_`.
+fn input_columns(input: &Path, ours: &[String]) -> Result<Vec<String>> {
+    let reader = read_molecules(input)?;
+    let reserved = |c: &str| ["line", "smiles", "name"].contains(&c) || ours.iter().any(|o| o == c);
+    Ok(reader
+        .columns()
+        .iter()
+        .map(|c| {
+            if reserved(c) {
+                format!("input_{c}")
+            } else {
+                c.clone()
+            }
+        })
+        .collect())
 }
 
 fn rows_of<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
@@ -1411,14 +1545,26 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     if with_spread {
         all_columns.extend(columns.iter().map(|c| format!("{c}_std")));
     }
-    let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&args.output)?);
+    let mut ours = all_columns.clone();
+    ours.extend(["unknown_atoms".to_string(), "error".to_string()]);
+    let passed = input_columns(&args.run.input, &ours)?;
+    let width = passed.len();
     let mut header = vec!["line".to_string(), "smiles".to_string(), "name".to_string()];
-    header.extend(all_columns.iter().cloned());
-    header.push("unknown_atoms".into());
-    header.push("error".into());
-    if writes_header(args.run.shard) {
-        w.write_record(&header)?;
-    }
+    header.extend(passed);
+    let mut out = if is_parquet(&args.output) {
+        RowSink::Parquet(ParquetRows::create(
+            &args.output,
+            &header[1..],
+            parquet_out::Values::Columns(all_columns.clone()),
+        )?)
+    } else {
+        let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&args.output)?);
+        header.extend(ours);
+        if writes_header(args.run.shard) {
+            w.write_record(&header)?;
+        }
+        RowSink::Csv(w, all_columns.len())
+    };
     let spec = args.run.device.unwrap_or_else(default_device);
     let members: Vec<&Path> = std::iter::once(args.run.checkpoint.as_path())
         .chain(args.ensemble.iter().map(PathBuf::as_path))
@@ -1473,24 +1619,10 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 }
                 Ok(mean_and_spread(&samples, with_spread))
             },
-            |row, out| {
-                let mut rec = vec![
-                    row.line.to_string(),
-                    row.smiles.clone(),
-                    row.name.clone().unwrap_or_default(),
-                ];
-                match out {
-                    Some(v) => rec.extend(v.iter().map(|x| x.to_string())),
-                    None => rec.extend(std::iter::repeat_n(String::new(), all_columns.len())),
-                }
-                rec.push(row.unknown_atoms.to_string());
-                rec.push(row.error.clone().unwrap_or_default());
-                w.write_record(&rec)?;
-                Ok(())
-            },
+            |row, values| out.write(row, width, values),
         )
     })?;
-    data::commit_csv(w)?;
+    out.finish()?;
     eprintln!(
         "predict: {} predicted, {} rejected → {}",
         counts.ok,
@@ -1581,9 +1713,10 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     // `-o -`: CSV on standard output
     let is_csv =
         data::is_stdout(&args.output) || args.output.extension().is_some_and(|e| e == "csv");
-    if !is_npy && !is_csv {
+    let parquet = is_parquet(&args.output);
+    if !is_npy && !is_csv && !parquet {
         bail!(
-            "{}: output must end in .npy or .csv (parquet is not supported by this build)",
+            "{}: output must end in .npy, .csv or .parquet",
             args.output.display()
         );
     }
@@ -1596,22 +1729,37 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     }
     let (config, vocab, _) = read_checkpoint_parts(&args.run.checkpoint)?;
     let hidden = config.encoder.hidden_size;
+    let embedding_columns: Vec<String> = (0..hidden).map(|i| format!("e{i}")).collect();
+    let tail = ["unknown_atoms".to_string(), "error".to_string()];
+    let mut ours = embedding_columns.clone();
+    ours.extend(tail.iter().cloned());
+    let passed = input_columns(&args.run.input, &ours)?;
+    let width = passed.len();
+    let mut identity_header = vec!["line".to_string(), "smiles".to_string(), "name".to_string()];
+    identity_header.extend(passed);
     let mut npy = if is_npy {
         let mut rows =
             csv::Writer::from_writer(data::AtomicOutput::create(&npy_rows_path(&args.output))?);
         if writes_header(args.run.shard) {
-            rows.write_record(["line", "smiles", "name", "unknown_atoms", "error"])?;
+            rows.write_record(identity_header.iter().chain(&tail))?;
         }
         Some((NpyWriter::create(&args.output, hidden)?, rows))
     } else {
         None
     };
+    let mut parquet_rows = if parquet {
+        Some(ParquetRows::create(
+            &args.output,
+            &identity_header[1..],
+            parquet_out::Values::Embedding(hidden),
+        )?)
+    } else {
+        None
+    };
     let mut csvw = if is_csv {
         let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&args.output)?);
-        let mut header = vec!["line".to_string(), "smiles".to_string()];
-        header.extend((0..hidden).map(|i| format!("e{i}")));
-        header.push("unknown_atoms".into());
-        header.push("error".into());
+        let mut header = identity_header.clone();
+        header.extend(ours.iter().cloned());
         if writes_header(args.run.shard) {
             w.write_record(&header)?;
         }
@@ -1636,18 +1784,26 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
             },
             |row, out| {
                 let v = out.unwrap_or(&nan_row);
+                let status = [
+                    row.unknown_atoms.to_string(),
+                    row.error.clone().unwrap_or_default(),
+                ];
                 if let Some((n, rows)) = npy.as_mut() {
                     n.push(v)?;
-                    rows.write_record([
-                        row.line.to_string(),
-                        row.smiles.clone(),
-                        row.name.clone().unwrap_or_default(),
-                        row.unknown_atoms.to_string(),
-                        row.error.clone().unwrap_or_default(),
-                    ])?;
+                    rows.write_record(row.identity(width).iter().chain(&status))?;
+                }
+                if let Some(p) = parquet_rows.as_mut() {
+                    let identity = row.identity(width);
+                    p.push(parquet_out::Row {
+                        line: row.line,
+                        strings: &identity[1..],
+                        values: out,
+                        unknown_atoms: row.unknown_atoms,
+                        error: row.error.as_deref(),
+                    })?;
                 }
                 if let Some(w) = csvw.as_mut() {
-                    let mut rec = vec![row.line.to_string(), row.smiles.clone()];
+                    let mut rec = row.identity(width);
                     rec.extend(v.iter().map(|x| x.to_string()));
                     rec.push(row.unknown_atoms.to_string());
                     rec.push(row.error.clone().unwrap_or_default());
@@ -1663,6 +1819,9 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     }
     if let Some(w) = csvw {
         data::commit_csv(w)?;
+    }
+    if let Some(p) = parquet_rows {
+        p.finish()?;
     }
     eprintln!(
         "embed: {} embedded, {} rejected (NaN rows) → {}",
@@ -1793,6 +1952,7 @@ pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
         primary_name,
         out.join("benchmark.json").display()
     );
+    crate::report::after_run(&out);
     Ok(())
 }
 

@@ -4,6 +4,8 @@ mod backend;
 mod bench;
 mod commands;
 mod data;
+mod parquet_out;
+mod report;
 mod settings;
 mod split;
 mod tdc;
@@ -170,9 +172,10 @@ enum Command {
     Finetune(commands::FinetuneArgs),
     /// Compute metrics of a checkpoint on a labelled file.
     Evaluate(commands::EvaluateArgs),
-    /// Predict properties for a SMILES file; writes CSV, streaming in bounded memory.
+    /// Predict properties for a molecule file (SMILES, table or SD file); writes CSV or parquet,
+    /// streaming in bounded memory.
     Predict(commands::PredictArgs),
-    /// Write CLS embeddings of molecules to .npy or .csv.
+    /// Write CLS embeddings of molecules to .npy, .csv or .parquet.
     Embed(commands::EmbedArgs),
     /// Benchmark fine-tuning: for each seed, split → fine-tune → test metric; mean ± std
     /// (`--protocol tdc`: TDC's ADMET protocol, a fixed scaffold test set and 5 seeds).
@@ -190,6 +193,9 @@ enum Command {
     Info,
     /// Measure featurisation, inference and training throughput (mol/s, FLOPs, MFU, memory).
     Bench(bench::BenchArgs),
+    /// Plots (SVG) and a one-page report.html of a run directory; training runs write them
+    /// when they finish.
+    Report(report::ReportArgs),
 }
 
 fn main() {
@@ -226,5 +232,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Parity(a) => commands::parity(a),
         Command::Info => commands::info(),
         Command::Bench(a) => bench::bench(a),
+        Command::Report(a) => report::report(a),
     }
 }

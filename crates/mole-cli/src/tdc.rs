@@ -212,6 +212,7 @@ pub fn run(args: &BenchmarkArgs) -> Result<()> {
     let path = out.join("benchmark.json");
     data::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     eprintln!("benchmark (TDC protocol) → {}", path.display());
+    crate::report::after_run(&out);
     Ok(())
 }
 

@@ -540,6 +540,28 @@ pub fn evaluate<B: Backend>(
     seed: u64,
     device: &B::Device,
 ) -> serde_json::Value {
+    evaluate_with_predictions(model, examples, objective, vocab, batch_size, seed, device).metrics
+}
+
+/// What [`evaluate_with_predictions`] measured.
+pub struct Evaluation {
+    pub metrics: serde_json::Value,
+    /// Supervised objectives: the model's outputs per example, in `examples` order (row-major,
+    /// original units); empty for pretraining.
+    pub predictions: Vec<f32>,
+}
+
+/// [`evaluate`], also returning the predictions (for a run's test-set plots).
+pub fn evaluate_with_predictions<B: Backend>(
+    model: &MolE<B>,
+    examples: &[Example],
+    objective: &Objective,
+    vocab: &Vocabulary,
+    batch_size: usize,
+    seed: u64,
+    device: &B::Device,
+) -> Evaluation {
+    let mut all_predictions = Vec::new();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED);
     let mut loss_sum = 0.0f64;
     let mut weight_sum = 0.0f64;
@@ -582,6 +604,7 @@ pub fn evaluate<B: Backend>(
                 .flat_map(|e| e.labels.iter().copied())
                 .collect();
             m.update(&preds, &labels);
+            all_predictions.extend_from_slice(&preds);
         }
     }
     let mut out = serde_json::json!({ "loss": loss_sum / weight_sum.max(1.0) });
@@ -597,7 +620,10 @@ pub fn evaluate<B: Backend>(
             };
         }
     }
-    out
+    Evaluation {
+        metrics: out,
+        predictions: all_predictions,
+    }
 }
 
 type AdamOptimizer<B> = OptimizerAdaptor<FusedAdam, MolE<B>, B>;

@@ -164,9 +164,9 @@ fn predict_and_embed(ckpt: &std::path::Path, dir: &std::path::Path) -> (Vec<f64>
         .records()
         .map(|r| {
             let r = r.unwrap();
-            // line, smiles, e0..e63, unknown_atoms, error
+            // line, smiles, name, e0..e63, unknown_atoms, error
             r.iter()
-                .skip(2)
+                .skip(3)
                 .take(64)
                 .map(|x| x.parse::<f64>().unwrap())
                 .collect()

@@ -7,6 +7,15 @@ use std::path::Path;
 
 use common::{last_of_kind, metrics, mole, mole_ok, repo_root, scratch, small_corpus};
 
+/// Molecules in a run's test set (its `test` metrics entry counts them).
+fn test_size(run: &Path) -> usize {
+    let test = last_of_kind(run, "test");
+    test["molecules"]
+        .as_u64()
+        .map(|n| n as usize)
+        .unwrap_or_else(|| panic!("no molecule count in {test}"))
+}
+
 fn labels_std(csv: &str, column: &str) -> f64 {
     let mut r = csv::Reader::from_path(repo_root().join(csv)).unwrap();
     let idx = r
@@ -106,6 +115,38 @@ fn pretrain_finetune_evaluate_predict_embed() {
     let auroc = test["auroc"].as_f64().unwrap();
     assert!(auroc > 0.75, "BBBP test AUROC {auroc}");
 
+    // every training run leaves its plots and report.html: learning curves, predicted vs
+    // measured (regression), ROC and precision-recall (classification), from the test set's
+    // predictions it also leaves
+    for (run, plots) in [
+        (&pre, &["loss.svg", "masked_accuracy.svg"][..]),
+        (&esol, &["loss.svg", "rmse.svg", "parity_logS.svg"][..]),
+        (
+            &bbbp,
+            &["loss.svg", "auroc.svg", "roc_target.svg", "pr_target.svg"][..],
+        ),
+    ] {
+        let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+        for plot in plots {
+            let svg = std::fs::read_to_string(run.join("plots").join(plot)).unwrap();
+            assert!(svg.contains("<svg") && svg.contains("<polyline"), "{plot}");
+            assert!(page.contains(&format!("plots/{plot}")), "{plot}");
+        }
+        assert!(page.contains("<h2>Configuration</h2>"));
+    }
+    let predictions = std::fs::read_to_string(esol.join("test_predictions.csv")).unwrap();
+    assert_eq!(
+        predictions.lines().count() - 1,
+        test_size(&esol),
+        "one row per test molecule"
+    );
+    // `mole report` redraws them for any run directory; a missing one is an error
+    std::fs::remove_dir_all(esol.join("plots")).unwrap();
+    mole_ok(&["report", esol.to_str().unwrap()]);
+    assert!(esol.join("plots/parity_logS.svg").exists());
+    let missing = mole(&["report", dir.join("no-such-run").to_str().unwrap()]);
+    assert!(!missing.status.success());
+
     // evaluate
     let out = mole_ok(&[
         "evaluate",
@@ -150,10 +191,12 @@ fn pretrain_finetune_evaluate_predict_embed() {
     let mut r = csv::Reader::from_path(&pred).unwrap();
     assert_eq!(
         r.headers().unwrap().iter().collect::<Vec<_>>(),
+        // the input's measured logS passes through beside the prediction
         [
             "line",
             "smiles",
             "name",
+            "logS",
             "logS_pred",
             "unknown_atoms",
             "error"
@@ -163,10 +206,12 @@ fn pretrain_finetune_evaluate_predict_embed() {
     assert_eq!(rows.len(), 1128);
     let mut src = csv::Reader::from_path(repo_root().join("datasets/esol.csv")).unwrap();
     for (k, (row, s)) in rows.iter().zip(src.records()).enumerate() {
+        let s = s.unwrap();
         // row k is the (k+2)-th line: the header is line 1
         assert_eq!(&row[0], (k + 2).to_string());
-        assert_eq!(&row[1], s.unwrap()[0].trim());
-        assert!(row[3].parse::<f64>().unwrap().is_finite());
+        assert_eq!(&row[1], s[0].trim());
+        assert_eq!(&row[3], s[1].trim_end_matches('\r'));
+        assert!(row[4].parse::<f64>().unwrap().is_finite());
     }
 
     // embed: .npy with one row per molecule and the hidden size of the model.
@@ -419,7 +464,7 @@ fn regression_targets_are_standardised_and_checkpoints_predict_original_units() 
     let values: Vec<f64> = csv::Reader::from_path(&pred)
         .unwrap()
         .records()
-        .map(|r| r.unwrap()[3].parse::<f64>().unwrap())
+        .map(|r| r.unwrap()[4].parse::<f64>().unwrap())
         .collect();
     let avg = values.iter().sum::<f64>() / values.len() as f64;
     assert!(

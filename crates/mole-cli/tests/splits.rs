@@ -231,4 +231,9 @@ fn finetune_with_scaffold_split_and_tdc_benchmark_on_a_folder() {
     }
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("| solubility_aqsoldb | mae |"), "{stdout}");
+    // the benchmark's bar chart (mean ± std per dataset) in its report
+    let chart = std::fs::read_to_string(out.join("plots/benchmark.svg")).unwrap();
+    assert!(chart.contains("solubility_aqsoldb (mae)") && chart.contains("<rect"));
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("benchmark.svg"));
 }

@@ -15,6 +15,9 @@ pub struct MoleculeRecord {
     pub line: usize,
     pub smiles: String,
     pub name: Option<String>,
+    /// The row's other columns, as [`MoleculeReader::columns`] names them: a table's columns
+    /// besides the SMILES and name, an SD record's data items (empty when absent).
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +140,8 @@ fn detect_format(path: &Path) -> Option<(Format, bool)> {
 pub struct MoleculeReader {
     path: PathBuf,
     inner: ReaderKind,
+    /// Names of the columns passed through with each record (`MoleculeRecord::columns`).
+    columns: Vec<String>,
     /// Blank `.smi` lines are row errors rather than skipped.
     blank_lines: bool,
 }
@@ -151,16 +156,20 @@ enum ReaderKind {
         records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
         smiles_column: usize,
         name_column: Option<usize>,
+        other_columns: Vec<usize>,
     },
     /// SD records; a record's number is its row number.
     Sdf {
         records: crate::sdf::SdfReader<BufReader<Box<dyn Read + Send>>>,
+        /// The first record, read when the file was opened (its data items name the columns).
+        first: Option<Result<crate::sdf::SdfRecord, crate::sdf::SdfReadError>>,
     },
-    /// A whole table already read (parquet); `line` is the 1-based row number.
+    /// A parquet table, read one row group at a time; `line` is the 1-based row number.
     Rows {
-        rows: std::vec::IntoIter<Vec<String>>,
+        rows: parquet::record::reader::RowIter<'static>,
         smiles_column: usize,
         name_column: Option<usize>,
+        other_columns: Vec<usize>,
         row: usize,
     },
     Done,
@@ -172,14 +181,17 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
     let (format, gz) =
         detect_format(&path).ok_or_else(|| IoError::UnsupportedFormat { path: path.clone() })?;
     if format == Format::Parquet {
-        let (headers, rows) = read_parquet_strings(&path)?;
+        let (headers, rows) = parquet_rows(&path)?;
         let (smiles_column, name_column) = locate_columns(&path, &headers)?;
+        let other_columns = others(&headers, smiles_column, name_column);
         return Ok(MoleculeReader {
             path,
+            columns: other_columns.iter().map(|&i| headers[i].clone()).collect(),
             inner: ReaderKind::Rows {
-                rows: rows.into_iter(),
+                rows,
                 smiles_column,
                 name_column,
+                other_columns,
                 row: 0,
             },
             blank_lines: false,
@@ -193,15 +205,21 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
     };
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     refuse_binary(&path, &mut reader, gz)?;
+    let mut columns = Vec::new();
     let inner = match format {
         Format::Smi => ReaderKind::Smi {
             lines: reader.split(b'\n'),
             line: 0,
         },
         Format::Parquet => unreachable!("handled above"),
-        Format::Sdf => ReaderKind::Sdf {
-            records: crate::sdf::SdfReader::new(reader),
-        },
+        Format::Sdf => {
+            let mut records = crate::sdf::SdfReader::new(reader);
+            let first = records.next();
+            if let Some(Ok(record)) = &first {
+                columns = record.properties.iter().map(|(k, _)| k.clone()).collect();
+            }
+            ReaderKind::Sdf { records, first }
+        }
         Format::Delimited(delimiter) => {
             let mut csv_reader = csv::ReaderBuilder::new()
                 .delimiter(delimiter)
@@ -220,19 +238,24 @@ pub fn read_molecules(path: impl AsRef<Path>) -> Result<MoleculeReader, IoError>
                     reason: e.to_string(),
                 })?
                 .iter()
-                .map(str::to_string)
+                // a CRLF file's CR stays on the last field (LF ends records)
+                .map(|h| h.strip_suffix('\r').unwrap_or(h).to_string())
                 .collect::<Vec<_>>();
             let (smiles_column, name_column) = locate_columns(&path, &headers)?;
+            let other_columns = others(&headers, smiles_column, name_column);
+            columns = other_columns.iter().map(|&i| headers[i].clone()).collect();
             ReaderKind::Delimited {
                 records: csv_reader.into_records(),
                 smiles_column,
                 name_column,
+                other_columns,
             }
         }
     };
     Ok(MoleculeReader {
         path,
         inner,
+        columns,
         blank_lines: false,
     })
 }
@@ -253,7 +276,33 @@ fn open_file(path: &Path) -> Result<File, IoError> {
     Ok(file)
 }
 
+/// The columns of a header other than the SMILES and name columns, in file order.
+fn others(headers: &[String], smiles_column: usize, name_column: Option<usize>) -> Vec<usize> {
+    (0..headers.len())
+        .filter(|&i| i != smiles_column && Some(i) != name_column)
+        .collect()
+}
+
+/// The cells of `columns` in a row (empty where the row is short).
+fn cells_of<'a>(values: impl Fn(usize) -> Option<&'a str>, columns: &[usize]) -> Vec<String> {
+    columns
+        .iter()
+        .map(|&i| {
+            let cell = values(i).unwrap_or("");
+            // a CRLF file's CR stays on the last field (LF ends records)
+            cell.strip_suffix('\r').unwrap_or(cell).to_string()
+        })
+        .collect()
+}
+
 impl MoleculeReader {
+    /// Names of the columns every record carries in [`MoleculeRecord::columns`]: a table's
+    /// columns other than the SMILES and name (file order), an SD file's data items (those of
+    /// its first record; others are dropped), none for a SMILES file.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
     /// Reports each blank line of a `.smi`/`.txt` file as a row error ("empty line") instead
     /// of skipping it, so that a consumer writing one output row per input row keeps row i of
     /// its output = line i of the input.
@@ -269,8 +318,8 @@ impl Iterator for MoleculeReader {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
             ReaderKind::Done => None,
-            ReaderKind::Sdf { records } => match records.next()? {
-                Ok(record) => Some(sdf_row(&self.path, record)),
+            ReaderKind::Sdf { records, first } => match first.take().or_else(|| records.next())? {
+                Ok(record) => Some(sdf_row(&self.path, record, &self.columns)),
                 Err(e) => {
                     self.inner = ReaderKind::Done;
                     Some(Err(IoError::Read {
@@ -284,9 +333,21 @@ impl Iterator for MoleculeReader {
                 rows,
                 smiles_column,
                 name_column,
+                other_columns,
                 row,
             } => loop {
-                let values = rows.next()?;
+                let values = match rows.next()? {
+                    Ok(r) => row_strings(&r),
+                    Err(e) => {
+                        let err = IoError::Read {
+                            path: self.path.clone(),
+                            line: *row + 1,
+                            reason: e.to_string(),
+                        };
+                        self.inner = ReaderKind::Done;
+                        return Some(Err(err));
+                    }
+                };
                 *row += 1;
                 let smiles = values.get(*smiles_column).map(|s| s.trim()).unwrap_or("");
                 if smiles.is_empty() {
@@ -301,6 +362,7 @@ impl Iterator for MoleculeReader {
                     line: *row,
                     smiles: smiles.to_string(),
                     name,
+                    columns: cells_of(|i| values.get(i).map(String::as_str), other_columns),
                 }));
             },
             ReaderKind::Smi { lines, line } => loop {
@@ -359,12 +421,14 @@ impl Iterator for MoleculeReader {
                     line: *line,
                     smiles,
                     name,
+                    columns: Vec::new(),
                 }));
             },
             ReaderKind::Delimited {
                 records,
                 smiles_column,
                 name_column,
+                other_columns,
             } => loop {
                 let record = match records.next()? {
                     Ok(r) => r,
@@ -408,6 +472,7 @@ impl Iterator for MoleculeReader {
                     line,
                     smiles: smiles.trim().to_string(),
                     name,
+                    columns: cells_of(|i| record.get(i), other_columns),
                 }));
             },
         }
@@ -417,7 +482,11 @@ impl Iterator for MoleculeReader {
 /// An SD record as a row: its molecule written as SMILES ([`crate::to_smiles`], atoms in the
 /// record's order) and its name line; a record that is not a valid molecule is a row error
 /// naming the record and the file line.
-fn sdf_row(path: &Path, record: crate::sdf::SdfRecord) -> Result<MoleculeRecord, IoError> {
+fn sdf_row(
+    path: &Path,
+    record: crate::sdf::SdfRecord,
+    columns: &[String],
+) -> Result<MoleculeRecord, IoError> {
     match &record.molecule {
         Ok(mol) if mol.num_atoms() == 0 => Err(IoError::Format {
             path: path.to_path_buf(),
@@ -427,7 +496,17 @@ fn sdf_row(path: &Path, record: crate::sdf::SdfRecord) -> Result<MoleculeRecord,
         Ok(mol) => Ok(MoleculeRecord {
             line: record.number,
             smiles: crate::to_smiles(mol),
-            name: Some(record.name).filter(|n| !n.is_empty()),
+            name: Some(record.name.clone()).filter(|n| !n.is_empty()),
+            columns: columns
+                .iter()
+                .map(|c| {
+                    record
+                        .properties
+                        .iter()
+                        .find(|(k, _)| k == c)
+                        .map_or_else(String::new, |(_, v)| v.clone())
+                })
+                .collect(),
         }),
         Err(e) => Err(IoError::Format {
             path: path.to_path_buf(),
@@ -471,19 +550,18 @@ fn locate_columns(path: &Path, headers: &[String]) -> Result<(usize, Option<usiz
     Ok((smiles_column, find("name").or_else(|| find("id"))))
 }
 
-/// Reads a whole parquet file as strings: the top-level column names and one `Vec<String>` per
-/// row (nulls become empty strings, numbers their decimal form).
-pub fn read_parquet_strings(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), IoError> {
+/// A parquet file's top-level column names and a lazy iterator over its rows (one row group
+/// in memory at a time).
+fn parquet_rows(
+    path: &Path,
+) -> Result<(Vec<String>, parquet::record::reader::RowIter<'static>), IoError> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    use parquet::record::Field;
-    let bad = |reason: String| IoError::Format {
+    let file = open_file(path)?;
+    let reader = SerializedFileReader::new(file).map_err(|e| IoError::Format {
         path: path.to_path_buf(),
         line: 0,
-        reason,
-    };
-    let file = open_file(path)?;
-    let reader =
-        SerializedFileReader::new(file).map_err(|e| bad(format!("not a parquet file: {e}")))?;
+        reason: format!("not a parquet file: {e}"),
+    })?;
     let headers: Vec<String> = reader
         .metadata()
         .file_metadata()
@@ -493,27 +571,35 @@ pub fn read_parquet_strings(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>
         .iter()
         .map(|f| f.name().to_string())
         .collect();
-    let mut rows = Vec::new();
-    let iter = reader
-        .get_row_iter(None)
-        .map_err(|e| bad(format!("cannot read rows: {e}")))?;
-    for (i, row) in iter.enumerate() {
+    Ok((headers, reader.into_iter()))
+}
+
+/// A parquet row as strings: nulls become empty strings, numbers their decimal form.
+fn row_strings(row: &parquet::record::Row) -> Vec<String> {
+    use parquet::record::Field;
+    row.get_column_iter()
+        .map(|(_, field)| match field {
+            Field::Null => String::new(),
+            Field::Str(s) => s.clone(),
+            Field::Double(v) => v.to_string(),
+            Field::Float(v) => v.to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// Reads a whole parquet file as strings: the top-level column names and one `Vec<String>` per
+/// row (nulls become empty strings, numbers their decimal form).
+pub fn read_parquet_strings(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), IoError> {
+    let (headers, rows) = parquet_rows(path)?;
+    let mut out = Vec::new();
+    for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| IoError::Read {
             path: path.to_path_buf(),
             line: i + 1,
             reason: e.to_string(),
         })?;
-        let values = row
-            .get_column_iter()
-            .map(|(_, field)| match field {
-                Field::Null => String::new(),
-                Field::Str(s) => s.clone(),
-                Field::Double(v) => v.to_string(),
-                Field::Float(v) => v.to_string(),
-                other => other.to_string(),
-            })
-            .collect();
-        rows.push(values);
+        out.push(row_strings(&row));
     }
-    Ok((headers, rows))
+    Ok((headers, out))
 }

@@ -129,7 +129,7 @@ fn csv_tsv_and_gzip_files() {
         Err(IoError::Format { line: 1, .. })
     ));
     assert!(matches!(
-        read_molecules(dir.join("x.sdf")),
+        read_molecules(dir.join("x.xyz")),
         Err(IoError::UnsupportedFormat { .. })
     ));
     assert!(matches!(
