@@ -18,11 +18,14 @@ Writes, under `crates/mole-featurize/tests/data/`:
                            repr of the float, e.g. `0.0`, `2.8`).
   rdkit_v3000.sdf.gz       the same, `SetForceV3000(True)`, for the first 300 TDC rows and all
                            edge cases.
+  rdkit_explicit_h.sdf.gz  the first 300 TDC rows with every hydrogen as an atom (`Chem.AddHs`),
+                           every third with a 3D conformer (`EmbedMolecule(randomSeed=1)`), as
+                           docking and conformer tools write SD files.
   rdkit_sdf_expected.jsonl.gz
                            (gzip: as plain JSON lines it would be 5.1 MB, mostly the distance
                            matrices and Morgan identifiers of 2,291 records; gzipped 0.8 MB)
                            one line per record of both files, in file order:
-                           {"file": "v2000"|"v3000", "record": 1-based, "name", "smiles",
+                           {"file": "v2000"|"v3000"|"explicit_h", "record": 1-based, "name", "smiles",
                             "ok", and when ok "num_atoms", "morgan_r0/r1/r2", "dist",
                             "same_as_smiles"}
                            as RDKit reads the record back with
@@ -107,15 +110,21 @@ def write_gz(path, text):
             gz.write(text.encode("utf-8"))
 
 
-def write_sdf_gz(path, mols, force_v3000):
-    """SDWriter into memory, then write_gz."""
+def write_sdf_gz(path, mols, force_v3000, hydrogens=False):
+    """SDWriter into memory, then write_gz. With `hydrogens`, every molecule gets its hydrogens
+    as atoms (`Chem.AddHs`) and every third a 3D conformer (`EmbedMolecule(randomSeed=1)`, 2D
+    where embedding fails), as docking and conformer tools write them."""
     sio = io.StringIO()
     w = Chem.SDWriter(sio)
     if force_v3000:
         w.SetForceV3000(True)
     written = []
-    for name, smiles, y in mols:
+    for k, (name, smiles, y) in enumerate(mols):
         mol = Chem.MolFromSmiles(smiles)
+        if hydrogens:
+            mol = Chem.AddHs(mol)
+            if k % 3 == 0 and AllChem.EmbedMolecule(mol, randomSeed=1) != 0:
+                AllChem.Compute2DCoords(mol)
         mol.SetProp("_Name", name)  # replaces a name the SMILES parser took from after a space
         mol.SetProp("smiles", smiles)
         if y is not None:
@@ -195,9 +204,11 @@ def main():
     edge = [m for m in mols if m[0].startswith("edge-")]
 
     expected = []
-    for label, subset, force in (("v2000", mols, False), ("v3000", tdc[:V3000_TDC] + edge, True)):
+    for label, subset, force, hydrogens in (("v2000", mols, False, False),
+                                            ("v3000", tdc[:V3000_TDC] + edge, True, False),
+                                            ("explicit_h", tdc[:V3000_TDC], False, True)):
         path = os.path.join(DATA, f"rdkit_{label}.sdf.gz")
-        written = write_sdf_gz(path, subset, force)
+        written = write_sdf_gz(path, subset, force, hydrogens)
         with gzip.open(path) as f:
             rows = read_back(f, label, written)
         if len(rows) != len(written):

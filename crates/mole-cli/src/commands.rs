@@ -646,7 +646,6 @@ fn supervised(args: FinetuneArgs, base_toml: &str, default_out: &str) -> Result<
             t,
         );
     }
-    crate::report::after_run(&out);
     Ok(outcome)
 }
 
@@ -880,6 +879,8 @@ pub fn supervised_run(
         }
         None => None,
     };
+    // every run leaves its plots and report.html, also each seed of a benchmark
+    crate::report::after_run(out);
     Ok(SupervisedOutcome {
         best_checkpoint: outcome.best_checkpoint,
         test: test_metrics,
