@@ -53,7 +53,7 @@ pub struct BenchArgs {
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "32,64")]
     pub batch_sizes: Vec<usize>,
-    /// Molecules: .jsonl with a `smiles` field, or .smi/.txt/.csv/.tsv (optionally .gz).
+    /// Molecules: .jsonl with a `smiles` field, or .smi/.txt/.csv/.tsv/.sdf (optionally .gz).
     /// Default: ../shared/fixtures/featurize/tdc_featurized.jsonl if it exists, else
     /// datasets/esol.csv.
     #[arg(long)]

@@ -44,7 +44,8 @@ fn load_vocab(path: Option<&Path>) -> Result<Vocabulary> {
 
 #[derive(Args)]
 pub struct FeaturizeArgs {
-    /// Input: .smi/.txt (SMILES [name] per line) or .csv/.tsv with a `smiles` column; .gz ok.
+    /// Input: .smi/.txt (SMILES [name] per line), .csv/.tsv with a `smiles` column, or an SD
+    /// file (.sdf/.sd/.mol, V2000 or V3000); .gz ok; or .parquet.
     pub input: PathBuf,
     /// Output JSON Lines file (default: standard output).
     #[arg(short, long)]
@@ -205,7 +206,8 @@ pub fn featurize(args: FeaturizeArgs) -> Result<()> {
 pub enum VocabCommand {
     /// Count Morgan identifiers over a SMILES corpus and keep those seen at least --min-count times.
     Build {
-        /// SMILES corpora (.smi/.txt/.csv/.tsv, optionally .gz); counts are summed over all.
+        /// Molecule corpora (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet); counts are
+        /// summed over all.
         #[arg(required = true)]
         corpus: Vec<PathBuf>,
         /// 0 for the input vocabulary, 2 for pretraining targets.
@@ -929,7 +931,8 @@ pub struct EvaluateArgs {
     /// A mole checkpoint with a prediction head (e.g. runs/finetune/best.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Labelled CSV/TSV with a `smiles` column and the checkpoint's label columns.
+    /// Labelled table (CSV/TSV, optionally .gz, or parquet) with a `smiles` column and the
+    /// checkpoint's label columns, or an SD file whose data items hold them.
     #[arg(long)]
     pub data: PathBuf,
     #[arg(long, default_value = "smiles")]
@@ -1051,7 +1054,9 @@ pub struct InferenceArgs {
     /// A mole checkpoint (`best.safetensors` of a run, or `mole import` output).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Molecules: .smi/.txt or .csv/.tsv/.parquet with a `smiles` column; optionally .gz.
+    /// Molecules: .smi/.txt, .csv/.tsv/.parquet with a `smiles` column (a `name` or `id`
+    /// column names the rows; the other columns pass through to the output), or an SD file
+    /// (.sdf/.sd/.mol: a row per record, its data items passed through); optionally .gz.
     #[arg(long, short)]
     pub input: PathBuf,
     #[arg(long, default_value_t = 64, value_parser = crate::at_least_one)]
@@ -1153,9 +1158,9 @@ pub struct PredictArgs {
     /// checkpoint).
     #[arg(long, default_value_t = 1, value_parser = crate::at_least_one)]
     pub mc_dropout: usize,
-    /// Output CSV, one row per input row: line, smiles, name, one column per task
-    /// (`<label>_pred`, and `<label>_pred_std` with --ensemble or --mc-dropout), unknown_atoms,
-    /// error. `-` writes to standard output.
+    /// Output CSV (or .parquet), one row per input row: line, smiles, name, the input's other
+    /// columns, one column per task (`<label>_pred`, and `<label>_pred_std` with --ensemble or
+    /// --mc-dropout), unknown_atoms, error. `-` writes the CSV to standard output.
     #[arg(long, short)]
     pub output: PathBuf,
 }
@@ -1639,8 +1644,10 @@ pub struct EmbedArgs {
     pub run: InferenceArgs,
     /// Output: .npy (float32 [rows, hidden]: row i is data row i of the input — line i of a
     /// .smi, blank lines included — with NaN rows for rejected molecules; a sidecar
-    /// `<name>.rows.csv` gives each row's line, smiles, name, unknown_atoms and error) or .csv
-    /// (line, smiles, e0..eH, unknown_atoms, error); `-` writes that CSV to standard output.
+    /// `<name>.rows.csv` gives each row's line, smiles, name, the input's other columns,
+    /// unknown_atoms and error), .csv (the same columns with e0..eH before unknown_atoms) or
+    /// .parquet (an `embedding` list column, null for rejected rows); `-` writes the CSV to
+    /// standard output.
     #[arg(long, short)]
     pub output: PathBuf,
 }

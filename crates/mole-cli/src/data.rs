@@ -227,7 +227,7 @@ fn parse_label(cell: &str) -> Result<f32, String> {
     Ok(v)
 }
 
-/// Reads a CSV/TSV with a SMILES column, label columns (`label_columns`, or every other column
+/// Reads a table (CSV/TSV/parquet, or an SD file as [`sdf_cells`] makes it one) with a SMILES column, label columns (`label_columns`, or every other column
 /// when empty) and an optional split column. Rows with a non-numeric label or an empty SMILES
 /// are rejected with their line number; the rest are kept.
 pub fn read_table(
@@ -326,7 +326,7 @@ pub fn read_table(
     })
 }
 
-/// Reads an unlabelled SMILES list (.smi/.txt/.csv/.tsv, optionally gzipped).
+/// Reads an unlabelled molecule list (.smi/.txt/.csv/.tsv/.sdf, optionally gzipped, or parquet).
 pub fn read_smiles(path: &Path) -> Result<(Vec<RawRow>, Vec<Reject>)> {
     let mut rows = Vec::new();
     let mut rejects = Vec::new();
