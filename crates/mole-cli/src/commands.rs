@@ -383,7 +383,9 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("config has no [pretrain] section"))?;
     let out = run_dir(a, "pretrain");
     let corpus = PathBuf::from(&settings.data.train);
-    readable(&corpus)?;
+    if !settings.data.stream {
+        readable(&corpus)?;
+    }
     let (vocab, init, encoder) = match &args.checkpoint {
         Some(c) => {
             let (config, vocab, dict) = read_checkpoint_parts(c)?;
@@ -405,39 +407,11 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         trainer::RunDirUse::of(a.resume, a.force),
         &settings.to_toml(),
     )?;
-    tracing::info!("reading {}", corpus.display());
-    let (rows, mut rejects) = data::read_smiles(&corpus)
-        .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
-    let (mut examples, bad) =
-        data::featurize_rows(rows, &vocab, settings.data.max_atoms, true, "featurize");
-    rejects.extend(bad);
-    data::report_rejects(&corpus, &rejects, Some(&out.join("rejects.csv")))?;
-
-    let mut rng = StdRng::seed_from_u64(settings.train.seed);
-    let (train_idx, valid_idx, _) = data::split_indices(
-        &examples,
-        settings.data.split_method,
-        settings.data.valid_fraction,
-        0.0,
-        settings.train.seed,
-        &mut rng,
-    )?;
-    let counts = data::count_targets(train_idx.iter().map(|&i| &examples[i]));
-    let target_vocab =
-        Vocabulary::build_from_counts(counts, settings.data.target_min_count).with_radius(2);
-    data::assign_targets(&mut examples, &target_vocab);
-    let (train, valid) = take_split(examples, &train_idx, &valid_idx);
-
-    // Majority-class baseline of masked-token accuracy: always predicting the most common target.
-    let mut freq = std::collections::HashMap::new();
-    let mut total = 0u64;
-    for e in &train {
-        for &t in &e.targets {
-            *freq.entry(t).or_insert(0u64) += 1;
-            total += 1;
-        }
-    }
-    let majority = freq.values().max().copied().unwrap_or(0) as f64 / total.max(1) as f64;
+    let (train, valid, target_vocab, majority) = if settings.data.stream {
+        streaming_corpus(&settings, &vocab, &out)?
+    } else {
+        in_memory_corpus(&settings, &vocab, &corpus, &out)?
+    };
     tracing::info!(
         "target vocabulary: {} radius-2 environments with count >= {} (vocab_size {}); \
          majority-class baseline accuracy {:.3}",
@@ -609,6 +583,153 @@ fn task_kind(kind: TaskType, num_classes: usize) -> TaskKind {
         (_, 1) => TaskKind::BinaryClassification,
         (_, c) => TaskKind::MulticlassClassification { num_classes: c },
     }
+}
+
+/// A pretraining corpus with its target vocabulary: the training data, the validation
+/// molecules, the radius-2 target vocabulary and the majority-class baseline of masked-atom
+/// accuracy.
+type PretrainCorpus = (trainer::TrainData, Vec<Example>, Vocabulary, f64);
+
+/// Share of the most frequent target among the examples' atoms (always predicting it).
+fn majority_baseline(examples: &[Example]) -> f64 {
+    let mut freq = std::collections::HashMap::new();
+    let mut total = 0u64;
+    for e in examples {
+        for &t in &e.targets {
+            *freq.entry(t).or_insert(0u64) += 1;
+            total += 1;
+        }
+    }
+    freq.values().max().copied().unwrap_or(0) as f64 / total.max(1) as f64
+}
+
+/// The whole corpus featurised before the first step, split by `data.split_method`.
+fn in_memory_corpus(
+    settings: &RunSettings,
+    vocab: &Vocabulary,
+    corpus: &Path,
+    out: &Path,
+) -> Result<PretrainCorpus> {
+    tracing::info!("reading {}", corpus.display());
+    let (rows, mut rejects) = data::read_smiles(corpus)
+        .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
+    let (mut examples, bad) =
+        data::featurize_rows(rows, vocab, settings.data.max_atoms, true, "featurize");
+    rejects.extend(bad);
+    data::report_rejects(corpus, &rejects, Some(&out.join("rejects.csv")))?;
+
+    let mut rng = StdRng::seed_from_u64(settings.train.seed);
+    let (train_idx, valid_idx, _) = data::split_indices(
+        &examples,
+        settings.data.split_method,
+        settings.data.valid_fraction,
+        0.0,
+        settings.train.seed,
+        &mut rng,
+    )?;
+    let counts = data::count_targets(train_idx.iter().map(|&i| &examples[i]));
+    let target_vocab =
+        Vocabulary::build_from_counts(counts, settings.data.target_min_count).with_radius(2);
+    data::assign_targets(&mut examples, &target_vocab);
+    let (train, valid) = take_split(examples, &train_idx, &valid_idx);
+    let majority = majority_baseline(&train);
+    Ok((
+        trainer::TrainData::InMemory(train),
+        valid,
+        target_vocab,
+        majority,
+    ))
+}
+
+/// Validation molecules a streaming corpus keeps in memory at most.
+const STREAM_VALID_LIMIT: usize = 10_000;
+
+/// A streaming corpus (`data.stream`): the first `data.stream_sample` molecules set the target
+/// vocabulary and give the validation set (the hash-selected among them, which the stream
+/// leaves out everywhere); training reads the files as it goes.
+fn streaming_corpus(
+    settings: &RunSettings,
+    vocab: &Vocabulary,
+    out: &Path,
+) -> Result<PretrainCorpus> {
+    let d = &settings.data;
+    if d.split_method != mole_featurize::split::SplitMethod::Random {
+        bail!("data.stream: the validation split of a stream is by SMILES hash (split_method = \"random\")");
+    }
+    if d.stream_window == 0 || d.stream_sample == 0 {
+        bail!("data.stream_window and data.stream_sample must be at least 1");
+    }
+    let files = crate::stream::corpus_files(&d.train)?;
+    for f in &files {
+        readable(f)?;
+    }
+    tracing::info!(
+        "streaming {} file(s); target vocabulary from the first {} molecules",
+        files.len(),
+        d.stream_sample
+    );
+    let (sample_rows, valid_rows, mut rejects) = crate::stream::sample(
+        &files,
+        d.stream_sample,
+        d.valid_fraction,
+        STREAM_VALID_LIMIT,
+    )?;
+    let (sample, bad) = data::featurize_rows(sample_rows, vocab, d.max_atoms, true, "sample");
+    rejects.extend(bad);
+    let (mut valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, true, "validation");
+    rejects.extend(bad);
+    data::report_rejects(&files[0], &rejects, Some(&out.join("rejects.csv")))?;
+    if sample.is_empty() {
+        bail!(
+            "{}: no usable molecule at the start of the corpus",
+            files[0].display()
+        );
+    }
+    let target_vocab =
+        Vocabulary::build_from_counts(data::count_targets(sample.iter()), d.target_min_count)
+            .with_radius(2);
+    let mut sample = sample;
+    data::assign_targets(&mut sample, &target_vocab);
+    data::assign_targets(&mut valid, &target_vocab);
+    let majority = majority_baseline(&sample);
+    let steps_per_epoch = if settings.train.max_steps > 0 {
+        None
+    } else {
+        // without a step limit the epochs need the corpus's size: one pass counting rows
+        let mut rows = 0usize;
+        for f in &files {
+            for r in read_molecules(f)? {
+                match r {
+                    Ok(r) if !crate::stream::is_validation(&r.smiles, d.valid_fraction) => {
+                        rows += 1
+                    }
+                    Err(e) if !e.is_row_error() => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
+        tracing::info!("corpus: {rows} training molecules");
+        Some(rows.div_ceil(settings.train.batch_size).max(1))
+    };
+    let spec = crate::stream::StreamSpec {
+        files,
+        seed: settings.train.seed,
+        window: d.stream_window,
+        batch_size: settings.train.batch_size,
+        max_atoms: d.max_atoms,
+        valid_fraction: d.valid_fraction,
+        vocab: vocab.clone(),
+        target_vocab: target_vocab.clone(),
+    };
+    Ok((
+        trainer::TrainData::Stream {
+            spec: std::sync::Arc::new(spec),
+            steps_per_epoch,
+        },
+        valid,
+        target_vocab,
+        majority,
+    ))
 }
 
 pub fn finetune(args: FinetuneArgs) -> Result<SupervisedOutcome> {
@@ -833,7 +954,7 @@ pub fn supervised_run(
         model_config,
         vocab: vocab.clone(),
         target_vocab: None,
-        train,
+        train: trainer::TrainData::InMemory(train),
         valid,
         objective: objective.clone(),
         init,

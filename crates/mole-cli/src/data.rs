@@ -463,6 +463,26 @@ pub fn featurize_rows(
     what: &str,
 ) -> (Vec<Example>, Vec<Reject>) {
     let bar = progress_bar(rows.len() as u64, what);
+    featurize_rows_with(rows, vocab, max_atoms, keep_r2, bar)
+}
+
+/// [`featurize_rows`] without a progress bar (a streaming corpus's windows).
+pub fn featurize_rows_quietly(
+    rows: Vec<RawRow>,
+    vocab: &Vocabulary,
+    max_atoms: usize,
+    keep_r2: bool,
+) -> (Vec<Example>, Vec<Reject>) {
+    featurize_rows_with(rows, vocab, max_atoms, keep_r2, ProgressBar::hidden())
+}
+
+fn featurize_rows_with(
+    rows: Vec<RawRow>,
+    vocab: &Vocabulary,
+    max_atoms: usize,
+    keep_r2: bool,
+    bar: ProgressBar,
+) -> (Vec<Example>, Vec<Reject>) {
     let results: Vec<Result<Example, Reject>> = rows
         .into_par_iter()
         .map(|row| {

@@ -8,6 +8,7 @@ mod parquet_out;
 mod report;
 mod settings;
 mod split;
+mod stream;
 mod tdc;
 mod trainer;
 

@@ -70,6 +70,26 @@ pub struct DataSettings {
     /// of the atom count).
     #[serde(default = "default_max_atoms")]
     pub max_atoms: usize,
+    /// Pretraining: read the corpus as a stream (`crate::stream`) in memory bounded by the
+    /// window, instead of featurising it all before the first step. `train` may then list
+    /// several files and globs, comma-separated.
+    #[serde(default)]
+    pub stream: bool,
+    /// Streaming: molecules shuffled and length-bucketed together.
+    #[serde(default = "default_stream_window")]
+    pub stream_window: usize,
+    /// Streaming: molecules at the start of the corpus that set the target vocabulary (and
+    /// give the validation set, the hash-selected among them).
+    #[serde(default = "default_stream_sample")]
+    pub stream_sample: usize,
+}
+
+fn default_stream_window() -> usize {
+    50_000
+}
+
+fn default_stream_sample() -> usize {
+    100_000
 }
 
 fn default_max_atoms() -> usize {

@@ -54,7 +54,7 @@ pub struct TrainJob<'a> {
     pub model_config: MolEConfig,
     pub vocab: Vocabulary,
     pub target_vocab: Option<Vocabulary>,
-    pub train: Vec<Example>,
+    pub train: TrainData,
     pub valid: Vec<Example>,
     pub objective: Objective,
     /// Weights to start from (e.g. a pretrained encoder); tensors the model lacks are an error,
@@ -65,6 +65,24 @@ pub struct TrainJob<'a> {
     pub extra: serde_json::Value,
     /// Test hook: fail as if killed after this many steps of this process.
     pub interrupt_after: Option<usize>,
+}
+
+/// The training molecules: featurised up front, or a streaming corpus.
+pub enum TrainData {
+    InMemory(Vec<Example>),
+    Stream {
+        spec: std::sync::Arc<crate::stream::StreamSpec>,
+        /// Steps of one pass over the corpus, when counted (a run with `max_steps` needs no
+        /// count).
+        steps_per_epoch: Option<usize>,
+    },
+}
+
+/// Where one epoch's batches come from.
+enum EpochSource {
+    /// Index lists into the in-memory molecules.
+    Indices(Vec<Vec<usize>>),
+    Stream(std::sync::mpsc::Receiver<Result<Vec<Example>>>),
 }
 
 /// Exclusive hold on a run directory for the life of a command (an OS file lock on
@@ -928,14 +946,24 @@ fn train_on<B: AutodiffBackend>(
         &run_dir.join("config.toml"),
         job.settings.to_toml().as_bytes(),
     )?;
-    if job.train.is_empty() {
-        bail!("no training molecules left after featurisation");
-    }
-
-    let steps_per_epoch = job.train.len().div_ceil(s.batch_size);
-    let mut total_steps = s.epochs * steps_per_epoch;
+    let steps_per_epoch = match &job.train {
+        TrainData::InMemory(train) if train.is_empty() => {
+            bail!("no training molecules left after featurisation")
+        }
+        TrainData::InMemory(train) => Some(train.len().div_ceil(s.batch_size)),
+        TrainData::Stream {
+            steps_per_epoch, ..
+        } => *steps_per_epoch,
+    };
+    let mut total_steps = match steps_per_epoch {
+        Some(n) => s.epochs * n,
+        None => usize::MAX,
+    };
     if s.max_steps > 0 {
         total_steps = total_steps.min(s.max_steps);
+    }
+    if total_steps == usize::MAX {
+        bail!("a streaming corpus whose size was not counted needs train.max_steps");
     }
     let warmup = ((s.warmup_fraction * total_steps as f64).round() as usize).max(1);
     let lr_at = |step: usize| -> f64 {
@@ -1026,17 +1054,30 @@ fn train_on<B: AutodiffBackend>(
     }
 
     let mut log = MetricsLog::open(run_dir)?;
-    let lengths: Vec<usize> = job.train.iter().map(|e| e.input.len()).collect();
+    let lengths: Vec<usize> = match &job.train {
+        TrainData::InMemory(train) => train.iter().map(|e| e.input.len()).collect(),
+        TrainData::Stream { .. } => Vec::new(),
+    };
     let num_params = model.num_params();
-    tracing::info!(
-        "training {} molecules ({} validation), {} parameters, {} steps ({} per epoch), batch {}",
-        job.train.len(),
-        job.valid.len(),
-        num_params,
-        total_steps,
-        steps_per_epoch,
-        s.batch_size
-    );
+    let per_epoch = steps_per_epoch.map_or("uncounted".to_string(), |n| n.to_string());
+    match &job.train {
+        TrainData::InMemory(train) => tracing::info!(
+            "training {} molecules ({} validation), {num_params} parameters, {total_steps} \
+             steps ({per_epoch} per epoch), batch {}",
+            train.len(),
+            job.valid.len(),
+            s.batch_size
+        ),
+        TrainData::Stream { spec, .. } => tracing::info!(
+            "training on a stream of {} file(s) ({} validation molecules), {num_params} \
+             parameters, {total_steps} steps ({per_epoch} per epoch), batch {}, shuffle \
+             window {}",
+            spec.files.len(),
+            job.valid.len(),
+            s.batch_size,
+            spec.window
+        ),
+    }
 
     let save_resumable = |model: &MolE<B>, optim_record, state: &TrainState| -> Result<()> {
         let tmp = run_dir.join("resume.tmp");
@@ -1092,18 +1133,60 @@ fn train_on<B: AutodiffBackend>(
     let (mut window_molecules, mut window_tokens, mut window_seconds) = (0usize, 0usize, 0f64);
 
     'epochs: while !state.finished && state.epoch < s.epochs && state.global_step < total_steps {
-        let mut epoch_rng = StdRng::seed_from_u64(s.seed.wrapping_add(state.epoch as u64));
-        let batches = length_bucketed_batches(&lengths, s.batch_size, &mut epoch_rng);
+        let mut source = match &job.train {
+            TrainData::InMemory(_) => {
+                let mut epoch_rng = StdRng::seed_from_u64(s.seed.wrapping_add(state.epoch as u64));
+                EpochSource::Indices(length_bucketed_batches(
+                    &lengths,
+                    s.batch_size,
+                    &mut epoch_rng,
+                ))
+            }
+            TrainData::Stream { spec, .. } => EpochSource::Stream(crate::stream::epoch_batches(
+                spec.clone(),
+                state.epoch,
+                state.batch_in_epoch,
+            )),
+        };
+        let mut exhausted = false;
         let mut running_loss: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut running_correct: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut running_count = 0usize;
         let mut running_batches = 0usize;
-        while state.batch_in_epoch < batches.len() {
+        loop {
             let step_started = Instant::now();
-            let idx = &batches[state.batch_in_epoch];
-            let examples: Vec<&Example> = idx.iter().map(|&i| &job.train[i]).collect();
-            window_molecules += idx.len();
-            window_tokens += idx.iter().map(|&i| lengths[i]).sum::<usize>();
+            let streamed: Vec<Example>;
+            let examples: Vec<&Example> = match (&mut source, &job.train) {
+                (EpochSource::Indices(batches), TrainData::InMemory(train)) => {
+                    match batches.get(state.batch_in_epoch) {
+                        Some(idx) => idx.iter().map(|&i| &train[i]).collect(),
+                        None => {
+                            exhausted = true;
+                            break;
+                        }
+                    }
+                }
+                (EpochSource::Stream(rx), _) => match rx.recv() {
+                    Ok(Ok(batch)) => {
+                        streamed = batch;
+                        streamed.iter().collect()
+                    }
+                    Ok(Err(e)) => {
+                        bar.abandon();
+                        return Err(e.context("reading the training corpus"));
+                    }
+                    // the corpus thread has sent its last batch
+                    Err(_) => {
+                        exhausted = true;
+                        break;
+                    }
+                },
+                (EpochSource::Indices(_), TrainData::Stream { .. }) => {
+                    unreachable!("index batches are made for in-memory data only")
+                }
+            };
+            window_molecules += examples.len();
+            window_tokens += examples.iter().map(|e| e.input.len()).sum::<usize>();
             let seed = step_seed(s.seed, state.global_step);
             let mut rng = StdRng::seed_from_u64(seed);
             let lr = lr_at(state.global_step);
@@ -1228,7 +1311,7 @@ fn train_on<B: AutodiffBackend>(
                 break;
             }
         }
-        let epoch_done = state.batch_in_epoch >= batches.len() || state.global_step >= total_steps;
+        let epoch_done = exhausted || state.global_step >= total_steps;
         if !epoch_done {
             continue;
         }
