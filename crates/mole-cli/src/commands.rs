@@ -674,24 +674,46 @@ fn streaming_corpus(
         d.valid_fraction,
         STREAM_VALID_LIMIT,
     )?;
-    let (sample, bad) = data::featurize_rows(sample_rows, vocab, d.max_atoms, true, "sample");
-    rejects.extend(bad);
+    // radius-2 counts over the sample, featurised a window at a time so that only the counts
+    // stay in memory
+    let bar = data::progress_bar(sample_rows.len() as u64, "sample");
+    let mut counts: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    let mut usable = 0usize;
+    let mut rows = sample_rows.into_iter();
+    loop {
+        let chunk: Vec<data::RawRow> = rows.by_ref().take(d.stream_window).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        bar.inc(chunk.len() as u64);
+        let (examples, bad) = data::featurize_rows_quietly(chunk, vocab, d.max_atoms, true);
+        rejects.extend(bad);
+        usable += examples.len();
+        for (id, n) in data::count_targets(examples.iter()) {
+            *counts.entry(id).or_default() += n;
+        }
+    }
+    bar.finish_and_clear();
     let (mut valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, true, "validation");
     rejects.extend(bad);
     data::report_rejects(&files[0], &rejects, Some(&out.join("rejects.csv")))?;
-    if sample.is_empty() {
+    if usable == 0 {
         bail!(
             "{}: no usable molecule at the start of the corpus",
             files[0].display()
         );
     }
-    let target_vocab =
-        Vocabulary::build_from_counts(data::count_targets(sample.iter()), d.target_min_count)
-            .with_radius(2);
-    let mut sample = sample;
-    data::assign_targets(&mut sample, &target_vocab);
+    // the majority class after rare environments are pooled into UNK
+    let kept: Vec<u64> = counts
+        .values()
+        .copied()
+        .filter(|&n| n >= d.target_min_count)
+        .collect();
+    let total: u64 = counts.values().sum();
+    let pooled = total - kept.iter().sum::<u64>();
+    let majority = kept.iter().copied().max().unwrap_or(0).max(pooled) as f64 / total.max(1) as f64;
+    let target_vocab = Vocabulary::build_from_counts(counts, d.target_min_count).with_radius(2);
     data::assign_targets(&mut valid, &target_vocab);
-    let majority = majority_baseline(&sample);
     let steps_per_epoch = if settings.train.max_steps > 0 {
         None
     } else {

@@ -89,7 +89,7 @@ fn default_stream_window() -> usize {
 }
 
 fn default_stream_sample() -> usize {
-    100_000
+    30_000
 }
 
 fn default_max_atoms() -> usize {

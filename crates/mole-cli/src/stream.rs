@@ -99,6 +99,51 @@ pub fn is_validation(smiles: &str, fraction: f64) -> bool {
     (hash >> 11) as f64 / (1u64 << 53) as f64 <= fraction
 }
 
+/// Molecules featurised in one go inside a window (the transient full-size examples).
+const FEATURIZE_CHUNK: usize = 2048;
+
+/// A featurised molecule as a window holds it: relative positions as bytes (4× smaller than
+/// the model input's u32; positions above 255 saturate, and the model clamps them to its
+/// relative table, 128 rows in every preset, so nothing it sees changes).
+struct Compact {
+    line: usize,
+    smiles: String,
+    input_ids: Vec<u32>,
+    relative_pos: Vec<u8>,
+    targets: Vec<u32>,
+}
+
+impl Compact {
+    fn of(e: Example) -> Self {
+        Compact {
+            line: e.line,
+            smiles: e.smiles,
+            relative_pos: e
+                .input
+                .relative_pos
+                .iter()
+                .map(|&p| u8::try_from(p).unwrap_or(u8::MAX))
+                .collect(),
+            input_ids: e.input.input_ids,
+            targets: e.targets,
+        }
+    }
+
+    fn example(self) -> Example {
+        Example {
+            line: self.line,
+            smiles: self.smiles,
+            input: mole_featurize::MoleInput {
+                input_ids: self.input_ids,
+                relative_pos: self.relative_pos.into_iter().map(u32::from).collect(),
+            },
+            labels: Vec::new(),
+            targets: self.targets,
+            split: None,
+        }
+    }
+}
+
 /// What the stream reads and how it batches.
 pub struct StreamSpec {
     pub files: Vec<PathBuf>,
@@ -168,10 +213,21 @@ pub fn epoch_batches(
                 if window.is_empty() {
                     return;
                 }
-                let (mut examples, _) =
-                    data::featurize_rows_quietly(window, &spec.vocab, spec.max_atoms, true);
-                data::assign_targets(&mut examples, &spec.target_vocab);
-                let lengths: Vec<usize> = examples.iter().map(|e| e.input.len()).collect();
+                // featurised a few thousand at a time and kept compact: the window's memory is
+                // about a byte per atom pair
+                let mut molecules: Vec<Compact> = Vec::with_capacity(window.len());
+                let mut pending = window.into_iter();
+                loop {
+                    let part: Vec<RawRow> = pending.by_ref().take(FEATURIZE_CHUNK).collect();
+                    if part.is_empty() {
+                        break;
+                    }
+                    let (mut examples, _) =
+                        data::featurize_rows_quietly(part, &spec.vocab, spec.max_atoms, true);
+                    data::assign_targets(&mut examples, &spec.target_vocab);
+                    molecules.extend(examples.into_iter().map(Compact::of));
+                }
+                let lengths: Vec<usize> = molecules.iter().map(|m| m.input_ids.len()).collect();
                 let mut rng = StdRng::seed_from_u64(
                     spec.seed
                         .wrapping_add(epoch as u64)
@@ -179,13 +235,17 @@ pub fn epoch_batches(
                         ^ window_index,
                 );
                 let batches = data::length_bucketed_batches(&lengths, spec.batch_size, &mut rng);
-                let mut slots: Vec<Option<Example>> = examples.into_iter().map(Some).collect();
+                let mut slots: Vec<Option<Compact>> = molecules.into_iter().map(Some).collect();
                 for idx in batches {
                     if sent < skip {
                         sent += 1;
                         continue;
                     }
-                    let batch: Vec<Example> = idx.iter().filter_map(|&i| slots[i].take()).collect();
+                    let batch: Vec<Example> = idx
+                        .iter()
+                        .filter_map(|&i| slots[i].take())
+                        .map(Compact::example)
+                        .collect();
                     sent += 1;
                     if tx.send(Ok(batch)).is_err() {
                         // the training loop stopped (run finished or failed)
