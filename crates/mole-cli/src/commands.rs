@@ -222,6 +222,9 @@ pub enum VocabCommand {
     Show { vocab: Option<PathBuf> },
 }
 
+/// Molecules `mole vocab build` featurises at a time.
+const VOCAB_CHUNK: usize = 16_384;
+
 pub fn vocab(cmd: VocabCommand) -> Result<()> {
     match cmd {
         VocabCommand::Build {
@@ -230,44 +233,56 @@ pub fn vocab(cmd: VocabCommand) -> Result<()> {
             min_count,
             output,
         } => {
-            let mut rows = Vec::new();
-            let mut rejects = Vec::new();
+            // one streaming pass: chunks of molecules counted in parallel, only the counts
+            // kept (memory: the distinct identifiers, whatever the corpus size)
+            let mut files = Vec::new();
             for c in &corpus {
-                let (r, bad) = data::read_smiles(c)?;
-                rows.extend(r);
-                rejects.extend(bad);
+                files.extend(crate::stream::corpus_files(&c.display().to_string())?);
             }
-            let bar = data::progress_bar(rows.len() as u64, "count");
-            let results: Vec<Result<Vec<u32>, String>> = rows
-                .par_iter()
-                .map(|r| {
-                    bar.inc(1);
-                    let mol = mole_featurize::parse_smiles(&r.smiles).map_err(|e| e.to_string())?;
-                    let envs = mole_featurize::morgan_environments(&mol, radius as usize);
-                    Ok(envs[radius as usize].iter().flatten().copied().collect())
-                })
-                .collect();
-            bar.finish_and_clear();
-            let mut counts = std::collections::HashMap::new();
-            let mut failed = rejects.len();
-            for r in results {
-                match r {
-                    Ok(ids) => {
-                        for id in ids {
-                            *counts.entry(id).or_insert(0u64) += 1;
+            let bar = data::progress_spinner("{spinner} counted {pos} molecules ({per_sec})");
+            let mut counts: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+            let (mut molecules, mut failed) = (0usize, 0usize);
+            for file in &files {
+                let mut records = read_molecules(file)?;
+                loop {
+                    let mut chunk: Vec<_> = records.by_ref().take(VOCAB_CHUNK).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    // a damaged file (truncated gzip, I/O error) fails, naming it
+                    file_error_of(&mut chunk)?;
+                    let ids: Vec<Option<Vec<u32>>> = chunk
+                        .par_iter()
+                        .map(|r| {
+                            let r = r.as_ref().ok()?;
+                            let mol = mole_featurize::parse_smiles(&r.smiles).ok()?;
+                            let envs = mole_featurize::morgan_environments(&mol, radius as usize);
+                            Some(envs[radius as usize].iter().flatten().copied().collect())
+                        })
+                        .collect();
+                    for found in ids {
+                        match found {
+                            Some(ids) => {
+                                molecules += 1;
+                                for id in ids {
+                                    *counts.entry(id).or_insert(0u64) += 1;
+                                }
+                            }
+                            None => failed += 1,
                         }
                     }
-                    Err(_) => failed += 1,
+                    bar.inc(chunk.len() as u64);
                 }
             }
-            let vocab =
-                Vocabulary::build_from_counts(counts.clone(), min_count).with_radius(radius);
+            bar.finish_and_clear();
+            let distinct = counts.len();
+            let vocab = Vocabulary::build_from_counts(counts, min_count).with_radius(radius);
             vocab.save(&output)?;
             eprintln!(
-                "vocab: {} distinct radius-{radius} identifiers in {} molecules ({failed} unparsable); \
-                 kept {} with count >= {min_count}; vocab_size {} → {}",
-                counts.len(),
-                rows.len(),
+                "vocab: {distinct} distinct radius-{radius} identifiers in {molecules} molecules \
+                 from {} file(s) ({failed} unparsable rows); kept {} with count >= {min_count}; \
+                 vocab_size {} → {}",
+                files.len(),
                 vocab.num_identifiers(),
                 vocab.vocab_size(),
                 output.display()
@@ -627,9 +642,13 @@ fn in_memory_corpus(
         settings.train.seed,
         &mut rng,
     )?;
-    let counts = data::count_targets(train_idx.iter().map(|&i| &examples[i]));
-    let target_vocab =
-        Vocabulary::build_from_counts(counts, settings.data.target_min_count).with_radius(2);
+    let target_vocab = match given_target_vocab(&settings.data)? {
+        Some(v) => v,
+        None => {
+            let counts = data::count_targets(train_idx.iter().map(|&i| &examples[i]));
+            Vocabulary::build_from_counts(counts, settings.data.target_min_count).with_radius(2)
+        }
+    };
     data::assign_targets(&mut examples, &target_vocab);
     let (train, valid) = take_split(examples, &train_idx, &valid_idx);
     let majority = majority_baseline(&train);
@@ -639,6 +658,27 @@ fn in_memory_corpus(
         target_vocab,
         majority,
     ))
+}
+
+/// The target vocabulary file `data.target_vocab` names, if any (it must index radius-2
+/// environments).
+fn given_target_vocab(d: &settings::DataSettings) -> Result<Option<Vocabulary>> {
+    if d.target_vocab.is_empty() {
+        return Ok(None);
+    }
+    let path = Path::new(&d.target_vocab);
+    let vocab = Vocabulary::from_json_file(path)
+        .with_context(|| format!("data.target_vocab {}", path.display()))?;
+    if vocab.radius != 2 {
+        bail!(
+            "{}: a radius-{} vocabulary; pretraining targets are radius-2 environments \
+             (mole vocab build --radius 2)",
+            path.display(),
+            vocab.radius
+        );
+    }
+    tracing::info!("target vocabulary from {}", path.display());
+    Ok(Some(vocab))
 }
 
 /// Validation molecules a streaming corpus keeps in memory at most.
@@ -703,16 +743,24 @@ fn streaming_corpus(
             files[0].display()
         );
     }
-    // the majority class after rare environments are pooled into UNK
-    let kept: Vec<u64> = counts
-        .values()
-        .copied()
-        .filter(|&n| n >= d.target_min_count)
-        .collect();
-    let total: u64 = counts.values().sum();
-    let pooled = total - kept.iter().sum::<u64>();
-    let majority = kept.iter().copied().max().unwrap_or(0).max(pooled) as f64 / total.max(1) as f64;
-    let target_vocab = Vocabulary::build_from_counts(counts, d.target_min_count).with_radius(2);
+    let target_vocab = match given_target_vocab(d)? {
+        Some(v) => v,
+        None => Vocabulary::build_from_counts(counts.clone(), d.target_min_count).with_radius(2),
+    };
+    // the majority class among the sample's targets, environments outside the vocabulary
+    // pooled into UNK
+    let unk = target_vocab.unk_id();
+    let mut by_target: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    for (&id, &n) in &counts {
+        let t = if id == data::NO_ENVIRONMENT {
+            unk
+        } else {
+            target_vocab.token(id)
+        };
+        *by_target.entry(t).or_default() += n;
+    }
+    let total: u64 = by_target.values().sum();
+    let majority = by_target.values().copied().max().unwrap_or(0) as f64 / total.max(1) as f64;
     data::assign_targets(&mut valid, &target_vocab);
     let steps_per_epoch = if settings.train.max_steps > 0 {
         None

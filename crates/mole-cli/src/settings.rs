@@ -82,6 +82,11 @@ pub struct DataSettings {
     /// give the validation set, the hash-selected among them).
     #[serde(default = "default_stream_sample")]
     pub stream_sample: usize,
+    /// Pretraining: a radius-2 vocabulary file (`mole vocab build --radius 2`, e.g. counted
+    /// over the whole corpus in one streaming pass) for the targets; empty = counted over the
+    /// training molecules (streaming: over the sample).
+    #[serde(default)]
+    pub target_vocab: String,
 }
 
 fn default_stream_window() -> usize {

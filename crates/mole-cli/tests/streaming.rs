@@ -210,3 +210,75 @@ fn a_stream_holds_its_window_not_the_corpus() {
     assert!(Path::new(&stream_out).join("best.safetensors").exists());
     eprintln!("peak RSS: stream {stream} kB, in memory {memory} kB");
 }
+
+#[test]
+fn a_target_vocabulary_counted_over_all_shards_in_one_pass_drives_pretraining() {
+    let dir = scratch("stream-vocab");
+    let corpus = shards(&dir, 3, 400, 1000);
+    let vocab = dir.join("targets.json");
+    let out = mole(&[
+        "vocab",
+        "build",
+        &corpus,
+        "--radius",
+        "2",
+        "--min-count",
+        "2",
+        "-o",
+        vocab.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("in 1200 molecules from 3 file(s)"),
+        "{summary}"
+    );
+    let targets = mole_featurize::Vocabulary::from_json_file(&vocab).unwrap();
+    let run = dir.join("run");
+    let args = |run: &Path, vocab: &Path| -> Vec<String> {
+        [
+            "pretrain",
+            "--data",
+            &corpus,
+            "--max-steps",
+            "3",
+            "--out",
+            &run.display().to_string(),
+            "--set",
+            &format!("data.target_vocab={:?}", vocab.display().to_string()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a = args(&run, &vocab);
+    let out = mole(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = mole_nn::StateDict::load(&run.join("best.safetensors")).unwrap();
+    let used = mole_featurize::Vocabulary::from_json_str(&saved.metadata["target_vocab"]).unwrap();
+    assert_eq!(used.identifiers(), targets.identifiers());
+    // a radius-0 vocabulary is not a target vocabulary
+    let inputs = dir.join("inputs.json");
+    let out = mole(&[
+        "vocab",
+        "build",
+        &corpus,
+        "--radius",
+        "0",
+        "-o",
+        inputs.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let a = args(&dir.join("run0"), &inputs);
+    let out = mole(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("radius-0 vocabulary"));
+}
