@@ -135,29 +135,30 @@ fn a_resumed_stream_follows_the_uninterrupted_trajectory() {
     assert!(metrics(&straight).iter().any(|m| m["kind"] == "valid"));
 }
 
-/// Peak resident memory of a `mole` run, sampled from /proc every 20 ms (Linux).
-fn peak_rss_kb(args: &[&str]) -> u64 {
+/// Resident memory of a `mole` run, sampled from /proc every 20 ms (Linux): the samples in
+/// kB, in order.
+fn rss_samples_kb(args: &[&str]) -> Vec<u64> {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mole"))
         .args(args)
         .current_dir(repo_root())
         .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let status_path = PathBuf::from(format!("/proc/{}/status", child.id()));
-    let mut peak = 0;
+    let mut samples = Vec::new();
     loop {
         if let Ok(text) = std::fs::read_to_string(&status_path) {
             for line in text.lines() {
-                if let Some(v) = line.strip_prefix("VmHWM:") {
+                if let Some(v) = line.strip_prefix("VmRSS:") {
                     let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-                    peak = peak.max(kb);
+                    samples.push(kb);
                 }
             }
         }
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "mole {} failed", args.join(" "));
-            return peak;
+            return samples;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -167,8 +168,17 @@ fn peak_rss_kb(args: &[&str]) -> u64 {
 #[cfg(target_os = "linux")]
 fn a_stream_holds_its_window_not_the_corpus() {
     let dir = scratch("stream-memory");
-    // 4 × 30,000 molecules: the whole corpus featurised takes a few hundred MB, a window of
-    // 1,000 a few MB
+    // a model small enough that hundreds of steps take seconds
+    let model = dir.join("micro.toml");
+    let tiny = std::fs::read_to_string(repo_root().join("configs/tiny.toml")).unwrap();
+    let micro = tiny
+        .replace("hidden_size = 64", "hidden_size = 16")
+        .replace("num_hidden_layers = 2", "num_hidden_layers = 1")
+        .replace("num_attention_heads = 4", "num_attention_heads = 2")
+        .replace("intermediate_size = 256", "intermediate_size = 32");
+    std::fs::write(&model, micro).unwrap();
+    // 4 × 30,000 molecules: featurised whole they take a few hundred MB, a window of 1,000 a
+    // megabyte
     let all = moses();
     let text = all.join("\n");
     for k in 0..4 {
@@ -176,39 +186,69 @@ fn a_stream_holds_its_window_not_the_corpus() {
     }
     let corpus = dir.join("big-*.smi").display().to_string();
     let out = |name: &str| dir.join(name).display().to_string();
-    let (stream_out, memory_out) = (out("stream"), out("memory"));
-    let stream = peak_rss_kb(&[
+    let (stream_out, memory_out, model) = (out("stream"), out("memory"), out("micro.toml"));
+    // 480 steps of 64: 30,720 molecules, through 31 windows
+    let stream = rss_samples_kb(&[
         "pretrain",
         "--data",
         &corpus,
+        "--model",
+        &model,
         "--max-steps",
-        "5",
+        "480",
+        "--batch-size",
+        "64",
         "--out",
         &stream_out,
         "--set",
-        "data.stream=true",
-        "--set",
         "data.stream_window=1000",
         "--set",
-        "data.stream_sample=5000",
+        "data.stream_sample=2000",
+        "--set",
+        "train.log_every=100",
     ]);
     // the same molecules read the in-memory way: one file holding all four copies
     std::fs::write(dir.join("all.smi"), [text.as_str(); 4].join("\n")).unwrap();
-    let memory = peak_rss_kb(&[
+    let memory = rss_samples_kb(&[
         "pretrain",
         "--data",
         &out("all.smi"),
+        "--model",
+        &model,
         "--max-steps",
         "5",
         "--out",
         &memory_out,
+        "--set",
+        "data.stream=false",
     ]);
+    let peak = |s: &[u64]| s.iter().copied().max().unwrap_or(0);
+    let (stream_peak, memory_peak) = (peak(&stream), peak(&memory));
+    eprintln!(
+        "peak RSS: stream {stream_peak} kB over {} samples, in memory {memory_peak} kB",
+        stream.len()
+    );
     assert!(
-        stream * 3 < memory,
-        "streaming peak {stream} kB is not far below the in-memory peak {memory} kB"
+        stream_peak * 3 < memory_peak,
+        "streaming peak {stream_peak} kB is not far below the in-memory peak {memory_peak} kB"
+    );
+    // flat over time: the last quarter of the run needs no more than the second quarter
+    let quarter = stream.len() / 4;
+    assert!(
+        quarter >= 5,
+        "too few samples ({}) to see a trend",
+        stream.len()
+    );
+    let (second, last) = (
+        peak(&stream[quarter..2 * quarter]),
+        peak(&stream[3 * quarter..]),
+    );
+    eprintln!("second quarter {second} kB, last quarter {last} kB");
+    assert!(
+        last <= second + second / 8,
+        "memory grew while streaming: {second} kB → {last} kB"
     );
     assert!(Path::new(&stream_out).join("best.safetensors").exists());
-    eprintln!("peak RSS: stream {stream} kB, in memory {memory} kB");
 }
 
 #[test]
