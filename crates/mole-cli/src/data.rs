@@ -160,6 +160,10 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
     }
 }
 
+/// An SD record as [`sdf_cells`] keeps it: its number, its SMILES (or why it has none) and its
+/// data items.
+type SdfRow = (usize, Result<String, String>, Vec<(String, String)>);
+
 /// An SD file as a table: a `smiles` column (the record's molecule, written with
 /// `mole_featurize::to_smiles`) and one column per data item name, in the order names first
 /// appear (a record without an item has an empty cell). Items named like the molecule column
@@ -168,7 +172,9 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
 fn sdf_cells(path: &Path) -> Result<Cells> {
     let reader = std::io::BufReader::with_capacity(64 * 1024, open_maybe_gz(path)?);
     let mut names: Vec<String> = Vec::new();
-    let mut records = Vec::new();
+    // each record as its SMILES (or why it has none) and data items: the molecules
+    // themselves are not kept
+    let mut records: Vec<SdfRow> = Vec::new();
     for record in mole_featurize::SdfReader::new(reader) {
         let record = record.map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
         for (name, _) in &record.properties {
@@ -176,31 +182,33 @@ fn sdf_cells(path: &Path) -> Result<Cells> {
                 names.push(name.clone());
             }
         }
-        records.push(record);
-    }
-    let mut headers = vec!["smiles".to_string()];
-    headers.extend(names.iter().cloned());
-    let rows = records.into_iter().map(move |record| {
-        let cells = match &record.molecule {
-            Ok(mol) if mol.num_atoms() > 0 => {
-                let mut cells = vec![mole_featurize::to_smiles(mol)];
-                cells.extend(names.iter().map(|n| {
-                    record
-                        .properties
-                        .iter()
-                        .find(|(k, _)| k == n)
-                        .map_or_else(String::new, |(_, v)| v.clone())
-                }));
-                Ok(cells)
-            }
+        let smiles = match &record.molecule {
+            Ok(mol) if mol.num_atoms() > 0 => Ok(mole_featurize::to_smiles(mol)),
             Ok(_) => Err(format!(
                 "record {} (line {}): no atoms",
                 record.number, record.line
             )),
             Err(e) => Err(mole_featurize::io::sdf_error_reason(&record, e)),
         };
-        Ok((record.number, cells))
-    });
+        records.push((record.number, smiles, record.properties));
+    }
+    let mut headers = vec!["smiles".to_string()];
+    headers.extend(names.iter().cloned());
+    let rows = records
+        .into_iter()
+        .map(move |(number, smiles, properties)| {
+            let cells = smiles.map(|smiles| {
+                let mut cells = vec![smiles];
+                cells.extend(names.iter().map(|n| {
+                    properties
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map_or_else(String::new, |(_, v)| v.clone())
+                }));
+                cells
+            });
+            Ok((number, cells))
+        });
     Ok((headers, Box::new(rows)))
 }
 

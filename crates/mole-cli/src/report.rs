@@ -122,13 +122,18 @@ fn main_metric(entries: &[serde_json::Value]) -> Option<&'static str> {
     })
 }
 
+/// (step, value) of the entries of one kind, one per step: a resumed run logs again the steps
+/// after its last checkpoint, and the later entry wins.
 fn points(entries: &[serde_json::Value], kind: &str, key: &str) -> Vec<(f64, f64)> {
-    entries
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .filter_map(|e| Some((e["step"].as_f64()?, e[key].as_f64()?)))
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .collect()
+    let mut by_step: BTreeMap<u64, f64> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e["kind"] == kind) {
+        if let (Some(step), Some(value)) = (e["step"].as_u64(), e[key].as_f64()) {
+            if value.is_finite() {
+                by_step.insert(step, value);
+            }
+        }
+    }
+    by_step.into_iter().map(|(s, v)| (s as f64, v)).collect()
 }
 
 /// Range of `values` with a margin; a single value gets a unit-wide range.

@@ -7,8 +7,9 @@
 //! same molecules in every run and is shuffled with the same RNG, so batch k of epoch e is the
 //! same batch, and `--resume` continues the stream where the interrupted run stopped (the
 //! thread reads and featurises up to that point again, without training on it). Validation
-//! molecules are chosen by a hash of their SMILES, so the split needs no pass over the corpus:
-//! a molecule is held out in every epoch and every run, wherever it appears.
+//! molecules are chosen by a hash of their SMILES string, so the split needs no pass over the
+//! corpus: a SMILES is held out in every epoch and every run, wherever it appears (the same
+//! molecule written as another SMILES is another string).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -30,35 +31,38 @@ const BATCHES_AHEAD: usize = 8;
 pub fn corpus_files(spec: &str) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let path = Path::new(part);
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if !name.contains(['*', '?']) {
-            files.push(path.to_path_buf());
-            continue;
-        }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut matched: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .with_context(|| format!("{}: cannot list", dir.display()))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
-            .map(|e| e.path())
-            .collect();
-        if matched.is_empty() {
-            bail!("{part}: no file matches");
-        }
-        matched.sort();
-        files.extend(matched);
+        files.extend(expand(Path::new(part))?);
     }
     if files.is_empty() {
         bail!("no corpus file given");
     }
     Ok(files)
+}
+
+/// One path, or the files its `*`/`?` file-name pattern matches, in name order.
+pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut matched: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("{}: cannot list", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
+        .map(|e| e.path())
+        .collect();
+    if matched.is_empty() {
+        bail!("{}: no file matches", path.display());
+    }
+    matched.sort();
+    Ok(matched)
 }
 
 /// `*` (any run of characters) and `?` (one character) against a file name.
@@ -186,8 +190,9 @@ fn training_rows(spec: &StreamSpec, epoch: usize) -> impl Iterator<Item = Result
 }
 
 /// The batches of one epoch, from batch `skip` on, prepared by a background thread (at most
-/// [`BATCHES_AHEAD`] ahead). The receiver ends after the last batch; an error (a damaged
-/// file) arrives as the last item.
+/// [`BATCHES_AHEAD`] ahead). After the last batch comes an empty one, the end of the epoch; an
+/// error (a damaged file) arrives as the last item instead. A receiver that disconnects
+/// without either means the thread died: the caller must fail, not end the epoch.
 pub fn epoch_batches(
     spec: Arc<StreamSpec>,
     epoch: usize,
@@ -211,6 +216,8 @@ pub fn epoch_batches(
                     }
                 }
                 if window.is_empty() {
+                    // the end of the epoch (an empty batch; real batches never are)
+                    let _ = tx.send(Ok(Vec::new()));
                     return;
                 }
                 // featurised a few thousand at a time and kept compact: the window's memory is

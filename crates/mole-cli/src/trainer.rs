@@ -1167,6 +1167,11 @@ fn train_on<B: AutodiffBackend>(
                     }
                 }
                 (EpochSource::Stream(rx), _) => match rx.recv() {
+                    // an empty batch ends the epoch
+                    Ok(Ok(batch)) if batch.is_empty() => {
+                        exhausted = true;
+                        break;
+                    }
                     Ok(Ok(batch)) => {
                         streamed = batch;
                         streamed.iter().collect()
@@ -1175,10 +1180,10 @@ fn train_on<B: AutodiffBackend>(
                         bar.abandon();
                         return Err(e.context("reading the training corpus"));
                     }
-                    // the corpus thread has sent its last batch
+                    // the corpus thread stopped without ending the epoch: it died
                     Err(_) => {
-                        exhausted = true;
-                        break;
+                        bar.abandon();
+                        bail!("the corpus reader stopped in the middle of an epoch");
                     }
                 },
                 (EpochSource::Indices(_), TrainData::Stream { .. }) => {

@@ -133,6 +133,18 @@ fn a_resumed_stream_follows_the_uninterrupted_trajectory() {
     assert_eq!(epochs.first(), Some(&1));
     assert_eq!(epochs.last(), Some(&2));
     assert!(metrics(&straight).iter().any(|m| m["kind"] == "valid"));
+
+    // the stream position belongs to this corpus: a shard added since is refused on resume
+    std::fs::write(dir.join("part-9.smi"), "CCO\nCCN\n").unwrap();
+    let mut args = common(&broken);
+    args.push("--resume".into());
+    let out = run(&args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not the one this run started on"),
+        "{stderr}"
+    );
 }
 
 /// Resident memory of a `mole` run, sampled from /proc every 20 ms (Linux): the samples in

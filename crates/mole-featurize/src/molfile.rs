@@ -44,6 +44,8 @@ struct TableAtom {
     radicals: u8,
     /// RDKit `noImplicit`: query atoms, a query H count, a valence field.
     no_implicit: bool,
+    /// A query atom (a query symbol or a query H count): a hydrogen that is one stays an atom.
+    query: bool,
     /// Valence field: 0 none, 15 zero valence, else the atom's total valence.
     valence: u8,
     explicit_hs: u8,
@@ -250,7 +252,10 @@ fn atom_of_symbol(symbol: &str, line: usize, v3000: bool) -> Result<TableAtom, M
             atom.atomic_num = 1;
             atom.isotope = 3;
         }
-        "R" | "*" | "A" | "AH" | "Q" | "QH" | "X" | "XH" | "M" | "MH" => atom.no_implicit = true,
+        "R" | "*" | "A" | "AH" | "Q" | "QH" | "X" | "XH" | "M" | "MH" => {
+            atom.no_implicit = true;
+            atom.query = true;
+        }
         "R#" | "Pol" | "Mod" => {}
         "L" | "LP" if !v3000 => {}
         s if s.starts_with('R') && s[1..].parse::<u8>().is_ok_and(|n| n <= 99) => {
@@ -277,6 +282,46 @@ fn atom_of_symbol(symbol: &str, line: usize, v3000: bool) -> Result<TableAtom, M
     Ok(atom)
 }
 
+/// The mass number of an element's most abundant isotope, the base of a V2000 mass
+/// difference in RDKit: the rounded standard atomic weight, except where that is not an
+/// abundant isotope (Br: weight 79.9, isotopes 79 and 81).
+fn most_common_isotope(atomic_num: u8) -> i64 {
+    match atomic_num {
+        28 => 58,  // Ni
+        29 => 63,  // Cu
+        30 => 64,  // Zn
+        31 => 69,  // Ga
+        32 => 74,  // Ge
+        34 => 80,  // Se
+        35 => 79,  // Br
+        40 => 90,  // Zr
+        42 => 98,  // Mo
+        44 => 102, // Ru
+        47 => 107, // Ag
+        48 => 114, // Cd
+        50 => 120, // Sn
+        51 => 121, // Sb
+        52 => 130, // Te
+        54 => 132, // Xe
+        56 => 138, // Ba
+        60 => 142, // Nd
+        62 => 152, // Sm
+        63 => 153, // Eu
+        64 => 158, // Gd
+        66 => 164, // Dy
+        68 => 166, // Er
+        70 => 174, // Yb
+        72 => 180, // Hf
+        75 => 187, // Re
+        76 => 192, // Os
+        77 => 193, // Ir
+        80 => 202, // Hg
+        81 => 205, // Tl
+        82 => 208, // Pb
+        z => elements::atomic_weight(z).round() as i64,
+    }
+}
+
 fn v2000_atom(line: &str, line_no: usize) -> Result<TableAtom, MolfileError> {
     if line.len() < 34 || !line.is_ascii() {
         return Err(syntax(line_no, "atom line too short"));
@@ -298,7 +343,7 @@ fn v2000_atom(line: &str, line_no: usize) -> Result<TableAtom, MolfileError> {
         0
     };
     if mass_difference != 0 && atom.atomic_num > 0 {
-        let base = elements::atomic_weight(atom.atomic_num).round() as i64;
+        let base = most_common_isotope(atom.atomic_num);
         atom.isotope = u16::try_from(base + mass_difference).unwrap_or(0);
     }
     let charge_code = int_field(line, 36, 39, line_no, "charge")?;
@@ -308,6 +353,7 @@ fn v2000_atom(line: &str, line_no: usize) -> Result<TableAtom, MolfileError> {
     }
     if int_field(line, 42, 45, line_no, "hydrogen count")? >= 1 {
         atom.no_implicit = true;
+        atom.query = true;
     }
     let valence = int_field(line, 48, 51, line_no, "valence")?;
     atom.valence = u8::try_from(valence)
@@ -678,7 +724,7 @@ fn remove_hydrogens(mut table: Table) -> Result<RawMolecule, MolfileError> {
     for (bi, b) in table.bonds.iter().enumerate() {
         for (h, heavy) in [(b.begin, b.end), (b.end, b.begin)] {
             let (ha, xa) = (&table.atoms[h], &table.atoms[heavy]);
-            if ha.atomic_num != 1 || ha.isotope != 0 || ha.no_implicit || degree[h] != 1 {
+            if ha.atomic_num != 1 || ha.isotope != 0 || ha.query || degree[h] != 1 {
                 continue;
             }
             if xa.atomic_num <= 1 {

@@ -116,7 +116,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         &settings.to_toml(),
     )?;
     let (train, valid, target_vocab, majority) = if settings.data.stream {
-        streaming_corpus(&settings, &vocab, &out)?
+        streaming_corpus(&settings, &vocab, &out, a.resume)?
     } else {
         in_memory_corpus(&settings, &vocab, &corpus, &out)?
     };
@@ -383,6 +383,35 @@ pub(crate) fn given_target_vocab(d: &settings::DataSettings) -> Result<Option<Vo
     Ok(Some(vocab))
 }
 
+/// A streaming run records its corpus's files (path and size) in `<run>/corpus.json`; a
+/// resumed run must find the same ones, since the stream position is counted in batches of
+/// that corpus (a shard added, renamed or rewritten would move every batch).
+fn check_same_corpus(out: &Path, files: &[PathBuf], resume: bool) -> Result<()> {
+    let listing: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            serde_json::json!({ "path": f.display().to_string(), "bytes": bytes })
+        })
+        .collect();
+    let listing = serde_json::json!({ "files": listing });
+    let path = out.join("corpus.json");
+    if resume && path.exists() {
+        let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("{}: not JSON", path.display()))?;
+        if saved != listing {
+            bail!(
+                "--resume: the corpus is not the one this run started on (files or sizes \
+                 differ from {}); the stream position would point at other molecules",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(out)?;
+    data::write_atomic(&path, serde_json::to_string_pretty(&listing)?.as_bytes())
+}
+
 /// Validation molecules a streaming corpus keeps in memory at most.
 pub(crate) const STREAM_VALID_LIMIT: usize = 10_000;
 
@@ -393,6 +422,7 @@ pub(crate) fn streaming_corpus(
     settings: &RunSettings,
     vocab: &Vocabulary,
     out: &Path,
+    resume: bool,
 ) -> Result<PretrainCorpus> {
     let d = &settings.data;
     if d.split_method != mole_featurize::split::SplitMethod::Random {
@@ -405,6 +435,7 @@ pub(crate) fn streaming_corpus(
     for f in &files {
         readable(f)?;
     }
+    check_same_corpus(out, &files, resume)?;
     tracing::info!(
         "streaming {} file(s); target vocabulary from the first {} molecules",
         files.len(),
@@ -481,7 +512,12 @@ pub(crate) fn streaming_corpus(
             }
         }
         tracing::info!("corpus: {rows} training molecules");
-        Some(rows.div_ceil(settings.train.batch_size).max(1))
+        // batches are made per window, the last of each possibly short (molecules that fail
+        // to featurise make the count a slight overestimate: the last epoch then ends when
+        // the stream does)
+        let (window, batch) = (d.stream_window, settings.train.batch_size);
+        let full = (rows / window) * window.div_ceil(batch);
+        Some((full + (rows % window).div_ceil(batch)).max(1))
     };
     let spec = crate::stream::StreamSpec {
         files,
