@@ -522,15 +522,22 @@ pub fn sdf_error_reason(
     record: &crate::sdf::SdfRecord,
     error: &crate::molfile::MolfileError,
 ) -> String {
+    // the record's name line too, when it has one: often the only id a bad record has
+    let name = if record.name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({:?})", record.name)
+    };
     match error {
         crate::molfile::MolfileError::Syntax { line, reason } => format!(
-            "record {}, line {}: {reason}",
+            "record {}{name}, line {}: {reason}",
             record.number,
             record.line + line - 1
         ),
-        crate::molfile::MolfileError::Chemistry(reason) => {
-            format!("record {} (line {}): {reason}", record.number, record.line)
-        }
+        crate::molfile::MolfileError::Chemistry(reason) => format!(
+            "record {}{name} (line {}): {reason}",
+            record.number, record.line
+        ),
     }
 }
 
