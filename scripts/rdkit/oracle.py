@@ -29,10 +29,8 @@ from rdkit.Chem import AllChem
 RDLogger.DisableLog("rdApp.*")
 
 
-def featurize(s):
-    mol = Chem.MolFromSmiles(s)
-    if mol is None:
-        return {"smiles": s, "ok": False}
+def mol_features(mol):
+    """Atom count, Morgan identifiers at radius 0, 1 and 2 of every atom, distance matrix."""
     n = mol.GetNumAtoms()
     info = {}
     AllChem.GetMorganFingerprint(mol, 2, bitInfo=info, includeRedundantEnvironments=True)
@@ -42,14 +40,19 @@ def featurize(s):
             env[radius][atom] = ident
     dist = Chem.GetDistanceMatrix(mol) if n else []
     return {
-        "smiles": s,
-        "ok": True,
         "num_atoms": n,
         "morgan_r0": env[0],
         "morgan_r1": env[1],
         "morgan_r2": env[2],
         "dist": [[int(d) if d < 1e7 else -1 for d in row] for row in dist],
     }
+
+
+def featurize(s):
+    mol = Chem.MolFromSmiles(s)
+    if mol is None:
+        return {"smiles": s, "ok": False}
+    return {"smiles": s, "ok": True, **mol_features(mol)}
 
 
 def main():

@@ -69,23 +69,7 @@ V3000_TDC = 300
 FEATURES = ("num_atoms", "morgan_r0", "morgan_r1", "morgan_r2", "dist")
 
 
-def mol_features(mol):
-    """oracle.featurize's fields for an already-built molecule (same calls, same encoding)."""
-    n = mol.GetNumAtoms()
-    info = {}
-    AllChem.GetMorganFingerprint(mol, 2, bitInfo=info, includeRedundantEnvironments=True)
-    env = [[None] * n for _ in range(3)]
-    for ident, hits in info.items():
-        for atom, radius in hits:
-            env[radius][atom] = ident
-    dist = Chem.GetDistanceMatrix(mol) if n else []
-    return {
-        "num_atoms": n,
-        "morgan_r0": env[0],
-        "morgan_r1": env[1],
-        "morgan_r2": env[2],
-        "dist": [[int(d) if d < 1e7 else -1 for d in row] for row in dist],
-    }
+mol_features = oracle.mol_features  # the same fields for an already-built molecule
 
 
 def molecules(tdc_path):

@@ -182,15 +182,7 @@ fn sdf_cells(path: &Path) -> Result<Cells> {
                 names.push(name.clone());
             }
         }
-        let smiles = match &record.molecule {
-            Ok(mol) if mol.num_atoms() > 0 => Ok(mole_featurize::to_smiles(mol)),
-            Ok(_) => Err(format!(
-                "record {} (line {}): no atoms",
-                record.number, record.line
-            )),
-            Err(e) => Err(mole_featurize::io::sdf_error_reason(&record, e)),
-        };
-        records.push((record.number, smiles, record.properties));
+        records.push((record.number, record.smiles(), record.properties));
     }
     let mut headers = vec!["smiles".to_string()];
     headers.extend(names.iter().cloned());

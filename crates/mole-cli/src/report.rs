@@ -65,9 +65,12 @@ pub fn write_report(run: &Path) -> Result<Vec<PathBuf>> {
         plots.extend(prediction_plots(&predictions, &task_kind(run))?);
     }
     let benchmark = run.join("benchmark.json");
-    if benchmark.exists() {
-        plots.extend(benchmark_plot(&benchmark)?);
-    }
+    let bars = if benchmark.exists() {
+        benchmark_bars(&benchmark)?
+    } else {
+        Vec::new()
+    };
+    plots.extend(benchmark_plot(&bars)?);
     if plots.is_empty() {
         bail!(
             "{}: nothing to report (no metrics.jsonl, {TEST_PREDICTIONS} or benchmark.json)",
@@ -83,7 +86,7 @@ pub fn write_report(run: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
     let html = run.join("report.html");
-    data::write_atomic(&html, page(run, &entries, &plots).as_bytes())?;
+    data::write_atomic(&html, page(run, &entries, &bars, &plots).as_bytes())?;
     written.push(html);
     Ok(written)
 }
@@ -446,9 +449,12 @@ fn pr_points(pairs: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out
 }
 
-/// A benchmark's results from its `benchmark.json`: (label, mean, std) per dataset (TDC
-/// protocol, the label naming the metric) or per metric (random protocol).
-fn benchmark_bars(path: &Path) -> Result<Vec<(String, f64, f64)>> {
+/// One bar of a benchmark: its label, mean and standard deviation over seeds.
+type Bar = (String, f64, f64);
+
+/// A benchmark's results from its `benchmark.json`: one bar per dataset (TDC protocol, the
+/// label naming the metric) or per metric (random protocol).
+fn benchmark_bars(path: &Path) -> Result<Vec<Bar>> {
     let text = std::fs::read_to_string(path)?;
     let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
@@ -473,9 +479,8 @@ fn benchmark_bars(path: &Path) -> Result<Vec<(String, f64, f64)>> {
         .collect())
 }
 
-/// Bars with error bars (mean ± std over seeds) of a benchmark.
-fn benchmark_plot(path: &Path) -> Result<Vec<Plot>> {
-    let bars = benchmark_bars(path)?;
+/// Bars with error bars (mean ± std over seeds) of a benchmark; none without bars.
+fn benchmark_plot(bars: &[Bar]) -> Result<Vec<Plot>> {
     if bars.is_empty() {
         return Ok(Vec::new());
     }
@@ -567,7 +572,7 @@ fn final_metrics(entries: &[serde_json::Value]) -> Option<(&'static str, &serde_
         })
 }
 
-fn page(run: &Path, entries: &[serde_json::Value], plots: &[Plot]) -> String {
+fn page(run: &Path, entries: &[serde_json::Value], bars: &[Bar], plots: &[Plot]) -> String {
     let name = run
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -605,12 +610,11 @@ fn page(run: &Path, entries: &[serde_json::Value], plots: &[Plot]) -> String {
         }
         html.push_str("</table>\n");
     }
-    let bars = benchmark_bars(&run.join("benchmark.json")).unwrap_or_default();
     if !bars.is_empty() {
         html.push_str(
             "<h2>Benchmark (test, over seeds)</h2>\n<table><tr><th></th><th>mean</th><th>std</th></tr>\n",
         );
-        for (label, mean, std) in &bars {
+        for (label, mean, std) in bars {
             html.push_str(&format!(
                 "<tr><td>{}</td><td class=\"n\">{mean:.4}</td><td class=\"n\">{std:.4}</td></tr>\n",
                 escape(label)

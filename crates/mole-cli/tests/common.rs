@@ -62,9 +62,8 @@ pub fn last_of_kind(run: &Path, kind: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no {kind} entry in {}", run.display()))
 }
 
-/// A small pretraining corpus: the first `n` molecules of the bundled MOSES subset, written to
-/// `dir/corpus.smi`.
-pub fn small_corpus(dir: &Path, n: usize) -> PathBuf {
+/// The bundled MOSES subset's SMILES, one per line.
+pub fn moses() -> Vec<String> {
     use std::io::Read;
     let mut text = String::new();
     flate2::read::GzDecoder::new(
@@ -72,7 +71,42 @@ pub fn small_corpus(dir: &Path, n: usize) -> PathBuf {
     )
     .read_to_string(&mut text)
     .unwrap();
+    text.lines().map(str::to_string).collect()
+}
+
+/// A small pretraining corpus: the first `n` molecules of the bundled MOSES subset, written to
+/// `dir/corpus.smi`.
+pub fn small_corpus(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("corpus.smi");
-    std::fs::write(&path, text.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
+    let lines: Vec<String> = moses().into_iter().take(n).collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
     path
+}
+
+/// Training loss per step of a run; later entries win (a resumed run re-logs the steps after
+/// its checkpoint).
+pub fn train_losses(run: &Path) -> std::collections::BTreeMap<u64, f64> {
+    metrics(run)
+        .into_iter()
+        .filter(|m| m["kind"] == "train")
+        .map(|m| (m["step"].as_u64().unwrap(), m["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+/// A resumed run logged the same steps as the uninterrupted one with the same losses (to
+/// 1e-5 relative), `steps` of them.
+pub fn assert_same_trajectory(uninterrupted: &Path, resumed: &Path, steps: usize) {
+    let a = train_losses(uninterrupted);
+    let b = train_losses(resumed);
+    assert_eq!(a.len(), steps);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (step, la) in &a {
+        let lb = b[step];
+        assert!(
+            (la - lb).abs() <= 1e-5 * la.abs().max(1.0),
+            "step {step}: uninterrupted {la} vs resumed {lb}"
+        );
+    }
+    // the losses really changed over the run (the comparison is not trivially constant)
+    assert!((a[&1] - a[&(steps as u64)]).abs() > 0.1);
 }

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{last_of_kind, metrics, mole, mole_ok, repo_root, scratch, small_corpus};
+use common::{
+    assert_same_trajectory, last_of_kind, mole, mole_ok, repo_root, scratch, small_corpus,
+};
 
 /// Molecules in a run's test set (its `test` metrics entry counts them).
 fn test_size(run: &Path) -> usize {
@@ -237,15 +239,6 @@ fn pretrain_finetune_evaluate_predict_embed() {
     assert!(first.iter().all(|v| v.is_finite()) && first.iter().any(|v| *v != 0.0));
 }
 
-fn train_losses(run: &Path) -> std::collections::BTreeMap<u64, f64> {
-    // Later entries win: a resumed run re-logs the steps after its checkpoint.
-    metrics(run)
-        .into_iter()
-        .filter(|m| m["kind"] == "train")
-        .map(|m| (m["step"].as_u64().unwrap(), m["loss"].as_f64().unwrap()))
-        .collect()
-}
-
 #[test]
 fn resumed_pretraining_follows_the_uninterrupted_trajectory() {
     let dir = scratch("resume");
@@ -291,19 +284,7 @@ fn resumed_pretraining_follows_the_uninterrupted_trajectory() {
     args.push("--resume".into());
     mole_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
-    let a = train_losses(&straight);
-    let b = train_losses(&broken);
-    assert_eq!(a.len(), 40);
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (step, la) in &a {
-        let lb = b[step];
-        assert!(
-            (la - lb).abs() <= 1e-5 * la.abs().max(1.0),
-            "step {step}: uninterrupted {la} vs resumed {lb}"
-        );
-    }
-    // The losses really changed over the run (the comparison is not trivially constant).
-    assert!((a[&1] - a[&40]).abs() > 0.1);
+    assert_same_trajectory(&straight, &broken, 40);
 }
 
 #[test]

@@ -4,22 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{metrics, mole, repo_root, scratch};
-
-/// The bundled MOSES subset's SMILES.
-fn moses() -> Vec<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(repo_root().join("datasets/moses_30k.smi.gz")).unwrap(),
-    )
-    .read_to_string(&mut text)
-    .unwrap();
-    text.lines().map(str::to_string).collect()
-}
+use common::{assert_same_trajectory, metrics, mole, moses, repo_root, scratch};
 
 /// `parts` files `part-K.smi` of `per_part` molecules each, from `start` in the MOSES subset.
 fn shards(dir: &Path, parts: usize, per_part: usize, start: usize) -> String {
@@ -30,15 +17,6 @@ fn shards(dir: &Path, parts: usize, per_part: usize, start: usize) -> String {
         std::fs::write(dir.join(format!("part-{k}.smi")), text).unwrap();
     }
     dir.join("part-*.smi").display().to_string()
-}
-
-fn train_losses(run: &Path) -> BTreeMap<u64, f64> {
-    // Later entries win: a resumed run re-logs the steps after its checkpoint.
-    metrics(run)
-        .into_iter()
-        .filter(|m| m["kind"] == "train")
-        .map(|m| (m["step"].as_u64().unwrap(), m["loss"].as_f64().unwrap()))
-        .collect()
 }
 
 #[test]
@@ -112,18 +90,7 @@ fn a_resumed_stream_follows_the_uninterrupted_trajectory() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let a = train_losses(&straight);
-    let b = train_losses(&broken);
-    assert_eq!(a.len(), 45);
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (step, la) in &a {
-        let lb = b[step];
-        assert!(
-            (la - lb).abs() <= 1e-5 * la.abs().max(1.0),
-            "step {step}: uninterrupted {la} vs resumed {lb}"
-        );
-    }
-    assert!((a[&1] - a[&45]).abs() > 0.1);
+    assert_same_trajectory(&straight, &broken, 45);
     // the run crossed into the second epoch and validated at the end of the first
     let epochs: Vec<u64> = metrics(&straight)
         .iter()

@@ -480,64 +480,28 @@ impl Iterator for MoleculeReader {
 }
 
 /// An SD record as a row: its molecule written as SMILES ([`crate::to_smiles`], atoms in the
-/// record's order) and its name line; a record that is not a valid molecule is a row error
-/// naming the record and the file line.
+/// record's order), its name line and its data items for `columns`; a record that is not a
+/// valid molecule is a row error naming the record and the file line.
 fn sdf_row(
     path: &Path,
     record: crate::sdf::SdfRecord,
     columns: &[String],
 ) -> Result<MoleculeRecord, IoError> {
-    match &record.molecule {
-        Ok(mol) if mol.num_atoms() == 0 => Err(IoError::Format {
-            path: path.to_path_buf(),
+    match record.smiles() {
+        Ok(smiles) => Ok(MoleculeRecord {
             line: record.number,
-            reason: format!("record {} (line {}): no atoms", record.number, record.line),
-        }),
-        Ok(mol) => Ok(MoleculeRecord {
-            line: record.number,
-            smiles: crate::to_smiles(mol),
+            smiles,
             name: Some(record.name.clone()).filter(|n| !n.is_empty()),
             columns: columns
                 .iter()
-                .map(|c| {
-                    record
-                        .properties
-                        .iter()
-                        .find(|(k, _)| k == c)
-                        .map_or_else(String::new, |(_, v)| v.clone())
-                })
+                .map(|c| record.property(c).unwrap_or_default().to_string())
                 .collect(),
         }),
-        Err(e) => Err(IoError::Format {
+        Err(reason) => Err(IoError::Format {
             path: path.to_path_buf(),
             line: record.number,
-            reason: sdf_error_reason(&record, e),
+            reason,
         }),
-    }
-}
-
-/// "record N, line L: reason" (L the file's line of a syntax error, or where the record
-/// starts for a chemistry error).
-pub fn sdf_error_reason(
-    record: &crate::sdf::SdfRecord,
-    error: &crate::molfile::MolfileError,
-) -> String {
-    // the record's name line too, when it has one: often the only id a bad record has
-    let name = if record.name.is_empty() {
-        String::new()
-    } else {
-        format!(" ({:?})", record.name)
-    };
-    match error {
-        crate::molfile::MolfileError::Syntax { line, reason } => format!(
-            "record {}{name}, line {}: {reason}",
-            record.number,
-            record.line + line - 1
-        ),
-        crate::molfile::MolfileError::Chemistry(reason) => format!(
-            "record {}{name} (line {}): {reason}",
-            record.number, record.line
-        ),
     }
 }
 

@@ -25,6 +25,51 @@ pub struct SdfRecord {
     pub molecule: Result<Molecule, MolfileError>,
 }
 
+impl SdfRecord {
+    /// The value of the data item `name`, if the record has one.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The record's molecule written as SMILES ([`crate::to_smiles`], atoms in the record's
+    /// order), or why it has none: "record N (line L): no atoms", or the table's error as
+    /// "record N ("name"), line L: reason" (L the file's line of a syntax error, or where the
+    /// record starts for a chemistry error).
+    pub fn smiles(&self) -> Result<String, String> {
+        match &self.molecule {
+            Ok(mol) if mol.num_atoms() == 0 => Err(format!(
+                "record {} (line {}): no atoms",
+                self.number, self.line
+            )),
+            Ok(mol) => Ok(crate::to_smiles(mol)),
+            Err(e) => Err(self.error_reason(e)),
+        }
+    }
+
+    fn error_reason(&self, error: &MolfileError) -> String {
+        // the record's name line too, when it has one: often the only id a bad record has
+        let name = if self.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({:?})", self.name)
+        };
+        match error {
+            MolfileError::Syntax { line, reason } => format!(
+                "record {}{name}, line {}: {reason}",
+                self.number,
+                self.line + line - 1
+            ),
+            MolfileError::Chemistry(reason) => format!(
+                "record {}{name} (line {}): {reason}",
+                self.number, self.line
+            ),
+        }
+    }
+}
+
 /// An I/O error or a line that is not UTF-8 text (the whole file is then in doubt).
 #[derive(Debug, thiserror::Error)]
 #[error("line {line}: {reason}")]
