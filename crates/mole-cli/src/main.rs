@@ -105,6 +105,22 @@ pub struct TrainArgs {
     /// (the step equals one step on the whole batch; --batch-size is the combined batch).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub devices: Vec<DeviceSpec>,
+    /// Data-parallel training across machines: the number of nodes, one `mole` process per
+    /// node, each started with the same command apart from --node-rank (see the README's
+    /// "Pretraining on several machines"). --batch-size stays the combined batch.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub nodes: u32,
+    /// This node's rank, 0..nodes (e.g. $SLURM_NODEID). Node 0 serves the orchestrator and
+    /// writes the run directory; node K writes its copy to <out>/node-K.
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: u32,
+    /// With --nodes: HOST:PORT of node 0, where the orchestrator listens (port default 29500).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub master_addr: Option<String>,
+    /// With --nodes: HOST[:PORT] at which the other nodes reach this one (default: this
+    /// machine's hostname, port = the orchestrator's port + 1 + rank).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub node_addr: Option<String>,
     /// Compute precision on GPU backends: f32, bf16, f16 (default: bf16 on CUDA, f32 elsewhere);
     /// softmax and losses stay in f32, checkpoints are stored in f32.
     #[arg(long, value_enum)]

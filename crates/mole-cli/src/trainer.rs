@@ -19,7 +19,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, ElementConversion, Int, Tensor, TensorData};
 use mole_featurize::{collate, Batch, Vocabulary};
 use mole_metrics::{MetricsCollection, TaskKind};
-use mole_model::data_parallel::{self, Peer};
+use mole_model::data_parallel::{self, Group, NodeGroup, Peer};
 use mole_model::training::{clip_global_norm, FusedAdam, LossScaler};
 use mole_model::TargetStandardization;
 use mole_model::{BatchTensors, Checkpoint, MolE, MolEConfig};
@@ -65,6 +65,8 @@ pub struct TrainJob<'a> {
     pub extra: serde_json::Value,
     /// Test hook: fail as if killed after this many steps of this process.
     pub interrupt_after: Option<usize>,
+    /// This process's place when the data-parallel group spans several machines.
+    pub nodes: Option<NodeGroup>,
 }
 
 /// The training molecules: featurised up front, or a streaming corpus.
@@ -660,6 +662,9 @@ struct StepWork {
     seed: u64,
     /// A stand-in shard (see [`Shard::padding`]): it adds nothing to the logged accuracy.
     padding: bool,
+    /// The step number, checked to be every node's when the group spans several machines (a
+    /// node resumed from another checkpoint than the others must not mix its gradients in).
+    lockstep: Option<usize>,
 }
 
 /// What a step leaves for logging, on the device (the combined batch's values when data-parallel).
@@ -705,8 +710,21 @@ fn replica_step<B: AutodiffBackend>(
         }),
     };
     if let Some(peer) = peer {
-        grads = peer.all_reduce_gradients::<B>(grads)?;
-        stats.loss = peer.all_reduce_sum(stats.loss)?;
+        grads = peer.all_reduce_gradients(&model, grads)?;
+        stats.loss = match work.lockstep {
+            None => peer.all_reduce_sum(stats.loss)?,
+            Some(step) => {
+                let (loss, same_step) = peer.all_reduce_sum_checking_step(stats.loss, step)?;
+                if !same_step {
+                    bail!(
+                        "the nodes are not at the same step (this one is at step {step}): they \
+                         resumed from different checkpoints. Resume every node from the same \
+                         one (copy node 0's <run>/resume to the others)"
+                    );
+                }
+                loss
+            }
+        };
         if let Some(c) = stats.correct.take() {
             stats.correct = Some(peer.all_reduce_sum(c)?);
         }
@@ -736,14 +754,18 @@ fn replica_step<B: AutodiffBackend>(
 /// channel closes.
 fn run_replica<B: AutodiffBackend>(
     peer: Peer,
+    group: &Group,
     device: B::Device,
-    mut model: MolE<B>,
-    mut optim: AdamOptimizer<B>,
-    mut scaler: Option<LossScaler>,
+    start: ReplicaStart<B>,
     grad_clip: f64,
-    steps: std::sync::mpsc::Receiver<StepWork>,
 ) -> Result<()> {
-    peer.register::<B>(&device)?;
+    let ReplicaStart {
+        mut model,
+        mut optim,
+        mut scaler,
+        steps,
+    } = start;
+    peer.register::<B>(&device, group)?;
     for work in steps {
         let step = replica_step(
             model,
@@ -828,36 +850,33 @@ pub fn train<B: AutodiffBackend>(
     compute_dtype: Option<DType>,
 ) -> Result<TrainOutcome> {
     let device = devices.first().context("no device to train on")?;
-    if devices.len() == 1 {
-        return train_on::<B>(job, device, compute_dtype, &[]);
+    let group = Group {
+        local_devices: devices.len(),
+        nodes: job.nodes.clone(),
+    };
+    if group.peers() == 1 {
+        return train_on::<B>(job, device, compute_dtype, &group, &[]);
     }
     data_parallel::reset::<B>();
+    let group = &group;
     std::thread::scope(|scope| {
         let (senders, handles): (Vec<_>, Vec<_>) = devices[1..]
             .iter()
             .enumerate()
             .map(|(k, d)| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<ReplicaStart<B>>(1);
-                let peer = Peer {
-                    index: k + 1,
-                    count: devices.len(),
-                };
+                let peer = group.peer(k + 1);
                 let device = d.clone();
                 let grad_clip = job.settings.train.grad_clip;
                 let handle = scope.spawn(move || -> Result<()> {
                     // The replica starts once the first device has its (possibly resumed) state.
                     let Ok(start) = rx.recv() else { return Ok(()) };
                     let failing = ReleaseGroupOnFailure::<B>::armed();
-                    let model = start.model.fork(&device);
-                    run_replica::<B>(
-                        peer,
-                        device,
-                        model,
-                        start.optim,
-                        start.scaler,
-                        grad_clip,
-                        start.steps,
-                    )?;
+                    let start = ReplicaStart {
+                        model: start.model.fork(&device),
+                        ..start
+                    };
+                    run_replica::<B>(peer, group, device, start, grad_clip)?;
                     failing.disarm();
                     Ok(())
                 });
@@ -865,7 +884,7 @@ pub fn train<B: AutodiffBackend>(
             })
             .unzip();
         let failing = ReleaseGroupOnFailure::<B>::armed();
-        let result = train_on::<B>(job, device, compute_dtype, &senders);
+        let result = train_on::<B>(job, device, compute_dtype, group, &senders);
         if result.is_ok() {
             failing.disarm();
         } else {
@@ -933,6 +952,7 @@ fn train_on<B: AutodiffBackend>(
     job: TrainJob<'_>,
     device: &B::Device,
     compute_dtype: Option<DType>,
+    group: &Group,
     replicas: &[std::sync::mpsc::SyncSender<ReplicaStart<B>>],
 ) -> Result<TrainOutcome> {
     let s = &job.settings.train;
@@ -1021,7 +1041,7 @@ fn train_on<B: AutodiffBackend>(
     if state.finished {
         tracing::info!("run already finished; nothing to resume");
     }
-    let devices = replicas.len() + 1;
+    let peers = group.peers();
     model = model.with_compute_dtype(compute_dtype);
     // f16 needs loss scaling (bf16 has f32's range and does not).
     let mut scaler = match compute_dtype {
@@ -1030,10 +1050,7 @@ fn train_on<B: AutodiffBackend>(
     };
     // Same weights on every replica: no lazy initialisation may race with the replicas' threads.
     data_parallel::materialize(&model);
-    let peer = (devices > 1).then_some(Peer {
-        index: 0,
-        count: devices,
-    });
+    let peer = (peers > 1).then(|| group.peer(0));
     let mut shard_senders = Vec::with_capacity(replicas.len());
     for start in replicas {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -1049,9 +1066,24 @@ fn train_on<B: AutodiffBackend>(
         shard_senders.push(tx);
     }
     if let Some(peer) = peer {
-        peer.register::<B>(device)?;
-        tracing::info!("data-parallel training on {devices} devices");
+        if let Some(nodes) = &group.nodes {
+            tracing::info!(
+                "node {} of {}: joining the group at {}:{} (this node serves gradients on {}:{})",
+                nodes.rank,
+                nodes.nodes,
+                nodes.orchestrator_host,
+                nodes.orchestrator_port,
+                nodes.host,
+                nodes.port
+            );
+        }
+        peer.register::<B>(device, group)?;
+        tracing::info!(
+            "data-parallel training on {peers} devices ({} in this process)",
+            group.local_devices
+        );
     }
+    let lockstep = group.nodes.is_some();
 
     let mut log = MetricsLog::open(run_dir)?;
     let lengths: Vec<usize> = match &job.train {
@@ -1196,37 +1228,48 @@ fn train_on<B: AutodiffBackend>(
             let mut rng = StdRng::seed_from_u64(seed);
             let lr = lr_at(state.global_step);
             // This device's share of the step; the other replicas get theirs over their channels.
-            let (batch, weight, count) = if peer.is_none() {
+            let lockstep = lockstep.then_some(state.global_step);
+            let (work, count) = if peer.is_none() {
                 let batch = HostBatch::prepare(&examples, &job.objective, &job.vocab, &mut rng);
                 let count = batch.loss_count();
-                (batch, 1.0, count)
+                let work = StepWork {
+                    batch,
+                    weight: 1.0,
+                    lr,
+                    seed,
+                    padding: false,
+                    lockstep,
+                };
+                (work, count)
             } else {
-                let mut shards =
-                    shard_batch(&examples, devices, &job.objective, &job.vocab, &mut rng);
+                // Every node shards the whole batch the same way and keeps its own shards.
+                let shards = shard_batch(&examples, peers, &job.objective, &job.vocab, &mut rng);
                 let count = shards.iter().map(|s| s.count).sum();
-                let rest = shards.split_off(1);
-                for (k, (shard, tx)) in rest.into_iter().zip(&shard_senders).enumerate() {
-                    let work = StepWork {
+                let mut local = shards
+                    .into_iter()
+                    .enumerate()
+                    .skip(group.local_shards().start)
+                    .take(group.local_devices)
+                    .map(|(index, shard)| StepWork {
                         batch: shard.batch,
                         weight: shard.weight,
                         lr,
-                        seed: step_seed(seed, k + 1),
+                        // the first peer keeps the step's seed, as a single device would
+                        seed: if index == 0 {
+                            seed
+                        } else {
+                            step_seed(seed, index)
+                        },
                         padding: shard.padding,
-                    };
+                        lockstep,
+                    });
+                let first = local.next().expect("one shard per device");
+                for (k, (work, tx)) in local.zip(&shard_senders).enumerate() {
                     tx.send(work).map_err(|_| {
                         anyhow::anyhow!("data-parallel replica on device {} stopped", k + 1)
                     })?;
                 }
-                // The first shard always holds molecules (earlier shards are the larger).
-                let first = shards.pop().expect("one shard per device");
-                (first.batch, first.weight, count)
-            };
-            let work = StepWork {
-                batch,
-                weight,
-                lr,
-                seed,
-                padding: false,
+                (first, count)
             };
             let stats;
             (model, stats) = replica_step(

@@ -9,9 +9,17 @@
 //! For the step to equal one step on the combined batch, each shard's loss is weighted by its
 //! share of the loss normaliser ([`shard_weight`]): the losses are means over masked atoms or
 //! present labels, and shards hold different numbers of them.
+//!
+//! A group may span several machines ([`NodeGroup`]): one process per machine, each with its
+//! local devices, joined by burn-collective's global mode (node 0 serves the orchestrator over
+//! WebSocket, and nodes exchange gradient slices peer to peer). Every process reads the same
+//! data in the same order and takes its own shards of each batch ([`Group::local_shards`]), so
+//! nothing but gradients and a few statistics crosses the network.
 
-use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::collective::{
+    self, AllReduceStrategy, CollectiveConfig, CollectiveError, PeerId, ReduceOperation,
+};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorPrimitive};
@@ -25,7 +33,151 @@ pub struct DataParallelError {
     pub error: CollectiveError,
 }
 
-/// One peer of a data-parallel group: its index and the group size.
+/// Errors setting up a group that spans several machines.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeGroupError {
+    #[error("--node-rank {rank} is not below --nodes {nodes}")]
+    RankOutOfRange { rank: u32, nodes: u32 },
+    #[error("a group of several nodes needs at least 2 nodes, not {0}")]
+    TooFewNodes(u32),
+    #[error("the orchestrator's port {port} cannot be opened on this machine: {source}")]
+    OrchestratorPort {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the orchestrator: {0}")]
+    Orchestrator(#[source] std::io::Error),
+}
+
+/// This process's place in a data-parallel group spanning several machines (nodes): one process
+/// per node, started with the same settings and data, like `torchrun`'s ranks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGroup {
+    /// Number of nodes (processes) in the group.
+    pub nodes: u32,
+    /// This node's rank, `0..nodes`. Node 0 serves the orchestrator.
+    pub rank: u32,
+    /// Host of node 0, where the orchestrator listens (a name or IP every node can reach).
+    pub orchestrator_host: String,
+    /// Port of the orchestrator on node 0.
+    pub orchestrator_port: u16,
+    /// Host other nodes reach this node at (its name or IP on the cluster network).
+    pub host: String,
+    /// Port of this node's tensor service, which the other nodes download gradient slices from.
+    pub port: u16,
+}
+
+impl NodeGroup {
+    /// Checks the rank against the node count.
+    pub fn validate(&self) -> Result<(), NodeGroupError> {
+        if self.nodes < 2 {
+            return Err(NodeGroupError::TooFewNodes(self.nodes));
+        }
+        if self.rank >= self.nodes {
+            return Err(NodeGroupError::RankOutOfRange {
+                rank: self.rank,
+                nodes: self.nodes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Serves the group's orchestrator from this process (node 0 does this before
+    /// registering). It runs on its own thread until the process ends. Burn's orchestrator
+    /// stops on Ctrl-C or SIGTERM, which it takes over; `on_stop` then runs, so the caller can
+    /// end the process as those signals otherwise would.
+    pub fn serve_orchestrator(
+        &self,
+        on_stop: impl FnOnce() + Send + 'static,
+    ) -> Result<(), NodeGroupError> {
+        let port = self.orchestrator_port;
+        // Burn's server only logs a failed bind; check the port first for a clear error.
+        std::net::TcpListener::bind(("0.0.0.0", port))
+            .map_err(|source| NodeGroupError::OrchestratorPort { port, source })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(NodeGroupError::Orchestrator)?;
+        std::thread::Builder::new()
+            .name("mole-orchestrator".into())
+            .spawn(move || {
+                runtime.block_on(burn_collective::start_global_orchestrator(port));
+                on_stop();
+            })
+            .map_err(NodeGroupError::Orchestrator)?;
+        Ok(())
+    }
+}
+
+/// The peers of a data-parallel group: `local_devices` devices (one thread each) in this
+/// process, on each node of `nodes` when the group spans several machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub local_devices: usize,
+    pub nodes: Option<NodeGroup>,
+}
+
+impl Group {
+    /// A group within this process.
+    pub fn local(devices: usize) -> Self {
+        Self {
+            local_devices: devices.max(1),
+            nodes: None,
+        }
+    }
+
+    /// Number of peers across all nodes.
+    pub fn peers(&self) -> usize {
+        self.local_devices * self.nodes.as_ref().map_or(1, |n| n.nodes as usize)
+    }
+
+    /// The peer of local device `local` (0 is this process's first device).
+    pub fn peer(&self, local: usize) -> Peer {
+        let rank = self.nodes.as_ref().map_or(0, |n| n.rank as usize);
+        Peer {
+            index: rank * self.local_devices + local,
+            count: self.peers(),
+        }
+    }
+
+    /// The shards of a batch (split into [`Group::peers`] shards) that this process's devices
+    /// take, in device order.
+    pub fn local_shards(&self) -> std::ops::Range<usize> {
+        let first = self.peer(0).index;
+        first..first + self.local_devices
+    }
+
+    /// Whether this process is the one that writes shared outputs (node 0).
+    pub fn is_first_node(&self) -> bool {
+        self.nodes.as_ref().is_none_or(|n| n.rank == 0)
+    }
+
+    fn collective_config(&self) -> CollectiveConfig {
+        let config = CollectiveConfig::default().with_num_devices(self.local_devices);
+        match &self.nodes {
+            None => config,
+            Some(n) => {
+                let ws = |host: &str, port: u16| {
+                    format!("ws://{host}:{port}")
+                        .parse()
+                        .expect("burn_communication::Address parses any string")
+                };
+                config
+                    .with_num_nodes(n.nodes)
+                    .with_global_address(ws(&n.orchestrator_host, n.orchestrator_port))
+                    .with_node_address(ws(&n.host, n.port))
+                    .with_data_service_port(n.port)
+                    // Burn's ring all-reduce refuses tensors shorter than the node count (a
+                    // one-element loss); a binary tree takes any shape.
+                    .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2))
+            }
+        }
+    }
+}
+
+/// One peer of a data-parallel group: its index and the group size (across all nodes).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     pub index: usize,
@@ -45,22 +197,49 @@ impl Peer {
         }
     }
 
-    /// Joins the group with `device`; blocks until all `count` peers have joined. Call once per
-    /// peer, each from its own thread, before any reduction.
-    pub fn register<B: AutodiffBackend>(self, device: &B::Device) -> Result<(), DataParallelError> {
-        let config = CollectiveConfig::default().with_num_devices(self.count);
+    /// Joins `group` with `device`; blocks until all its peers (on every node) have joined.
+    /// Call once per peer, each from its own thread, before any reduction.
+    pub fn register<B: AutodiffBackend>(
+        self,
+        device: &B::Device,
+        group: &Group,
+    ) -> Result<(), DataParallelError> {
+        let config = group.collective_config();
         collective::register::<B::InnerBackend>(self.id(), device.clone(), config)
             .map_err(self.err("register"))
     }
 
     /// Sums the gradients of all peers; every peer receives the sum on its own device.
-    pub fn all_reduce_gradients<B: AutodiffBackend>(
+    ///
+    /// The gradients travel as one flat tensor, in the order `module` visits its parameters:
+    /// one all-reduce per step instead of one per parameter (a network round trip each across
+    /// machines), and an order every process agrees on. (Burn's `GradientsParams::all_reduce`
+    /// goes by sorted parameter ids, which are random per process: two machines would pair
+    /// different parameters.)
+    pub fn all_reduce_gradients<B: AutodiffBackend, M: Module<B>>(
         self,
-        grads: GradientsParams,
+        module: &M,
+        mut grads: GradientsParams,
     ) -> Result<GradientsParams, DataParallelError> {
-        grads
-            .all_reduce::<B::InnerBackend>(self.id(), ReduceOperation::Sum)
-            .map_err(self.err("gradient all-reduce"))
+        let mut flatten = FlattenGradients::<B> {
+            grads: &mut grads,
+            flat: Vec::new(),
+            ids: Vec::new(),
+        };
+        module.visit(&mut flatten);
+        let (flat, ids) = (flatten.flat, flatten.ids);
+        if flat.is_empty() {
+            return Ok(grads);
+        }
+        let summed = self.all_reduce_sum(Tensor::cat(flat, 0))?;
+        let mut unflatten = UnflattenGradients::<B> {
+            grads: &mut grads,
+            summed,
+            ids: ids.into_iter().peekable(),
+            offset: 0,
+        };
+        module.visit(&mut unflatten);
+        Ok(grads)
     }
 
     /// Sums a float tensor (e.g. a weighted loss) over all peers.
@@ -76,9 +255,77 @@ impl Peer {
         Ok(Tensor::from_primitive(TensorPrimitive::Float(summed)))
     }
 
+    /// Sums a one-element tensor over all peers, and tells whether every peer called it at
+    /// `step`: peers at different steps would mix gradients of different steps (nodes resumed
+    /// from different checkpoints). Peers in lockstep can only disagree by whole checkpoints,
+    /// so at most two step values meet, and then every peer sees a sum unlike its own value
+    /// times the peer count. The step travels as two exact small floats.
+    pub fn all_reduce_sum_checking_step<B: Backend>(
+        self,
+        tensor: Tensor<B, 1>,
+        step: usize,
+    ) -> Result<(Tensor<B, 1>, bool), DataParallelError> {
+        let (high, low) = ((step >> 12) as f32, (step & 0xfff) as f32);
+        let device = tensor.device();
+        let marks = Tensor::<B, 1>::from_floats([high, low], &device);
+        let summed = self.all_reduce_sum(Tensor::cat(vec![tensor, marks], 0))?;
+        let sums: Vec<f32> = summed
+            .clone()
+            .slice(1..3)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let count = self.count as f32;
+        let same = sums == [high * count, low * count];
+        Ok((summed.slice(0..1), same))
+    }
+
     /// Leaves the group (after the last step).
     pub fn finish<B: AutodiffBackend>(self) -> Result<(), DataParallelError> {
         collective::finish_collective::<B::InnerBackend>(self.id()).map_err(self.err("finish"))
+    }
+}
+
+/// Takes every parameter's gradient out of `grads`, flattened, in visiting order.
+struct FlattenGradients<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    flat: Vec<Tensor<B::InnerBackend, 1>>,
+    ids: Vec<ParamId>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for FlattenGradients<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            let n = grad.shape().num_elements();
+            self.flat.push(grad.reshape([n]));
+            self.ids.push(param.id);
+        }
+    }
+}
+
+/// Puts the summed flat gradients back: the same visiting order meets the flattened
+/// parameters in the same sequence.
+struct UnflattenGradients<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    summed: Tensor<B::InnerBackend, 1>,
+    ids: std::iter::Peekable<std::vec::IntoIter<ParamId>>,
+    offset: usize,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for UnflattenGradients<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.ids.next_if_eq(&param.id).is_none() {
+            return;
+        }
+        let shape = param.shape();
+        let n = shape.num_elements();
+        let grad = self
+            .summed
+            .clone()
+            .slice(self.offset..self.offset + n)
+            .reshape(shape);
+        self.offset += n;
+        self.grads.register::<B::InnerBackend, D>(param.id, grad);
     }
 }
 
@@ -132,6 +379,30 @@ pub fn shard_ranges(items: usize, peers: usize) -> Vec<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_take_consecutive_shards() {
+        let node = |rank| NodeGroup {
+            nodes: 3,
+            rank,
+            orchestrator_host: "head".into(),
+            orchestrator_port: 29500,
+            host: format!("node{rank}"),
+            port: 29501,
+        };
+        let group = |rank| Group {
+            local_devices: 2,
+            nodes: Some(node(rank)),
+        };
+        assert_eq!(group(0).peers(), 6);
+        assert_eq!(group(0).local_shards(), 0..2);
+        assert_eq!(group(2).local_shards(), 4..6);
+        assert_eq!(group(1).peer(1).index, 3);
+        assert!(group(0).is_first_node() && !group(1).is_first_node());
+        assert_eq!(Group::local(3).local_shards(), 0..3);
+        assert!(node(2).validate().is_ok());
+        assert!(node(3).validate().is_err());
+    }
 
     #[test]
     fn shards_cover_items_in_order() {

@@ -429,3 +429,25 @@ fn fused_linear_matches_burn_with_gradients() {
         .cast(burn::tensor::DType::F16);
     assert!(linear(half, w, b, Activation::Identity).is_err());
 }
+
+#[test]
+fn kernels_read_only_a_slice_of_a_larger_buffer() {
+    // A slice at offset 0 of a longer tensor is contiguous at offset 0 but shares the whole
+    // buffer: the norm and the scaling must see its elements only (data-parallel gradients
+    // arrive as slices of one flat tensor).
+    use mole_nn::flex_kernels::{scale, sum_of_squares};
+    let device = Default::default();
+    let whole = Tensor::<Flex, 1>::from_floats([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &device);
+    let prefix = whole.clone().slice(0..2).reshape([1, 2]);
+    assert_eq!(sum_of_squares(&prefix), Some(5.0));
+    let middle = whole.clone().slice(2..4);
+    assert_eq!(sum_of_squares(&middle), Some(25.0));
+    let scaled = scale(prefix, 2.0).unwrap_or_else(|_| panic!("Flex f32 takes the kernel"));
+    assert_eq!(scaled.dims(), [1, 2]);
+    assert_eq!(scaled.into_data().to_vec::<f32>().unwrap(), vec![2.0, 4.0]);
+    // the shared buffer is left as it was
+    assert_eq!(
+        whole.into_data().to_vec::<f32>().unwrap(),
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    );
+}

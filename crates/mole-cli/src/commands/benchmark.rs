@@ -35,6 +35,12 @@ pub struct BenchmarkArgs {
 }
 
 pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
+    if args.finetune.train.nodes > 1 {
+        // Its many short runs would each wait for every node; run seeds as separate jobs.
+        bail!(
+            "benchmark runs on one machine (--devices works); --nodes is for pretrain and finetune"
+        );
+    }
     if args.protocol == Protocol::Tdc {
         return crate::tdc::run(&args);
     }

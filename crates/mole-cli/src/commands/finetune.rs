@@ -54,6 +54,7 @@ pub fn supervised_run(
     a: &TrainArgs,
 ) -> Result<SupervisedOutcome> {
     let devices = devices_of(a)?;
+    let nodes = join_nodes(a)?;
     let task = settings
         .task
         .clone()
@@ -239,6 +240,7 @@ pub fn supervised_run(
             "target_standardization": standardization,
         }),
         interrupt_after: a.interrupt_after,
+        nodes,
     };
     let batch_size = settings.train.batch_size;
     let seed = settings.train.seed;

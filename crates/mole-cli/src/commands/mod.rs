@@ -31,6 +31,7 @@ use mole_featurize::{
     collate, featurize_with_limit, read_molecules, IoError, MoleInput, MoleculeRecord, Vocabulary,
 };
 use mole_metrics::TaskKind;
+use mole_model::data_parallel::NodeGroup;
 use mole_model::{BatchTensors, Checkpoint, HeadConfig, MolE, MolEConfig, TaskType};
 use mole_nn::StateDict;
 

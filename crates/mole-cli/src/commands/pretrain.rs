@@ -60,10 +60,97 @@ pub(crate) fn devices_of(args: &TrainArgs) -> Result<Vec<DeviceSpec>> {
     Ok(args.devices.clone())
 }
 
+/// The run directory: `--out`, else runs/<default>; node K > 0 of a group of machines keeps its
+/// own copy in <out>/node-K (it needs it to resume; node 0's is the run's).
 pub(crate) fn run_dir(args: &TrainArgs, default: &str) -> PathBuf {
-    args.out
+    let out = args
+        .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(default))
+        .unwrap_or_else(|| PathBuf::from("runs").join(default));
+    match args.node_rank {
+        0 => out,
+        k => out.join(format!("node-{k}")),
+    }
+}
+
+/// Default port of the orchestrator (torchrun's default master port).
+const ORCHESTRATOR_PORT: u16 = 29500;
+
+/// `--nodes`, `--node-rank`, `--master-addr`, `--node-addr` as a node group (`None` for one
+/// machine). Node 0 starts serving the orchestrator here, so the other nodes can join while it
+/// reads its data.
+pub(crate) fn join_nodes(args: &TrainArgs) -> Result<Option<NodeGroup>> {
+    if args.nodes == 1 {
+        if args.node_rank != 0 || args.master_addr.is_some() || args.node_addr.is_some() {
+            bail!("--node-rank, --master-addr and --node-addr need --nodes 2 or more");
+        }
+        return Ok(None);
+    }
+    let master = args
+        .master_addr
+        .as_deref()
+        .context("--nodes needs --master-addr HOST[:PORT] (node 0's address)")?;
+    let (orchestrator_host, orchestrator_port) = host_port(master, "--master-addr")?;
+    let orchestrator_port = orchestrator_port.unwrap_or(ORCHESTRATOR_PORT);
+    let (host, port) = match args.node_addr.as_deref() {
+        Some(a) => host_port(a, "--node-addr")?,
+        None => (this_hostname()?, None),
+    };
+    let default_port = u32::from(orchestrator_port) + 1 + args.node_rank;
+    let port = match port {
+        Some(p) => p,
+        None => u16::try_from(default_port).map_err(|_| {
+            anyhow!(
+                "--master-addr's port leaves no port for node {}; give --node-addr HOST:PORT",
+                args.node_rank
+            )
+        })?,
+    };
+    let group = NodeGroup {
+        nodes: args.nodes,
+        rank: args.node_rank,
+        orchestrator_host,
+        orchestrator_port,
+        host,
+        port,
+    };
+    group.validate()?;
+    if group.rank == 0 {
+        group.serve_orchestrator(|| {
+            eprintln!("mole: interrupted (the node group's orchestrator stopped)");
+            std::process::exit(130);
+        })?;
+        tracing::info!("serving the node group's orchestrator on port {orchestrator_port}");
+    }
+    Ok(Some(group))
+}
+
+/// `HOST[:PORT]` (an IPv6 host in brackets).
+fn host_port(text: &str, flag: &str) -> Result<(String, Option<u16>)> {
+    let text = text.trim();
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.starts_with('[')) => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| anyhow!("{flag} {text}: `{p}` is not a port number"))?;
+            (h, Some(port))
+        }
+        _ => (text, None),
+    };
+    if host.is_empty() || host.contains('/') {
+        bail!("{flag} {text}: expected HOST or HOST:PORT");
+    }
+    Ok((host.to_string(), port))
+}
+
+/// This machine's name, which the other nodes of a cluster usually resolve.
+fn this_hostname() -> Result<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .context("cannot tell this machine's hostname: give --node-addr HOST")
 }
 
 pub fn pretrain(args: PretrainArgs) -> Result<()> {
@@ -80,6 +167,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
     }
     let a = &args.train;
     let devices = devices_of(a)?;
+    let nodes = join_nodes(a)?;
     let settings = RunSettings::resolve(
         settings::PRETRAIN_TOML,
         a.config.as_deref(),
@@ -156,6 +244,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         resume: a.resume,
         extra: serde_json::json!({ "stage": "atom-env", "majority_baseline_accuracy": majority }),
         interrupt_after: a.interrupt_after,
+        nodes,
     };
     let outcome = with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
         trainer::train::<B>(job, &devices, dtype)

@@ -292,12 +292,12 @@ pub(crate) fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// `t` with its storage exactly its elements, in order (kernels read `storage()` whole).
 pub(crate) fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
+    // Flex's `to_contiguous` copies when the storage is not exactly the tensor's elements in
+    // order: a prefix view (a slice at offset 0 of a larger buffer) is contiguous at offset 0
+    // yet must be copied, or a kernel would read the whole buffer.
+    t.to_contiguous()
 }
 
 /// A read-only matrix for [`matmul_into`]: element `(i, j)` is `data[i·row_stride +
