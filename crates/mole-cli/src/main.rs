@@ -220,7 +220,12 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // burn's collective logs every tensor transfer of a multi-node run at info
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "info,burn_collective=warn,burn_communication=warn",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         // colour codes only on a terminal: logs piped to a file or a scheduler stay plain text

@@ -779,7 +779,7 @@ fn run_replica<B: AutodiffBackend>(
         model = step?.0;
     }
     // Leaving fails only when the group was already released after a failure elsewhere.
-    if let Err(e) = peer.finish::<B>() {
+    if let Err(e) = peer.finish::<B>(group) {
         tracing::debug!("{e}");
     }
     Ok(())
@@ -1422,7 +1422,7 @@ fn train_on<B: AutodiffBackend>(
     state.finished = true;
     drop(shard_senders);
     if let Some(peer) = peer {
-        if let Err(e) = peer.finish::<B>() {
+        if let Err(e) = peer.finish::<B>(group) {
             tracing::debug!("{e}");
         }
     }

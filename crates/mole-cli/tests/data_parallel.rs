@@ -251,3 +251,157 @@ fn stand_in_shards_add_nothing_to_the_logged_accuracy() {
         assert_eq!(aa, ab, "masked accuracy");
     }
 }
+
+/// `N` TCP ports free on 127.0.0.1 right now (the OS picks them; held together so they differ).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|k| listeners[k].local_addr().unwrap().port())
+}
+
+/// What a node's process left: its exit status and its stderr.
+struct NodeRun {
+    success: bool,
+    stderr: String,
+}
+
+/// Runs one `mole` process per node of a two-node group on 127.0.0.1 (each with one CPU
+/// device) and waits for both, at most five minutes (a hung group fails the test instead of
+/// the CI job); node 0 first.
+fn two_nodes(args: &[String]) -> Vec<NodeRun> {
+    let [orchestrator, port0, port1] = free_ports::<3>();
+    let logs = scratch("dp-nodes-logs");
+    let mut children: Vec<(std::process::Child, PathBuf)> = [(0, port0), (1, port1)]
+        .into_iter()
+        .map(|(rank, port)| {
+            let log = logs.join(format!("node-{rank}.log"));
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_mole"))
+                .args(args)
+                .args([
+                    "--device".to_string(),
+                    "cpu".into(),
+                    "--nodes".into(),
+                    "2".into(),
+                    "--node-rank".into(),
+                    rank.to_string(),
+                    "--master-addr".into(),
+                    format!("127.0.0.1:{orchestrator}"),
+                    "--node-addr".into(),
+                    format!("127.0.0.1:{port}"),
+                ])
+                .current_dir(repo_root())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            (child, log)
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut statuses = vec![None; children.len()];
+    while statuses.iter().any(Option::is_none) {
+        for (k, (child, _)) in children.iter_mut().enumerate() {
+            if statuses[k].is_none() {
+                statuses[k] = child.try_wait().unwrap();
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            for (child, _) in &mut children {
+                let _ = child.kill();
+            }
+            panic!("the two-node group did not finish within five minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    children
+        .iter()
+        .zip(statuses)
+        .map(|((_, log), status)| NodeRun {
+            success: status.unwrap().success(),
+            stderr: std::fs::read_to_string(log).unwrap_or_default(),
+        })
+        .collect()
+}
+
+#[test]
+fn two_nodes_on_loopback_pretrain_like_one_process_with_the_combined_batch() {
+    let dir = scratch("dp-nodes");
+    let data = small_corpus(&dir, 400);
+    let model = tiny_without_dropout(&dir);
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "pretrain",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--max-steps",
+            "12",
+            // Odd: the two nodes' shards differ in size and in masked-atom count.
+            "--batch-size",
+            "15",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.checkpoint_every=5",
+            "--set",
+            "data.valid_fraction=0.05",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let succeeded = |nodes: &[NodeRun]| {
+        for (rank, node) in nodes.iter().enumerate() {
+            assert!(node.success, "node {rank}: {}", node.stderr);
+        }
+    };
+    let one = dir.join("one");
+    let two = dir.join("two");
+    mole_ok(&as_strs(&args(&one, &["--device", "cpu"])));
+    succeeded(&two_nodes(&args(&two, &[])));
+    // node 0 writes the run; node 1 its own copy, on the same trajectory
+    assert_same_trajectory(&one, &two);
+    assert_same_trajectory(&one, &two.join("node-1"));
+
+    // Both nodes interrupted after 7 steps (last checkpoint at 5) and resumed: the group
+    // continues on the uninterrupted run's trajectory.
+    let broken = dir.join("broken");
+    let interrupted = two_nodes(&args(&broken, &["--interrupt-after", "7"]));
+    assert!(interrupted.iter().all(|node| !node.success));
+    succeeded(&two_nodes(&args(&broken, &["--resume"])));
+    let uninterrupted: std::collections::BTreeMap<u64, f64> =
+        train_losses(&two).into_iter().collect();
+    let resumed: std::collections::BTreeMap<u64, f64> = train_losses(&broken).into_iter().collect();
+    assert_eq!(uninterrupted.len(), 12);
+    assert_eq!(
+        uninterrupted.keys().collect::<Vec<_>>(),
+        resumed.keys().collect::<Vec<_>>()
+    );
+    for (step, a) in &uninterrupted {
+        let b = resumed[step];
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "step {step}: {a} vs resumed {b}"
+        );
+    }
+
+    // Node 1 lost its checkpoint and starts over while node 0 resumes at step 5: both refuse
+    // to mix gradients of different steps.
+    let split = dir.join("split");
+    two_nodes(&args(&split, &["--interrupt-after", "7"]));
+    std::fs::remove_dir_all(split.join("node-1/resume")).unwrap();
+    let outputs = two_nodes(&args(&split, &["--resume"]));
+    for (rank, node) in outputs.iter().enumerate() {
+        assert!(!node.success, "node {rank} must fail");
+        assert!(
+            node.stderr.contains("not at the same step"),
+            "node {rank}: {}",
+            node.stderr
+        );
+    }
+}

@@ -301,3 +301,99 @@ fn a_target_vocabulary_counted_over_all_shards_in_one_pass_drives_pretraining() 
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("radius-0 vocabulary"));
 }
+
+#[test]
+#[cfg(unix)]
+fn killed_with_sigkill_mid_epoch_it_resumes_on_the_same_trajectory() {
+    let dir = scratch("stream-kill");
+    // 3 files of 400 molecules at batch 8: ~140 steps per epoch, so the kill lands mid-epoch;
+    // a checkpoint every 7 steps
+    let corpus = shards(&dir, 3, 400, 600);
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "pretrain",
+            "--data",
+            &corpus,
+            "--max-steps",
+            "90",
+            "--batch-size",
+            "8",
+            "--seed",
+            "5",
+            "--out",
+            &out.display().to_string(),
+            "--set",
+            "data.stream=true",
+            "--set",
+            "data.stream_window=200",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.checkpoint_every=7",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let straight = dir.join("straight");
+    let out = mole(
+        &args(&straight)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGKILL (no chance to clean up) once a dozen steps are logged
+    let killed = dir.join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mole"))
+        .args(args(&killed))
+        .current_dir(repo_root())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let logged = || {
+        std::fs::read_to_string(killed.join("metrics.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    while logged() < 12 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(started.elapsed().as_secs() < 600, "no progress to kill");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let steps_before_kill = logged();
+    assert!(
+        steps_before_kill < 90,
+        "the kill came after the run ended ({steps_before_kill} steps logged)"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mole"))
+        .args(args(&killed))
+        .arg("--resume")
+        .current_dir(repo_root())
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // it continued from a checkpoint, not from the start (which would give the same losses)
+    assert!(stderr.contains("resuming"), "{stderr}");
+    assert!(!stderr.contains("starting fresh"), "{stderr}");
+    assert_same_trajectory(&straight, &killed, 90);
+    // the whole run was one epoch: the kill was mid-epoch
+    assert!(metrics(&straight)
+        .iter()
+        .filter(|m| m["kind"] == "train")
+        .all(|m| m["epoch"] == 1));
+}

@@ -280,8 +280,13 @@ impl Peer {
         Ok((summed.slice(0..1), same))
     }
 
-    /// Leaves the group (after the last step).
-    pub fn finish<B: AutodiffBackend>(self) -> Result<(), DataParallelError> {
+    /// Leaves the group (after the last step). A group spanning several machines is left as
+    /// the process ends instead: leaving asks node 0's orchestrator, whose process may have
+    /// ended already, and burn-collective would wait for its answer forever.
+    pub fn finish<B: AutodiffBackend>(self, group: &Group) -> Result<(), DataParallelError> {
+        if group.nodes.is_some() {
+            return Ok(());
+        }
         collective::finish_collective::<B::InnerBackend>(self.id()).map_err(self.err("finish"))
     }
 }

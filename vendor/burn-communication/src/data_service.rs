@@ -255,7 +255,12 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
                         return;
                     }
                 }
-                Err(err) => panic!("Failed to receive message from websocket: {err:?}"),
+                // mole-rs patch: a peer whose process ended resets its connections; that
+                // ends this one, it is not a reason to panic
+                Err(err) => {
+                    log::info!("Download connection ended: {err:?}");
+                    return;
+                }
             };
         }
         log::info!("[Data Service] Closing connection for download.");

@@ -158,7 +158,7 @@ impl<C: ProtocolClient> GlobalClientWorker<C> {
             }
 
             // Try to connect to the request address.
-            println!("Connecting to {address} ...");
+            log::info!("Connecting to {address} ...");
             let result = C::connect(address.clone(), route).await;
 
             if let Some(mut stream) = result {
@@ -171,7 +171,7 @@ impl<C: ProtocolClient> GlobalClientWorker<C> {
                 return Some(stream);
             }
 
-            println!("Failed to connect to {address}, retrying... Attempt #{retries}");
+            log::warn!("Failed to connect to {address}, retrying... Attempt #{retries}");
             tokio::time::sleep(retry_pause).await;
             retries += 1;
         }
@@ -237,10 +237,10 @@ impl<C: ProtocolClient> GlobalClientWorker<C> {
         }
 
         log::info!("Worker closing connection");
-        stream_response
-            .close()
-            .await
-            .expect("Can close the websocket stream.");
+        // mole-rs patch: the orchestrator may be gone already (its process ended)
+        if let Err(err) = stream_response.close().await {
+            log::info!("Closing the response stream: {err:?}");
+        }
     }
 
     async fn request_sender(
@@ -281,10 +281,10 @@ impl<C: ProtocolClient> GlobalClientWorker<C> {
         }
 
         log::info!("Worker closing connection");
-        stream_request
-            .close()
-            .await
-            .expect("Can send the close message on the websocket.");
+        // mole-rs patch: the orchestrator may be gone already (its process ended)
+        if let Err(err) = stream_request.close().await {
+            log::info!("Closing the request stream: {err:?}");
+        }
     }
 
     pub(crate) async fn request(&self, req: RemoteRequest) -> RemoteResponse {
