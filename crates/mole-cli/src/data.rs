@@ -109,11 +109,11 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
     match table_kind(path)? {
         TableKind::Sdf => sdf_cells(path),
         TableKind::Parquet => {
-            let (headers, rows) = mole_featurize::read_parquet_strings(path)?;
+            // a row group at a time (a large labelled corpus streams through here)
+            let (headers, rows) = mole_featurize::parquet_string_rows(path)?;
             let rows = rows
-                .into_iter()
                 .enumerate()
-                .map(|(i, r)| Ok((i + 2, Ok(r))));
+                .map(|(i, r)| Ok((i + 2, Ok(r.map_err(anyhow::Error::from)?))));
             Ok((headers, Box::new(rows)))
         }
         TableKind::Delimited(delimiter) => {
@@ -236,6 +236,37 @@ pub fn read_table(
     label_columns: &[String],
     split_column: &str,
 ) -> Result<Table> {
+    let (label_names, records) = table_rows(path, smiles_column, label_columns, split_column)?;
+    let mut rows = Vec::new();
+    let mut rejects = Vec::new();
+    for row in records {
+        match row? {
+            Ok(r) => rows.push(r),
+            Err(r) => rejects.push(r),
+        }
+    }
+    Ok(Table {
+        label_names,
+        rows,
+        rejects,
+    })
+}
+
+/// A table's rows, read lazily: its label names and, per data row, the row or why it is
+/// rejected (the outer `Err`: the file itself failed, which ends the rows). Blank rows are
+/// skipped. See [`read_table`].
+pub type TableRows = (
+    Vec<String>,
+    Box<dyn Iterator<Item = Result<Result<RawRow, Reject>>>>,
+);
+
+/// [`read_table`] as a stream of rows (CSV/TSV are read lazily; a large labelled corpus).
+pub fn table_rows(
+    path: &Path,
+    smiles_column: &str,
+    label_columns: &[String],
+    split_column: &str,
+) -> Result<TableRows> {
     let (headers, records) = table_cells(path)?;
     let find = |name: &str| {
         headers
@@ -273,38 +304,37 @@ pub fn read_table(
         .iter()
         .map(|&i| headers[i].trim().to_string())
         .collect();
-    let mut rows = Vec::new();
-    let mut rejects = Vec::new();
-    for row in records {
-        let (line, record) = row?;
+    let rows = records.filter_map(move |row| {
+        let (line, record) = match row {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
         let record = match record {
             Ok(r) => r,
             Err(reason) => {
-                rejects.push(Reject {
+                return Some(Ok(Err(Reject {
                     line,
                     smiles: String::new(),
                     reason,
-                });
-                continue;
+                })))
             }
         };
         if record.iter().all(|c| c.trim().is_empty()) {
-            continue;
+            return None;
         }
         let cell = |i: usize| record.get(i).map_or("", String::as_str);
         let smiles = cell(smiles_idx).trim().to_string();
         if smiles.is_empty() {
-            rejects.push(Reject {
+            return Some(Ok(Err(Reject {
                 line,
                 smiles,
                 reason: "empty SMILES".into(),
-            });
-            continue;
+            })));
         }
         let labels: Result<Vec<f32>, String> =
             label_idx.iter().map(|&i| parse_label(cell(i))).collect();
-        match labels {
-            Ok(labels) => rows.push(RawRow {
+        Some(Ok(match labels {
+            Ok(labels) => Ok(RawRow {
                 line,
                 smiles,
                 labels,
@@ -312,18 +342,30 @@ pub fn read_table(
                     .and_then(|i| record.get(i))
                     .map(|s| s.trim().to_string()),
             }),
-            Err(reason) => rejects.push(Reject {
+            Err(reason) => Err(Reject {
                 line,
                 smiles,
                 reason,
             }),
-        }
+        }))
+    });
+    Ok((label_names, Box::new(rows)))
+}
+
+/// Why a row's labels do not fit the task (class labels must be class indices), if they don't.
+pub fn bad_label(kind: mole_metrics::TaskKind, labels: &[f32]) -> Option<String> {
+    use mole_metrics::TaskKind;
+    match kind {
+        TaskKind::Regression => None,
+        TaskKind::BinaryClassification => labels
+            .iter()
+            .find(|y| !y.is_nan() && **y != 0.0 && **y != 1.0)
+            .map(|y| format!("label {y} is not 0 or 1")),
+        TaskKind::MulticlassClassification { num_classes } => labels
+            .iter()
+            .find(|y| !y.is_nan() && (y.fract() != 0.0 || **y < 0.0 || **y >= num_classes as f32))
+            .map(|y| format!("label {y} is not a class index below {num_classes}")),
     }
-    Ok(Table {
-        label_names,
-        rows,
-        rejects,
-    })
 }
 
 /// Reads an unlabelled molecule list (.smi/.txt/.csv/.tsv/.sdf, optionally gzipped, or parquet).

@@ -70,16 +70,18 @@ pub struct DataSettings {
     /// of the atom count).
     #[serde(default = "default_max_atoms")]
     pub max_atoms: usize,
-    /// Pretraining: read the corpus as a stream (`crate::stream`) in memory bounded by the
-    /// window, instead of featurising it all before the first step. `train` may then list
-    /// several files and globs, comma-separated.
+    /// Read the training data as a stream (`crate::stream`) in memory bounded by the window,
+    /// instead of featurising it all before the first step (default for stage 1; stage 2 and
+    /// fine-tuning on large tables turn it on). `train` may then list several files and globs,
+    /// comma-separated; the split is by a split column or a SMILES hash, not by scaffold.
     #[serde(default)]
     pub stream: bool,
     /// Streaming: molecules shuffled and length-bucketed together.
     #[serde(default = "default_stream_window")]
     pub stream_window: usize,
-    /// Streaming: molecules at the start of the corpus that set the target vocabulary (and
-    /// give the validation set, the hash-selected among them).
+    /// Streaming: training molecules at the start of the corpus that set the target
+    /// vocabulary (pretraining) or the class weights and target standardisation (labelled
+    /// data); the validation molecules among the rows read are the validation set.
     #[serde(default = "default_stream_sample")]
     pub stream_sample: usize,
     /// Pretraining: a radius-2 vocabulary file (`mole vocab build --radius 2`, e.g. counted

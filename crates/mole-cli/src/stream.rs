@@ -1,7 +1,9 @@
-//! A pretraining corpus read as a stream, in memory bounded by its buffers rather than by the
+//! A training corpus read as a stream, in memory bounded by its buffers rather than by the
 //! corpus: files (a list, or globs) are read lazily, in an order shuffled per epoch; molecules
 //! are featurised in parallel, a window at a time, by a background thread that hands
-//! length-bucketed batches to the training loop through a bounded channel.
+//! length-bucketed batches to the training loop through a bounded channel. The files are
+//! molecule lists (stage-1 pretraining: radius-2 targets) or labelled tables (stage 2 and
+//! fine-tuning on large sets, [`TableSpec`]).
 //!
 //! Everything is a function of the seed, the epoch and the files: window w of epoch e holds the
 //! same molecules in every run and is shuffled with the same RNG, so batch k of epoch e is the
@@ -9,7 +11,8 @@
 //! thread reads and featurises up to that point again, without training on it). Validation
 //! molecules are chosen by a hash of their SMILES string, so the split needs no pass over the
 //! corpus: a SMILES is held out in every epoch and every run, wherever it appears (the same
-//! molecule written as another SMILES is another string).
+//! molecule written as another SMILES is another string). Test molecules of a labelled corpus
+//! take the next slice of the hash range, or a table's split column decides.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -17,11 +20,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use mole_featurize::{read_molecules, Vocabulary};
+use mole_metrics::TaskKind;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::{self, Example, RawRow};
+use crate::data::{self, Example, RawRow, Reject};
 
 /// Batches the thread may prepare ahead of the training loop.
 const BATCHES_AHEAD: usize = 8;
@@ -92,15 +96,139 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 /// Whether a molecule is held out for validation: a hash of its SMILES (FNV-1a, stable across
 /// runs and platforms) below `fraction` of the hash range.
 pub fn is_validation(smiles: &str, fraction: f64) -> bool {
-    if fraction <= 0.0 {
-        return false;
-    }
+    fraction > 0.0 && hash_position(smiles) <= fraction
+}
+
+/// A SMILES string's place in [0, 1): FNV-1a, stable across runs and platforms.
+fn hash_position(smiles: &str) -> f64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in smiles.trim().bytes() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash >> 11) as f64 / (1u64 << 53) as f64 <= fraction
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Which part of a streamed corpus a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Train,
+    Valid,
+    Test,
+}
+
+impl StreamSpec {
+    /// A row's part: its split cell when the table has a split column, else its SMILES hash
+    /// (validation below `valid_fraction`, test in the next `test_fraction`). A split cell
+    /// that is no part is the row's rejection reason.
+    pub fn part_of(&self, row: &RawRow) -> Result<Part, String> {
+        if let Some(cell) = &row.split {
+            return match cell.to_ascii_lowercase().as_str() {
+                "train" => Ok(Part::Train),
+                "valid" | "val" | "validation" => Ok(Part::Valid),
+                "test" => Ok(Part::Test),
+                other => Err(format!("split value `{other}` is not train, valid or test")),
+            };
+        }
+        if is_validation(&row.smiles, self.valid_fraction) {
+            Ok(Part::Valid)
+        } else if self.test_fraction > 0.0
+            && hash_position(&row.smiles) <= self.valid_fraction.max(0.0) + self.test_fraction
+        {
+            Ok(Part::Test)
+        } else {
+            Ok(Part::Train)
+        }
+    }
+
+    /// The rows of one file, lazily: each a row or why it is rejected; an outer `Err` when the
+    /// file itself fails (it ends the file's rows). A table must have the corpus's label
+    /// columns, and its labels must fit the task.
+    pub fn file_rows(&self, path: &Path) -> Result<FileRows<'_>> {
+        let Some(table) = &self.table else {
+            let rows = read_molecules(path)?.map(|r| match r {
+                Ok(r) => Ok(Ok(RawRow {
+                    line: r.line,
+                    smiles: r.smiles,
+                    labels: Vec::new(),
+                    split: None,
+                })),
+                Err(e) if e.is_row_error() => Ok(Err(Reject {
+                    line: e.line(),
+                    smiles: String::new(),
+                    reason: e.reason(),
+                })),
+                Err(e) => Err(anyhow::Error::from(e)),
+            });
+            return Ok(Box::new(rows));
+        };
+        let (names, rows) = data::table_rows(
+            path,
+            &table.smiles_column,
+            &table.label_columns,
+            &table.split_column,
+        )?;
+        if names != table.label_names {
+            bail!(
+                "{}: label columns {} differ from the first file's ({})",
+                path.display(),
+                names.join(", "),
+                table.label_names.join(", ")
+            );
+        }
+        let kind = table.kind;
+        Ok(Box::new(rows.map(move |row| {
+            row.map(|row| {
+                row.and_then(|r| match data::bad_label(kind, &r.labels) {
+                    Some(reason) => Err(Reject {
+                        line: r.line,
+                        smiles: r.smiles,
+                        reason,
+                    }),
+                    None => Ok(r),
+                })
+            })
+        })))
+    }
+
+    /// The rows of `part` in the files' given order, lazily; rejected rows are skipped and a
+    /// failing file ends the rows with its error.
+    pub fn part_rows(&self, part: Part) -> impl Iterator<Item = Result<RawRow>> + '_ {
+        self.part_rows_in(part, (0..self.files.len()).collect())
+    }
+
+    fn part_rows_in(
+        &self,
+        part: Part,
+        order: Vec<usize>,
+    ) -> impl Iterator<Item = Result<RawRow>> + '_ {
+        order.into_iter().flat_map(move |k| {
+            let rows: Box<dyn Iterator<Item = Result<RawRow>>> =
+                match self.file_rows(&self.files[k]) {
+                    Ok(rows) => Box::new(rows.filter_map(move |r| match r {
+                        Ok(Ok(row)) if self.part_of(&row) == Ok(part) => Some(Ok(row)),
+                        // a bad row is skipped (the sample pass reports rejects); a damaged file fails
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e)),
+                    })),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                };
+            rows
+        })
+    }
+}
+
+/// One file's rows: each a row or why it is rejected; an `Err` when the file itself fails.
+pub type FileRows<'a> = Box<dyn Iterator<Item = Result<Result<RawRow, Reject>>> + 'a>;
+
+/// A labelled corpus's columns and task (stage 2 and fine-tuning).
+pub struct TableSpec {
+    pub smiles_column: String,
+    pub label_columns: Vec<String>,
+    pub split_column: String,
+    /// The first file's label columns: every file must have them.
+    pub label_names: Vec<String>,
+    pub kind: TaskKind,
 }
 
 /// Molecules featurised in one go inside a window (the transient full-size examples).
@@ -115,6 +243,7 @@ struct Compact {
     input_ids: Vec<u32>,
     relative_pos: Vec<u8>,
     targets: Vec<u32>,
+    labels: Vec<f32>,
 }
 
 impl Compact {
@@ -130,6 +259,7 @@ impl Compact {
                 .collect(),
             input_ids: e.input.input_ids,
             targets: e.targets,
+            labels: e.labels,
         }
     }
 
@@ -141,7 +271,7 @@ impl Compact {
                 input_ids: self.input_ids,
                 relative_pos: self.relative_pos.into_iter().map(u32::from).collect(),
             },
-            labels: Vec::new(),
+            labels: self.labels,
             targets: self.targets,
             split: None,
         }
@@ -157,36 +287,23 @@ pub struct StreamSpec {
     pub batch_size: usize,
     pub max_atoms: usize,
     pub valid_fraction: f64,
+    /// Labelled corpora only: the hash share of test molecules.
+    pub test_fraction: f64,
     pub vocab: Vocabulary,
-    pub target_vocab: Vocabulary,
+    /// Pretraining's radius-2 target vocabulary (`None` for a labelled corpus).
+    pub target_vocab: Option<Vocabulary>,
+    /// `Some` when the files are labelled tables.
+    pub table: Option<TableSpec>,
 }
 
-/// Rows of the training part of the corpus (validation molecules left out), files in the order
-/// of `epoch` (a seeded shuffle), read lazily. A damaged file ends the stream with its error.
+/// Rows of the training part of the corpus, files in the order of `epoch` (a seeded shuffle),
+/// read lazily. A damaged file ends the stream with its error.
 fn training_rows(spec: &StreamSpec, epoch: usize) -> impl Iterator<Item = Result<RawRow>> + '_ {
     let mut order: Vec<usize> = (0..spec.files.len()).collect();
     order.shuffle(&mut StdRng::seed_from_u64(
         spec.seed ^ 0xF11E_5000 ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
     ));
-    order.into_iter().flat_map(move |k| {
-        let path = &spec.files[k];
-        let records: Box<dyn Iterator<Item = Result<RawRow>>> = match read_molecules(path) {
-            Ok(reader) => Box::new(reader.filter_map(move |r| match r {
-                Ok(r) if is_validation(&r.smiles, spec.valid_fraction) => None,
-                Ok(r) => Some(Ok(RawRow {
-                    line: r.line,
-                    smiles: r.smiles,
-                    labels: Vec::new(),
-                    split: None,
-                })),
-                // a bad row is skipped (the sample pass reports rejects); a damaged file fails
-                Err(e) if e.is_row_error() => None,
-                Err(e) => Some(Err(anyhow::Error::from(e))),
-            })),
-            Err(e) => Box::new(std::iter::once(Err(anyhow::Error::from(e)))),
-        };
-        records
-    })
+    spec.part_rows_in(Part::Train, order)
 }
 
 /// The batches of one epoch, from batch `skip` on, prepared by a background thread (at most
@@ -229,9 +346,16 @@ pub fn epoch_batches(
                     if part.is_empty() {
                         break;
                     }
-                    let (mut examples, _) =
-                        data::featurize_rows_quietly(part, &spec.vocab, spec.max_atoms, true);
-                    data::assign_targets(&mut examples, &spec.target_vocab);
+                    let pretraining = spec.target_vocab.is_some();
+                    let (mut examples, _) = data::featurize_rows_quietly(
+                        part,
+                        &spec.vocab,
+                        spec.max_atoms,
+                        pretraining,
+                    );
+                    if let Some(targets) = &spec.target_vocab {
+                        data::assign_targets(&mut examples, targets);
+                    }
                     molecules.extend(examples.into_iter().map(Compact::of));
                 }
                 let lengths: Vec<usize> = molecules.iter().map(|m| m.input_ids.len()).collect();
@@ -265,43 +389,35 @@ pub fn epoch_batches(
     rx
 }
 
-/// The first `limit` rows of the corpus (files in their given order) for the target vocabulary
-/// and the validation set: (training rows, validation rows, rejected rows).
+/// The first `limit` training rows of the corpus (files in their given order), for the target
+/// vocabulary or the label statistics, and the validation rows among the rows read (at most
+/// `valid_limit`): (training rows, validation rows, rejected rows).
 pub fn sample(
-    files: &[PathBuf],
+    spec: &StreamSpec,
     limit: usize,
-    valid_fraction: f64,
     valid_limit: usize,
-) -> Result<(Vec<RawRow>, Vec<RawRow>, Vec<data::Reject>)> {
+) -> Result<(Vec<RawRow>, Vec<RawRow>, Vec<Reject>)> {
     let mut train = Vec::new();
     let mut valid = Vec::new();
     let mut rejects = Vec::new();
-    'files: for path in files {
-        for record in read_molecules(path)? {
-            let r = match record {
+    'files: for path in &spec.files {
+        for row in spec.file_rows(path)? {
+            let row = match row? {
                 Ok(r) => r,
-                Err(e) if e.is_row_error() => {
-                    rejects.push(data::Reject {
-                        line: e.line(),
-                        smiles: String::new(),
-                        reason: e.reason(),
-                    });
+                Err(reject) => {
+                    rejects.push(reject);
                     continue;
                 }
-                Err(e) => return Err(e.into()),
             };
-            let row = RawRow {
-                line: r.line,
-                smiles: r.smiles,
-                labels: Vec::new(),
-                split: None,
-            };
-            if is_validation(&row.smiles, valid_fraction) {
-                if valid.len() < valid_limit {
-                    valid.push(row);
-                }
-            } else {
-                train.push(row);
+            match spec.part_of(&row) {
+                Ok(Part::Valid) if valid.len() < valid_limit => valid.push(row),
+                Ok(Part::Train) => train.push(row),
+                Ok(_) => {}
+                Err(reason) => rejects.push(Reject {
+                    line: row.line,
+                    smiles: row.smiles,
+                    reason,
+                }),
             }
             if train.len() >= limit {
                 break 'files;

@@ -397,3 +397,105 @@ fn killed_with_sigkill_mid_epoch_it_resumes_on_the_same_trajectory() {
         .filter(|m| m["kind"] == "train")
         .all(|m| m["epoch"] == 1));
 }
+
+#[test]
+fn a_labelled_stream_pretrains_stage_two_resumes_and_tests_on_its_split_column() {
+    let dir = scratch("stream-labelled");
+    // Tox21's 500 molecules (12 tasks, missing labels) in two files with a split column:
+    // every 5th row test, every 7th (not 5th) validation
+    let text = std::fs::read_to_string(repo_root().join("datasets/tox21_500.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let mut test_smiles = std::collections::BTreeSet::new();
+    for (k, part) in rows.chunks(250).enumerate() {
+        let mut out = format!("{header},split\n");
+        for (i, row) in part.iter().enumerate() {
+            let n = k * 250 + i;
+            let split = if n % 5 == 0 {
+                "test"
+            } else if n % 7 == 0 {
+                "valid"
+            } else {
+                "train"
+            };
+            if split == "test" {
+                test_smiles.insert(row.split(',').next().unwrap().to_string());
+            }
+            out.push_str(&format!("{row},{split}\n"));
+        }
+        std::fs::write(dir.join(format!("tox-{k}.csv")), out).unwrap();
+    }
+    let corpus = dir.join("tox-*.csv").display().to_string();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "pretrain",
+            "--stage",
+            "multitask",
+            "--data",
+            &corpus,
+            "--max-steps",
+            "30",
+            "--batch-size",
+            "16",
+            "--seed",
+            "2",
+            "--out",
+            &out.display().to_string(),
+            "--set",
+            "data.stream=true",
+            "--set",
+            "data.stream_window=64",
+            "--set",
+            "data.split_column=\"split\"",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.checkpoint_every=10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: &[String]| mole(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let straight = dir.join("straight");
+    let out = run(&args(&straight));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // interrupted after 15 steps (checkpoint at 10) and resumed: the same trajectory
+    let broken = dir.join("broken");
+    let mut interrupted = args(&broken);
+    interrupted.extend(["--interrupt-after".into(), "15".into()]);
+    assert!(!run(&interrupted).status.success());
+    let mut resumed = args(&broken);
+    resumed.push("--resume".into());
+    let out = run(&resumed);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_trajectory(&straight, &broken, 30);
+
+    // tested on exactly the rows the split column marks `test` (those with a label)
+    let predictions = std::fs::read_to_string(straight.join("test_predictions.csv")).unwrap();
+    let tested: std::collections::BTreeSet<String> = predictions
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    assert!(tested.len() >= 90, "{} test molecules", tested.len());
+    assert!(tested.is_subset(&test_smiles));
+    let test = metrics(&straight)
+        .into_iter()
+        .find(|m| m["kind"] == "test")
+        .expect("a test entry in metrics.jsonl");
+    assert_eq!(test["molecules"].as_u64(), Some(test_smiles.len() as u64));
+    assert!(test["auroc"].as_f64().is_some(), "{test}");
+    // validation came from the split column too
+    assert!(metrics(&straight).iter().any(|m| m["kind"] == "valid"));
+}

@@ -562,15 +562,27 @@ fn row_strings(row: &parquet::record::Row) -> Vec<String> {
 /// Reads a whole parquet file as strings: the top-level column names and one `Vec<String>` per
 /// row (nulls become empty strings, numbers their decimal form).
 pub fn read_parquet_strings(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), IoError> {
+    let (headers, rows) = parquet_string_rows(path)?;
+    Ok((headers, rows.collect::<Result<_, _>>()?))
+}
+
+/// A parquet table's string rows (see [`read_parquet_strings`]) read lazily, one row group in
+/// memory at a time; an `Err` (a damaged file) names the row it stopped at.
+pub type ParquetStringRows = (
+    Vec<String>,
+    Box<dyn Iterator<Item = Result<Vec<String>, IoError>> + Send>,
+);
+
+/// [`read_parquet_strings`] as a stream of rows.
+pub fn parquet_string_rows(path: &Path) -> Result<ParquetStringRows, IoError> {
     let (headers, rows) = parquet_rows(path)?;
-    let mut out = Vec::new();
-    for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| IoError::Read {
-            path: path.to_path_buf(),
+    let path = path.to_path_buf();
+    let rows = rows.enumerate().map(move |(i, row)| {
+        row.map(|row| row_strings(&row)).map_err(|e| IoError::Read {
+            path: path.clone(),
             line: i + 1,
             reason: e.to_string(),
-        })?;
-        out.push(row_strings(&row));
-    }
-    Ok((headers, out))
+        })
+    });
+    Ok((headers, Box::new(rows)))
 }

@@ -27,7 +27,10 @@ pub mod vocab;
 use serde::{Deserialize, Serialize};
 
 pub use batch::{collate, Batch, MoleInput};
-pub use io::{read_molecules, read_parquet_strings, IoError, MoleculeReader, MoleculeRecord};
+pub use io::{
+    parquet_string_rows, read_molecules, read_parquet_strings, IoError, MoleculeReader,
+    MoleculeRecord, ParquetStringRows,
+};
 pub use molecule::{Atom, Bond, BondType, Molecule};
 pub use molfile::{parse_molblock, MolfileError};
 pub use morgan::{distance_matrix, morgan_environments};

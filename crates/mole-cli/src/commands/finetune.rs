@@ -60,7 +60,9 @@ pub fn supervised_run(
         .clone()
         .ok_or_else(|| anyhow!("config has no [task] section"))?;
     let path = PathBuf::from(&settings.data.train);
-    readable(&path)?;
+    if !settings.data.stream {
+        readable(&path)?;
+    }
     let (encoder, vocab, init) = match checkpoint {
         Some(c) => {
             let (cfg, vocab, dict) = read_checkpoint_parts(c)?;
@@ -87,98 +89,26 @@ pub fn supervised_run(
         trainer::RunDirUse::of(a.resume, a.force),
         &settings.to_toml(),
     )?;
-    let table = data::read_table(
-        &path,
-        &settings.data.smiles_column,
-        &settings.data.label_columns,
-        &settings.data.split_column,
-    )?;
-    if table.label_names.is_empty() {
-        bail!("{}: no label columns", path.display());
-    }
-    let mut rejects = table.rejects;
-    let (examples, bad) = data::featurize_rows(
-        table.rows,
-        &vocab,
-        settings.data.max_atoms,
-        false,
-        "featurize",
-    );
-    rejects.extend(bad);
-    let num_tasks = table.label_names.len();
     let kind = task_kind(task.kind, task.num_classes);
-    // Class labels must be class indices.
-    let mut examples_ok = Vec::with_capacity(examples.len());
-    for e in examples {
-        let bad_label = match kind {
-            TaskKind::Regression => None,
-            TaskKind::BinaryClassification => e
-                .labels
-                .iter()
-                .find(|y| !y.is_nan() && **y != 0.0 && **y != 1.0)
-                .map(|y| format!("label {y} is not 0 or 1")),
-            TaskKind::MulticlassClassification { num_classes } => e
-                .labels
-                .iter()
-                .find(|y| {
-                    !y.is_nan() && (y.fract() != 0.0 || **y < 0.0 || **y >= num_classes as f32)
-                })
-                .map(|y| format!("label {y} is not a class index below {num_classes}")),
-        };
-        match bad_label {
-            Some(reason) => rejects.push(data::Reject {
-                line: e.line,
-                smiles: e.smiles,
-                reason,
-            }),
-            None => examples_ok.push(e),
-        }
-    }
-    data::report_rejects(&path, &rejects, Some(&out.join("rejects.csv")))?;
-    let examples = examples_ok;
-    check_labels(&path, &table.label_names, &examples, kind)?;
-    if kind == TaskKind::Regression
-        && examples.len() >= 10
-        && examples
-            .iter()
-            .flat_map(|e| &e.labels)
-            .all(|y| y.is_nan() || *y == 0.0 || *y == 1.0)
-    {
-        tracing::warn!(
-            "{}: every label is 0 or 1 but the task is regression; for a classification task \
-             pass --task classification",
-            path.display()
-        );
-    }
-
-    let mut rng = StdRng::seed_from_u64(settings.train.seed);
-    let (train_idx, valid_idx, test_idx) = data::split_indices(
-        &examples,
-        settings.data.split_method,
-        settings.data.valid_fraction,
-        settings.data.test_fraction,
-        settings.train.seed,
-        &mut rng,
-    )?;
-    let test: Vec<Example> = test_idx.iter().map(|&i| examples[i].clone()).collect();
-    let (train, valid) = take_split(examples, &train_idx, &valid_idx);
-    tracing::info!(
-        "{}: {} tasks ({}), split {} / {} / {}",
-        path.display(),
-        num_tasks,
-        table.label_names.join(", "),
-        train.len(),
-        valid.len(),
-        test.len()
-    );
-
+    let LabelledCorpus {
+        label_names,
+        train,
+        valid,
+        test,
+        train_labels,
+    } = if settings.data.stream {
+        labelled_stream(settings, &vocab, kind, out, a.resume)?
+    } else {
+        labelled_in_memory(settings, &vocab, kind, &path, out)?
+    };
+    let num_tasks = label_names.len();
     let positive_weights = (task.balanced_class_weights && kind == TaskKind::BinaryClassification)
         .then(|| {
             (0..num_tasks)
                 .map(|t| {
                     let (mut pos, mut neg) = (0f32, 0f32);
-                    for e in &train {
-                        match e.labels[t] {
+                    for labels in &train_labels {
+                        match labels[t] {
                             y if y.is_nan() => {}
                             y if y > 0.5 => pos += 1.0,
                             _ => neg += 1.0,
@@ -208,8 +138,9 @@ pub fn supervised_run(
         atom_env_head: None,
     };
     let standardization = (kind == TaskKind::Regression && task.standardize_targets).then(|| {
-        mole_model::TargetStandardization::fit(train.iter().map(|e| e.labels.as_slice()), num_tasks)
+        mole_model::TargetStandardization::fit(train_labels.iter().map(Vec::as_slice), num_tasks)
     });
+    drop(train_labels);
     // the saved checkpoints predict original units: they are tested without standardisation
     let checkpoint_objective = Objective::Supervised {
         kind,
@@ -229,13 +160,13 @@ pub fn supervised_run(
         model_config,
         vocab: vocab.clone(),
         target_vocab: None,
-        train: trainer::TrainData::InMemory(train),
+        train,
         valid,
         objective: objective.clone(),
         init,
         resume: a.resume,
         extra: serde_json::json!({
-            "label_names": table.label_names,
+            "label_names": label_names,
             "task": task.kind,
             "target_standardization": standardization,
         }),
@@ -248,33 +179,57 @@ pub fn supervised_run(
         with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
             let outcome = trainer::train::<B>(job, &devices, dtype)?;
             let device = &devices[0];
-            let test_metrics = if test.is_empty() {
-                None
-            } else {
-                let ckpt = Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(
-                    &outcome.best_checkpoint,
-                    device,
-                )?;
-                Some(trainer::evaluate_with_predictions(
-                    &ckpt.model.with_compute_dtype(dtype),
-                    &test,
-                    &checkpoint_objective,
-                    &vocab,
-                    batch_size,
-                    seed,
-                    device,
-                ))
+            let ckpt = Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(
+                &outcome.best_checkpoint,
+                device,
+            )?;
+            let model = ckpt.model.with_compute_dtype(dtype);
+            let mut evaluator = trainer::Evaluator::new(&checkpoint_objective, seed);
+            let mut csv = TestPredictionsCsv::create(out, &label_names, kind)?;
+            let mut add = |part: &[Example]| -> Result<()> {
+                let predictions = evaluator.add(&model, part, &vocab, batch_size, device);
+                if let Some(csv) = csv.as_mut() {
+                    csv.add(part, &predictions)?;
+                }
+                Ok(())
             };
-            Ok::<_, anyhow::Error>((outcome, test_metrics))
+            match &test {
+                TestSet::InMemory(test) => add(test)?,
+                TestSet::Stream(spec) => {
+                    // featurised and evaluated a part at a time: memory stays bounded
+                    let mut rows = spec.part_rows(crate::stream::Part::Test);
+                    loop {
+                        let part = rows
+                            .by_ref()
+                            .take(TEST_PART)
+                            .collect::<Result<Vec<data::RawRow>>>()?;
+                        if part.is_empty() {
+                            break;
+                        }
+                        let (examples, _) = data::featurize_rows_quietly(
+                            part,
+                            &vocab,
+                            settings.data.max_atoms,
+                            false,
+                        );
+                        add(&examples)?;
+                    }
+                }
+            }
+            let tested = evaluator.examples();
+            let metrics = (tested > 0).then(|| evaluator.finish());
+            if let (Some(csv), true) = (csv, tested > 0) {
+                csv.commit()?;
+            }
+            Ok::<_, anyhow::Error>((outcome, metrics.map(|m| (m, tested))))
         })?;
     let test_metrics = match test_metrics {
-        Some(evaluation) => {
-            let mut entry = evaluation.metrics.clone();
+        Some((metrics, tested)) => {
+            let mut entry = metrics.clone();
             entry["kind"] = "test".into();
-            entry["molecules"] = test.len().into();
+            entry["molecules"] = tested.into();
             trainer::MetricsLog::open(out)?.write(entry)?;
-            write_test_predictions(out, &test, &table.label_names, &evaluation.predictions)?;
-            Some(evaluation.metrics)
+            Some(metrics)
         }
         None => None,
     };
@@ -287,35 +242,269 @@ pub fn supervised_run(
     })
 }
 
+/// Molecules featurised and evaluated together in a streamed test set.
+const TEST_PART: usize = 4096;
+
 /// The test set's measured and predicted values, one row per (molecule, task) with a label,
-/// for the run's plots ([`crate::report::TEST_PREDICTIONS`]). Skipped for multi-class heads
-/// (several outputs per task).
-pub(crate) fn write_test_predictions(
-    out: &Path,
-    test: &[data::Example],
-    label_names: &[String],
-    predictions: &[f32],
-) -> Result<()> {
-    let tasks = label_names.len();
-    if tasks == 0 || predictions.len() != test.len() * tasks {
-        return Ok(());
+/// for the run's plots ([`crate::report::TEST_PREDICTIONS`]), written as the test set is
+/// evaluated. Not written for multi-class heads (several outputs per task).
+pub(crate) struct TestPredictionsCsv {
+    writer: csv::Writer<data::AtomicOutput>,
+    label_names: Vec<String>,
+}
+
+impl TestPredictionsCsv {
+    pub(crate) fn create(
+        out: &Path,
+        label_names: &[String],
+        kind: TaskKind,
+    ) -> Result<Option<Self>> {
+        if label_names.is_empty() || matches!(kind, TaskKind::MulticlassClassification { .. }) {
+            return Ok(None);
+        }
+        let path = out.join(crate::report::TEST_PREDICTIONS);
+        let mut writer = csv::Writer::from_writer(data::AtomicOutput::create(&path)?);
+        writer.write_record(["line", "smiles", "task", "measured", "predicted"])?;
+        Ok(Some(Self {
+            writer,
+            label_names: label_names.to_vec(),
+        }))
     }
-    let path = out.join(crate::report::TEST_PREDICTIONS);
-    let mut w = csv::Writer::from_writer(data::AtomicOutput::create(&path)?);
-    w.write_record(["line", "smiles", "task", "measured", "predicted"])?;
-    for (example, row) in test.iter().zip(predictions.chunks(tasks)) {
-        for ((name, &y), &p) in label_names.iter().zip(&example.labels).zip(row) {
-            if y.is_nan() {
-                continue;
+
+    pub(crate) fn add(&mut self, examples: &[data::Example], predictions: &[f32]) -> Result<()> {
+        let tasks = self.label_names.len();
+        if predictions.len() != examples.len() * tasks {
+            bail!(
+                "{} predictions for {} molecules of {tasks} tasks",
+                predictions.len(),
+                examples.len()
+            );
+        }
+        for (example, row) in examples.iter().zip(predictions.chunks(tasks)) {
+            for ((name, &y), &p) in self.label_names.iter().zip(&example.labels).zip(row) {
+                if y.is_nan() {
+                    continue;
+                }
+                self.writer.write_record([
+                    example.line.to_string(),
+                    example.smiles.clone(),
+                    name.clone(),
+                    y.to_string(),
+                    p.to_string(),
+                ])?;
             }
-            w.write_record([
-                example.line.to_string(),
-                example.smiles.clone(),
-                name.clone(),
-                y.to_string(),
-                p.to_string(),
-            ])?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn commit(self) -> Result<()> {
+        data::commit_csv(self.writer)
+    }
+}
+
+/// A supervised run's molecules.
+struct LabelledCorpus {
+    label_names: Vec<String>,
+    train: trainer::TrainData,
+    valid: Vec<Example>,
+    test: TestSet,
+    /// The training molecules' labels (streaming: the sample's), for class weights and target
+    /// standardisation.
+    train_labels: Vec<Vec<f32>>,
+}
+
+/// The molecules a run is tested on.
+enum TestSet {
+    InMemory(Vec<Example>),
+    /// The test part of a streamed corpus, read again after training.
+    Stream(std::sync::Arc<crate::stream::StreamSpec>),
+}
+
+/// A labelled table read, featurised and split in memory.
+fn labelled_in_memory(
+    settings: &RunSettings,
+    vocab: &Vocabulary,
+    kind: TaskKind,
+    path: &Path,
+    out: &Path,
+) -> Result<LabelledCorpus> {
+    let table = data::read_table(
+        path,
+        &settings.data.smiles_column,
+        &settings.data.label_columns,
+        &settings.data.split_column,
+    )?;
+    if table.label_names.is_empty() {
+        bail!("{}: no label columns", path.display());
+    }
+    let mut rejects = table.rejects;
+    let (examples, bad) = data::featurize_rows(
+        table.rows,
+        vocab,
+        settings.data.max_atoms,
+        false,
+        "featurize",
+    );
+    rejects.extend(bad);
+    // Class labels must be class indices.
+    let mut examples_ok = Vec::with_capacity(examples.len());
+    for e in examples {
+        match data::bad_label(kind, &e.labels) {
+            Some(reason) => rejects.push(data::Reject {
+                line: e.line,
+                smiles: e.smiles,
+                reason,
+            }),
+            None => examples_ok.push(e),
         }
     }
-    data::commit_csv(w)
+    data::report_rejects(path, &rejects, Some(&out.join("rejects.csv")))?;
+    let examples = examples_ok;
+    let labels: Vec<Vec<f32>> = examples.iter().map(|e| e.labels.clone()).collect();
+    check_labels(path, &table.label_names, &labels, kind)?;
+    warn_binary_regression(path, &labels, kind);
+
+    let mut rng = StdRng::seed_from_u64(settings.train.seed);
+    let (train_idx, valid_idx, test_idx) = data::split_indices(
+        &examples,
+        settings.data.split_method,
+        settings.data.valid_fraction,
+        settings.data.test_fraction,
+        settings.train.seed,
+        &mut rng,
+    )?;
+    let test: Vec<Example> = test_idx.iter().map(|&i| examples[i].clone()).collect();
+    let (train, valid) = take_split(examples, &train_idx, &valid_idx);
+    tracing::info!(
+        "{}: {} tasks ({}), split {} / {} / {}",
+        path.display(),
+        table.label_names.len(),
+        table.label_names.join(", "),
+        train.len(),
+        valid.len(),
+        test.len()
+    );
+    Ok(LabelledCorpus {
+        label_names: table.label_names,
+        train_labels: train.iter().map(|e| e.labels.clone()).collect(),
+        train: trainer::TrainData::InMemory(train),
+        valid,
+        test: TestSet::InMemory(test),
+    })
+}
+
+/// A labelled corpus read as a stream (`data.stream`): one or many tables (a list, globs),
+/// split by a split column or a SMILES hash; class weights and target standardisation come
+/// from the first `data.stream_sample` training molecules, validation from the validation
+/// molecules among them, and the test part is read again after training.
+fn labelled_stream(
+    settings: &RunSettings,
+    vocab: &Vocabulary,
+    kind: TaskKind,
+    out: &Path,
+    resume: bool,
+) -> Result<LabelledCorpus> {
+    let d = &settings.data;
+    if d.split_method != mole_featurize::split::SplitMethod::Random {
+        bail!(
+            "data.stream: a stream is split by a split column or a SMILES hash, not by scaffold \
+             (split the table first with `mole split --method scaffold` and use its split column)"
+        );
+    }
+    if d.stream_window == 0 || d.stream_sample == 0 {
+        bail!("data.stream_window and data.stream_sample must be at least 1");
+    }
+    let files = crate::stream::corpus_files(&d.train)?;
+    for f in &files {
+        readable(f)?;
+    }
+    check_same_corpus(out, &files, resume)?;
+    let (label_names, _) = data::table_rows(
+        &files[0],
+        &d.smiles_column,
+        &d.label_columns,
+        &d.split_column,
+    )?;
+    if label_names.is_empty() {
+        bail!("{}: no label columns", files[0].display());
+    }
+    let spec = crate::stream::StreamSpec {
+        files,
+        seed: settings.train.seed,
+        window: d.stream_window,
+        batch_size: settings.train.batch_size,
+        max_atoms: d.max_atoms,
+        valid_fraction: d.valid_fraction,
+        test_fraction: d.test_fraction,
+        vocab: vocab.clone(),
+        target_vocab: None,
+        table: Some(crate::stream::TableSpec {
+            smiles_column: d.smiles_column.clone(),
+            label_columns: d.label_columns.clone(),
+            split_column: d.split_column.clone(),
+            label_names: label_names.clone(),
+            kind,
+        }),
+    };
+    tracing::info!(
+        "streaming {} labelled file(s) ({} tasks: {}); label statistics from the first {} \
+         training molecules",
+        spec.files.len(),
+        label_names.len(),
+        label_names.join(", "),
+        d.stream_sample
+    );
+    let (sample_rows, valid_rows, mut rejects) =
+        crate::stream::sample(&spec, d.stream_sample, STREAM_VALID_LIMIT)?;
+    let (valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, false, "validation");
+    rejects.extend(bad);
+    data::report_rejects(&spec.files[0], &rejects, Some(&out.join("rejects.csv")))?;
+    let train_labels: Vec<Vec<f32>> = sample_rows.into_iter().map(|r| r.labels).collect();
+    if train_labels.is_empty() {
+        bail!(
+            "{}: no usable training row at the start of the corpus",
+            spec.files[0].display()
+        );
+    }
+    check_labels(&spec.files[0], &label_names, &train_labels, kind)?;
+    warn_binary_regression(&spec.files[0], &train_labels, kind);
+    let steps_per_epoch = if settings.train.max_steps > 0 {
+        None
+    } else {
+        let rows = count_stream_rows(&spec, crate::stream::Part::Train)?;
+        tracing::info!("corpus: {rows} training molecules");
+        Some(stream_steps_per_epoch(
+            rows,
+            d.stream_window,
+            settings.train.batch_size,
+        ))
+    };
+    let spec = std::sync::Arc::new(spec);
+    Ok(LabelledCorpus {
+        label_names,
+        train: trainer::TrainData::Stream {
+            spec: spec.clone(),
+            steps_per_epoch,
+        },
+        valid,
+        test: TestSet::Stream(spec),
+        train_labels,
+    })
+}
+
+/// Warns when a regression task's labels are all 0 or 1 (a classification task, probably).
+fn warn_binary_regression(path: &Path, labels: &[Vec<f32>], kind: TaskKind) {
+    if kind == TaskKind::Regression
+        && labels.len() >= 10
+        && labels
+            .iter()
+            .flatten()
+            .all(|y| y.is_nan() || *y == 0.0 || *y == 1.0)
+    {
+        tracing::warn!(
+            "{}: every label is 0 or 1 but the task is regression; for a classification task \
+             pass --task classification",
+            path.display()
+        );
+    }
 }

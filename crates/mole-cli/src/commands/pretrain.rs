@@ -73,6 +73,27 @@ pub(crate) fn run_dir(args: &TrainArgs, default: &str) -> PathBuf {
     }
 }
 
+/// The rows of a streamed corpus's `part` (one reading pass, counting only).
+pub(crate) fn count_stream_rows(
+    spec: &crate::stream::StreamSpec,
+    part: crate::stream::Part,
+) -> Result<usize> {
+    let mut rows = 0usize;
+    for row in spec.part_rows(part) {
+        row?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Steps of one epoch over `rows` streamed molecules: batches are made per window, the last of
+/// each possibly short (molecules that fail to featurise make the count a slight
+/// overestimate: the last epoch then ends when the stream does).
+pub(crate) fn stream_steps_per_epoch(rows: usize, window: usize, batch: usize) -> usize {
+    let full = (rows / window) * window.div_ceil(batch);
+    (full + (rows % window).div_ceil(batch)).max(1)
+}
+
 /// Default port of the orchestrator (torchrun's default master port).
 const ORCHESTRATOR_PORT: u16 = 29500;
 
@@ -339,10 +360,10 @@ pub(crate) fn without_heads(mut dict: StateDict, prefixes: &[&str]) -> StateDict
 pub(crate) fn check_labels(
     path: &Path,
     names: &[String],
-    examples: &[Example],
+    labels: &[Vec<f32>],
     kind: TaskKind,
 ) -> Result<()> {
-    let count = |t: usize| examples.iter().filter(|e| !e.labels[t].is_nan()).count();
+    let count = |t: usize| labels.iter().filter(|y| !y[t].is_nan()).count();
     if (0..names.len()).all(|t| count(t) == 0) {
         bail!(
             "{}: no labels: every cell of {} is empty or nan in the usable rows",
@@ -356,9 +377,9 @@ pub(crate) fn check_labels(
             continue;
         }
         if kind != TaskKind::Regression {
-            let mut classes: Vec<f32> = examples
+            let mut classes: Vec<f32> = labels
                 .iter()
-                .map(|e| e.labels[t])
+                .map(|y| y[t])
                 .filter(|y| !y.is_nan())
                 .collect();
             classes.sort_by(f32::total_cmp);
@@ -475,7 +496,7 @@ pub(crate) fn given_target_vocab(d: &settings::DataSettings) -> Result<Option<Vo
 /// A streaming run records its corpus's files (path and size) in `<run>/corpus.json`; a
 /// resumed run must find the same ones, since the stream position is counted in batches of
 /// that corpus (a shard added, renamed or rewritten would move every batch).
-fn check_same_corpus(out: &Path, files: &[PathBuf], resume: bool) -> Result<()> {
+pub(crate) fn check_same_corpus(out: &Path, files: &[PathBuf], resume: bool) -> Result<()> {
     let listing: Vec<serde_json::Value> = files
         .iter()
         .map(|f| {
@@ -530,12 +551,20 @@ pub(crate) fn streaming_corpus(
         files.len(),
         d.stream_sample
     );
-    let (sample_rows, valid_rows, mut rejects) = crate::stream::sample(
-        &files,
-        d.stream_sample,
-        d.valid_fraction,
-        STREAM_VALID_LIMIT,
-    )?;
+    let mut spec = crate::stream::StreamSpec {
+        files,
+        seed: settings.train.seed,
+        window: d.stream_window,
+        batch_size: settings.train.batch_size,
+        max_atoms: d.max_atoms,
+        valid_fraction: d.valid_fraction,
+        test_fraction: 0.0,
+        vocab: vocab.clone(),
+        target_vocab: None,
+        table: None,
+    };
+    let (sample_rows, valid_rows, mut rejects) =
+        crate::stream::sample(&spec, d.stream_sample, STREAM_VALID_LIMIT)?;
     // radius-2 counts over the sample, featurised a window at a time so that only the counts
     // stay in memory
     let bar = data::progress_bar(sample_rows.len() as u64, "sample");
@@ -558,11 +587,11 @@ pub(crate) fn streaming_corpus(
     bar.finish_and_clear();
     let (mut valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, true, "validation");
     rejects.extend(bad);
-    data::report_rejects(&files[0], &rejects, Some(&out.join("rejects.csv")))?;
+    data::report_rejects(&spec.files[0], &rejects, Some(&out.join("rejects.csv")))?;
     if usable == 0 {
         bail!(
             "{}: no usable molecule at the start of the corpus",
-            files[0].display()
+            spec.files[0].display()
         );
     }
     let target_vocab = match given_target_vocab(d)? {
@@ -588,36 +617,15 @@ pub(crate) fn streaming_corpus(
         None
     } else {
         // without a step limit the epochs need the corpus's size: one pass counting rows
-        let mut rows = 0usize;
-        for f in &files {
-            for r in read_molecules(f)? {
-                match r {
-                    Ok(r) if !crate::stream::is_validation(&r.smiles, d.valid_fraction) => {
-                        rows += 1
-                    }
-                    Err(e) if !e.is_row_error() => return Err(e.into()),
-                    _ => {}
-                }
-            }
-        }
+        let rows = count_stream_rows(&spec, crate::stream::Part::Train)?;
         tracing::info!("corpus: {rows} training molecules");
-        // batches are made per window, the last of each possibly short (molecules that fail
-        // to featurise make the count a slight overestimate: the last epoch then ends when
-        // the stream does)
-        let (window, batch) = (d.stream_window, settings.train.batch_size);
-        let full = (rows / window) * window.div_ceil(batch);
-        Some((full + (rows % window).div_ceil(batch)).max(1))
+        Some(stream_steps_per_epoch(
+            rows,
+            d.stream_window,
+            settings.train.batch_size,
+        ))
     };
-    let spec = crate::stream::StreamSpec {
-        files,
-        seed: settings.train.seed,
-        window: d.stream_window,
-        batch_size: settings.train.batch_size,
-        max_atoms: d.max_atoms,
-        valid_fraction: d.valid_fraction,
-        vocab: vocab.clone(),
-        target_vocab: target_vocab.clone(),
-    };
+    spec.target_vocab = Some(target_vocab.clone());
     Ok((
         trainer::TrainData::Stream {
             spec: std::sync::Arc::new(spec),
