@@ -61,8 +61,9 @@ pub struct TrainJob<'a> {
     /// tensors it has and the dict lacks keep their fresh initialisation.
     pub init: Option<mole_nn::StateDict>,
     pub resume: bool,
-    /// Extra metadata saved in checkpoints (label names, task).
-    pub extra: serde_json::Value,
+    /// What the checkpoints record about the run (label names, task, stage); step, epoch and
+    /// validation metrics are filled in as they are written.
+    pub info: mole_model::CheckpointInfo,
     /// Test hook: fail as if killed after this many steps of this process.
     pub interrupt_after: Option<usize>,
     /// This process's place when the data-parallel group spans several machines.
@@ -1160,25 +1161,26 @@ fn train_on<B: AutodiffBackend>(
         let _ = std::fs::remove_dir_all(&old);
         Ok(())
     };
-    let save_model = |model: &MolE<B>, path: &Path, extra: serde_json::Value| -> Result<()> {
-        let mut model = model.clone().valid();
-        if let Objective::Supervised {
-            standardization: Some(s),
-            ..
-        } = &job.objective
-        {
-            model = s.fold_into(model);
-        }
-        let ckpt = Checkpoint {
-            config: job.model_config.clone(),
-            model,
-            vocab: job.vocab.clone(),
-            target_vocab: job.target_vocab.clone(),
-            extra,
+    let save_model =
+        |model: &MolE<B>, path: &Path, info: mole_model::CheckpointInfo| -> Result<()> {
+            let mut model = model.clone().valid();
+            if let Objective::Supervised {
+                standardization: Some(s),
+                ..
+            } = &job.objective
+            {
+                model = s.fold_into(model);
+            }
+            let ckpt = Checkpoint {
+                config: job.model_config.clone(),
+                model,
+                vocab: job.vocab.clone(),
+                target_vocab: job.target_vocab.clone(),
+                info,
+            };
+            ckpt.save(path)?;
+            Ok(())
         };
-        ckpt.save(path)?;
-        Ok(())
-    };
 
     let best_path = run_dir.join("best.safetensors");
     let last_path = run_dir.join("last.safetensors");
@@ -1417,11 +1419,13 @@ fn train_on<B: AutodiffBackend>(
             if state.best_valid_loss.is_none_or(|best| vloss < best) {
                 state.best_valid_loss = Some(vloss);
                 state.validations_without_improvement = 0;
-                let mut extra = job.extra.clone();
-                extra["step"] = state.global_step.into();
-                extra["epoch"] = epoch_number.into();
-                extra["valid"] = valid.clone();
-                save_model(&model, &best_path, extra)?;
+                let info = mole_model::CheckpointInfo {
+                    step: Some(state.global_step),
+                    epoch: Some(epoch_number),
+                    valid: Some(valid.clone()),
+                    ..job.info.clone()
+                };
+                save_model(&model, &best_path, info)?;
             } else {
                 state.validations_without_improvement += 1;
             }
@@ -1454,10 +1458,12 @@ fn train_on<B: AutodiffBackend>(
         }
     }
 
-    let mut extra = job.extra.clone();
-    extra["step"] = state.global_step.into();
-    extra["epoch"] = state.epoch.into();
-    save_model(&model, &last_path, extra)?;
+    let info = mole_model::CheckpointInfo {
+        step: Some(state.global_step),
+        epoch: Some(state.epoch),
+        ..job.info.clone()
+    };
+    save_model(&model, &last_path, info)?;
     if !best_path.exists() {
         std::fs::copy(&last_path, &best_path)?;
     }
@@ -1475,33 +1481,19 @@ fn train_on<B: AutodiffBackend>(
     })
 }
 
-/// Loads the tensors of `dict` that the model has (e.g. a pretrained encoder into a model with a
-/// new head). A tensor with the wrong shape is an error; tensors the model lacks (a pretraining
-/// or another task's head) are skipped and counted in a log line.
+/// Loads the tensors of `dict` that the model has (`mole_model::load_matching`: e.g. a
+/// pretrained encoder into a model with a new head) and logs those it does not use.
 pub fn load_partial<B: Backend>(
     model: MolE<B>,
     dict: &mole_nn::StateDict,
     device: &B::Device,
 ) -> Result<MolE<B>> {
-    let mut full = mole_model::to_state_dict(&model);
-    let mut unknown = Vec::new();
-    for (name, t) in &dict.tensors {
-        match full.tensors.get_mut(name) {
-            Some(slot) if slot.shape == t.shape => *slot = t.clone(),
-            Some(slot) => bail!(
-                "initial weights: `{name}` has shape {:?}, the model expects {:?}",
-                t.shape,
-                slot.shape
-            ),
-            None => unknown.push(name.clone()),
-        }
-    }
-    if !unknown.is_empty() {
+    let (model, unused) = mole_model::load_matching(model, dict, device)?;
+    if let Some(first) = unused.0.first() {
         tracing::info!(
-            "initial weights: {} tensor(s) not used by this model (e.g. {})",
-            unknown.len(),
-            unknown[0]
+            "initial weights: {} tensor(s) not used by this model (e.g. {first})",
+            unused.0.len()
         );
     }
-    Ok(mole_model::load_state_dict(model, &full, device)?)
+    Ok(model)
 }

@@ -19,7 +19,9 @@ pub mod traits;
 
 pub use batch::BatchTensors;
 pub use checkpoint::{
-    export_safetensors, import_safetensors, load_state_dict, to_state_dict, Checkpoint,
+    config_and_vocab, export_safetensors, import_safetensors, load_matching, load_state_dict,
+    pretrained_encoder, to_state_dict, Checkpoint, CheckpointInfo, NewHeads, TrainingStage,
+    UnusedTensors,
 };
 pub use loss::{MaskedLoss, TaskType};
 pub use model::{AtomEnvEmbeddings, AtomEnvHead, AtomEnvHeadConfig, HeadConfig, MolE, MolEConfig};

@@ -149,13 +149,17 @@ fn import_checkpoint_export_round_trip_is_byte_identical() {
         model,
         vocab,
         target_vocab: None,
-        extra: serde_json::json!({"note": "round trip"}),
+        info: mole_model::CheckpointInfo {
+            other: serde_json::from_str(r#"{"note": "round trip"}"#).unwrap(),
+            ..Default::default()
+        },
     };
     let ckpt_path = dir.join("model.mole.safetensors");
     ckpt.save(&ckpt_path).unwrap();
     let back = mole_model::Checkpoint::<B>::load(&ckpt_path, &device).unwrap();
     assert_eq!(back.config, ckpt.config);
     assert_eq!(back.vocab.vocab_size(), 211);
+    assert_eq!(back.info, ckpt.info);
     let export_path = dir.join("export.safetensors");
     mole_model::export_safetensors(&back.model, &export_path).unwrap();
     let exported = StateDict::load(&export_path).unwrap();

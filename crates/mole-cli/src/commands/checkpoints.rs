@@ -195,7 +195,14 @@ pub fn import(args: ImportArgs) -> Result<()> {
         model,
         vocab,
         target_vocab: None,
-        extra: serde_json::json!({ "imported_from": args.weights }),
+        info: mole_model::CheckpointInfo {
+            imported_from: args
+                .weights
+                .iter()
+                .map(|w| w.display().to_string())
+                .collect(),
+            ..Default::default()
+        },
     }
     .save(&args.output)?;
     eprintln!(

@@ -31,17 +31,6 @@ pub struct EvaluateArgs {
     pub precision: Option<crate::backend::Precision>,
 }
 
-pub(crate) fn checkpoint_labels(extra: &serde_json::Value) -> Vec<String> {
-    extra["label_names"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let (config, vocab, dict) = read_checkpoint_parts(&args.checkpoint)?;
     let head = config.head.clone().ok_or_else(|| {
@@ -50,15 +39,10 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             args.checkpoint.display()
         )
     })?;
-    let extra: serde_json::Value = dict
-        .metadata
-        .get("extra")
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    let labels = args
-        .label_cols
-        .clone()
-        .unwrap_or_else(|| checkpoint_labels(&extra));
+    let labels = match &args.label_cols {
+        Some(cols) => cols.clone(),
+        None => checkpoint_info(&args.checkpoint, &dict)?.label_names,
+    };
     if labels.len() != head.num_tasks {
         bail!(
             "{} label column(s) given, the checkpoint predicts {} task(s); pass --label-cols",

@@ -165,11 +165,12 @@ pub fn supervised_run(
         objective: objective.clone(),
         init,
         resume: a.resume,
-        extra: serde_json::json!({
-            "label_names": label_names,
-            "task": task.kind,
-            "target_standardization": standardization,
-        }),
+        info: mole_model::CheckpointInfo {
+            task: Some(task.kind),
+            label_names: label_names.clone(),
+            target_standardization: standardization.clone(),
+            ..Default::default()
+        },
         interrupt_after: a.interrupt_after,
         nodes,
     };

@@ -13,12 +13,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             args.run.checkpoint.display()
         )
     })?;
-    let extra: serde_json::Value = dict
-        .metadata
-        .get("extra")
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    let mut names = checkpoint_labels(&extra);
+    let mut names = checkpoint_info(&args.run.checkpoint, &dict)?.label_names;
     if names.len() != head.num_tasks {
         names = (0..head.num_tasks).map(|t| format!("task_{t}")).collect();
     }

@@ -263,7 +263,11 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         },
         init: init.map(|d| without_heads(d, &["atom_env_head."])),
         resume: a.resume,
-        extra: serde_json::json!({ "stage": "atom-env", "majority_baseline_accuracy": majority }),
+        info: mole_model::CheckpointInfo {
+            stage: Some(mole_model::TrainingStage::AtomEnv),
+            majority_baseline_accuracy: Some(majority),
+            ..Default::default()
+        },
         interrupt_after: a.interrupt_after,
         nodes,
     };
@@ -324,28 +328,16 @@ pub(crate) fn take_split(
 /// Config, vocabulary and tensors of a mole checkpoint, read without a backend.
 pub(crate) fn read_checkpoint_parts(path: &Path) -> Result<(MolEConfig, Vocabulary, StateDict)> {
     let dict = StateDict::load(path)?;
-    let config: MolEConfig = serde_json::from_str(
-        dict.metadata
-            .get("config")
-            .ok_or_else(|| anyhow!("{}: not a mole checkpoint (no config metadata); use `mole import` for original weights", path.display()))?,
-    )
-    .with_context(|| format!("{}: config metadata", path.display()))?;
-    let vocab = Vocabulary::from_json_str(
-        dict.metadata
-            .get("vocab")
-            .ok_or_else(|| anyhow!("{}: no vocabulary in the checkpoint", path.display()))?,
-    )
-    .with_context(|| format!("{}: vocabulary metadata", path.display()))?;
-    if vocab.vocab_size() > config.encoder.vocab_size {
-        bail!(
-            "{}: its vocabulary has {} tokens but the model's embedding table {} rows: the \
-             vocabulary belongs to another model",
-            path.display(),
-            vocab.vocab_size(),
-            config.encoder.vocab_size
-        );
-    }
+    let (config, vocab) = mole_model::config_and_vocab(&dict, &path.display().to_string())?;
     Ok((config, vocab, dict))
+}
+
+/// The typed `extra` metadata of a checkpoint read with [`read_checkpoint_parts`].
+pub(crate) fn checkpoint_info(path: &Path, dict: &StateDict) -> Result<mole_model::CheckpointInfo> {
+    Ok(mole_model::CheckpointInfo::from_metadata(
+        dict,
+        &path.display().to_string(),
+    )?)
 }
 
 pub(crate) fn without_heads(mut dict: StateDict, prefixes: &[&str]) -> StateDict {
