@@ -121,6 +121,10 @@ pub struct TrainArgs {
     /// machine's hostname, port = the orchestrator's port + 1 + rank).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub node_addr: Option<String>,
+    /// With --nodes: seconds without a finished step after which a node gives up (another
+    /// node has failed or stopped; without a limit the group would wait forever).
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_timeout: u64,
     /// Compute precision on GPU backends: f32, bf16, f16 (default: bf16 on CUDA, f32 elsewhere);
     /// softmax and losses stay in f32, checkpoints are stored in f32.
     #[arg(long, value_enum)]

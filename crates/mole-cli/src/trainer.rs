@@ -690,9 +690,18 @@ struct StepWork {
     seed: u64,
     /// A stand-in shard (see [`Shard::padding`]): it adds nothing to the logged accuracy.
     padding: bool,
-    /// The step number, checked to be every node's when the group spans several machines (a
-    /// node resumed from another checkpoint than the others must not mix its gradients in).
-    lockstep: Option<usize>,
+    /// What every node must agree on when the group spans several machines (checked in the
+    /// step's statistics all-reduce, before the optimiser step).
+    lockstep: Option<Lockstep>,
+}
+
+/// The values every node of a multi-node group must share at a step.
+#[derive(Debug, Clone, Copy)]
+struct Lockstep {
+    /// A node resumed from another checkpoint than the others must not mix its gradients in.
+    step: usize,
+    /// Shards are assigned as if every node had this many devices.
+    local_devices: usize,
 }
 
 /// What a step leaves for logging, on the device (the combined batch's values when data-parallel).
@@ -738,23 +747,52 @@ fn replica_step<B: AutodiffBackend>(
         }),
     };
     if let Some(peer) = peer {
-        grads = peer.all_reduce_gradients(&model, grads)?;
-        stats.loss = match work.lockstep {
-            None => peer.all_reduce_sum(stats.loss)?,
-            Some(step) => {
-                let (loss, same_step) = peer.all_reduce_sum_checking_step(stats.loss, step)?;
-                if !same_step {
+        grads = peer
+            .all_reduce_gradients(&model, grads)
+            .map_err(anyhow::Error::from)
+            .map_err(|e| match work.lockstep {
+                Some(_) => e.context(
+                    "another node has failed or stopped (see its log); restart the group with \
+                     --resume",
+                ),
+                None => e,
+            })?;
+        match work.lockstep {
+            None => {
+                stats.loss = peer.all_reduce_sum(stats.loss)?;
+                if let Some(c) = stats.correct.take() {
+                    stats.correct = Some(peer.all_reduce_sum(c)?);
+                }
+            }
+            // across machines every all-reduce is a network round trip: the loss, the
+            // accuracy and the checks travel together
+            Some(check) => {
+                let has_correct = stats.correct.is_some();
+                let mut parts = vec![stats.loss.clone()];
+                parts.extend(stats.correct.take());
+                let values = [check.step as u32, check.local_devices as u32];
+                let (summed, agreeing) =
+                    peer.all_reduce_sum_agreeing(Tensor::cat(parts, 0), &values)?;
+                if !agreeing[1] {
                     bail!(
-                        "the nodes are not at the same step (this one is at step {step}): they \
-                         resumed from different checkpoints. Resume every node from the same \
-                         one (copy node 0's <run>/resume to the others)"
+                        "the nodes have different numbers of devices (this one {}): every node \
+                         must run with the same --devices count",
+                        check.local_devices
                     );
                 }
-                loss
+                if !agreeing[0] {
+                    bail!(
+                        "the nodes are not at the same step (this one is at step {}): they \
+                         resumed from different checkpoints. Resume every node from the same \
+                         one (copy node 0's <run>/resume to the others)",
+                        check.step
+                    );
+                }
+                stats.loss = summed.clone().slice(0..1);
+                if has_correct {
+                    stats.correct = Some(summed.slice(1..2));
+                }
             }
-        };
-        if let Some(c) = stats.correct.take() {
-            stats.correct = Some(peer.all_reduce_sum(c)?);
         }
     }
     if let Some(scaler) = scaler {
@@ -938,6 +976,64 @@ pub fn train<B: AutodiffBackend>(
     })
 }
 
+/// Ends the process when a multi-node run makes no progress for `timeout`: burn-collective
+/// has no timeouts, so a node whose peer died (or stopped with an error) would otherwise wait
+/// in an all-reduce forever. Stops watching when dropped.
+struct Watchdog {
+    started: Instant,
+    /// Milliseconds since `started` at the last progress.
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(timeout: std::time::Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let started = Instant::now();
+        let last = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, stop) = (last.clone(), done.clone());
+        let poll = (timeout / 10).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(10),
+        );
+        std::thread::spawn(move || loop {
+            std::thread::sleep(poll);
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let idle = started.elapsed().as_millis() as u64 - seen.load(Ordering::Relaxed);
+            if idle > timeout.as_millis() as u64 {
+                eprintln!(
+                    "error: no training progress for {} s: another node has failed or stopped \
+                     (see its log). Ending this node; restart the group with --resume",
+                    idle / 1000
+                );
+                std::process::exit(1);
+            }
+        });
+        Self {
+            started,
+            last,
+            done,
+        }
+    }
+
+    /// A step (or a validation) finished: the group is alive.
+    fn progress(&self) {
+        self.last.store(
+            self.started.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Releases the data-parallel group when a replica fails or panics while armed: the other
 /// replicas may be waiting in an all-reduce for it, and resetting the group makes their
 /// all-reduce fail instead of waiting forever.
@@ -1112,6 +1208,10 @@ fn train_on<B: AutodiffBackend>(
         );
     }
     let lockstep = group.nodes.is_some();
+    let watchdog = group
+        .nodes
+        .as_ref()
+        .map(|n| Watchdog::start(n.stall_timeout));
 
     let mut log = MetricsLog::open(run_dir)?;
     let lengths: Vec<usize> = match &job.train {
@@ -1257,7 +1357,10 @@ fn train_on<B: AutodiffBackend>(
             let mut rng = StdRng::seed_from_u64(seed);
             let lr = lr_at(state.global_step);
             // This device's share of the step; the other replicas get theirs over their channels.
-            let lockstep = lockstep.then_some(state.global_step);
+            let lockstep = lockstep.then_some(Lockstep {
+                step: state.global_step,
+                local_devices: group.local_devices,
+            });
             let (work, count) = if peer.is_none() {
                 let batch = HostBatch::prepare(&examples, &job.objective, &job.vocab, &mut rng);
                 let count = batch.loss_count();
@@ -1324,6 +1427,9 @@ fn train_on<B: AutodiffBackend>(
             }
             running_count += count;
             running_batches += 1;
+            if let Some(w) = &watchdog {
+                w.progress();
+            }
             state.global_step += 1;
             state.batch_in_epoch += 1;
             steps_this_process += 1;
@@ -1430,6 +1536,9 @@ fn train_on<B: AutodiffBackend>(
                 state.validations_without_improvement += 1;
             }
             final_valid = Some(valid);
+            if let Some(w) = &watchdog {
+                w.progress();
+            }
             if s.early_stopping_patience > 0
                 && state.validations_without_improvement >= s.early_stopping_patience
             {

@@ -270,6 +270,11 @@ struct NodeRun {
 /// device) and waits for both, at most five minutes (a hung group fails the test instead of
 /// the CI job); node 0 first.
 fn two_nodes(args: &[String]) -> Vec<NodeRun> {
+    two_nodes_with(args, |_| Vec::new())
+}
+
+/// [`two_nodes`] with arguments for one node only (`per_node(rank)`, after the common ones).
+fn two_nodes_with(args: &[String], per_node: impl Fn(usize) -> Vec<String>) -> Vec<NodeRun> {
     let [orchestrator, port0, port1] = free_ports::<3>();
     let logs = scratch("dp-nodes-logs");
     let mut children: Vec<(std::process::Child, PathBuf)> = [(0, port0), (1, port1)]
@@ -290,6 +295,7 @@ fn two_nodes(args: &[String]) -> Vec<NodeRun> {
                     "--node-addr".into(),
                     format!("127.0.0.1:{port}"),
                 ])
+                .args(per_node(rank))
                 .current_dir(repo_root())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
@@ -404,4 +410,26 @@ fn two_nodes_on_loopback_pretrain_like_one_process_with_the_combined_batch() {
             node.stderr
         );
     }
+
+    // Node 1 stops after 3 steps (an error, as a crash would): node 0 is not left waiting
+    // forever; it gives up after --node-timeout seconds without a step.
+    let orphan = dir.join("orphan");
+    let started = std::time::Instant::now();
+    let outputs = two_nodes_with(&args(&orphan, &["--node-timeout", "5"]), |rank| {
+        if rank == 1 {
+            vec!["--interrupt-after".into(), "3".into()]
+        } else {
+            Vec::new()
+        }
+    });
+    assert!(!outputs[1].success);
+    assert!(!outputs[0].success, "node 0 must give up");
+    assert!(
+        outputs[0]
+            .stderr
+            .contains("another node has failed or stopped"),
+        "{}",
+        outputs[0].stderr
+    );
+    assert!(started.elapsed().as_secs() < 120);
 }

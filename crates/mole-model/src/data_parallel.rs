@@ -3,8 +3,9 @@
 //!
 //! Each device holds a replica of the model and its optimiser, run by one thread (a *peer*).
 //! Every step, each peer computes the gradients of its shard of the batch, the gradients are
-//! summed across peers by Burn's all-reduce ([`GradientsParams::all_reduce`]), and every peer
-//! applies the same clipped optimiser step, so the replicas stay identical.
+//! summed across peers by Burn's all-reduce (as one flat tensor,
+//! [`Peer::all_reduce_gradients`]), and every peer applies the same clipped optimiser step, so
+//! the replicas stay identical.
 //!
 //! For the step to equal one step on the combined batch, each shard's loss is weighted by its
 //! share of the loss normaliser ([`shard_weight`]): the losses are means over masked atoms or
@@ -66,6 +67,9 @@ pub struct NodeGroup {
     pub host: String,
     /// Port of this node's tensor service, which the other nodes download gradient slices from.
     pub port: u16,
+    /// How long a node waits for the others at a step before it gives up: burn-collective has
+    /// no timeouts, so a node whose peer died would otherwise wait forever.
+    pub stall_timeout: std::time::Duration,
 }
 
 impl NodeGroup {
@@ -255,29 +259,44 @@ impl Peer {
         Ok(Tensor::from_primitive(TensorPrimitive::Float(summed)))
     }
 
-    /// Sums a one-element tensor over all peers, and tells whether every peer called it at
-    /// `step`: peers at different steps would mix gradients of different steps (nodes resumed
-    /// from different checkpoints). Peers in lockstep can only disagree by whole checkpoints,
-    /// so at most two step values meet, and then every peer sees a sum unlike its own value
-    /// times the peer count. The step travels as two exact small floats.
-    pub fn all_reduce_sum_checking_step<B: Backend>(
+    /// Sums `tensor` over all peers and tells, for each of `values` (e.g. the step number and
+    /// the local device count), whether every peer passed the same value: peers at different
+    /// steps would mix gradients of different steps (nodes resumed from different
+    /// checkpoints). Each value travels as 4-bit pieces and their squares, small integers
+    /// that f32 sums exactly (for fewer than 74,000 peers); a piece whose sum is `count ·
+    /// piece` and whose sum of squares is `count · piece²` has zero variance, so it is the
+    /// same on every peer, and every peer reaches the same verdict.
+    pub fn all_reduce_sum_agreeing<B: Backend>(
         self,
         tensor: Tensor<B, 1>,
-        step: usize,
-    ) -> Result<(Tensor<B, 1>, bool), DataParallelError> {
-        let (high, low) = ((step >> 12) as f32, (step & 0xfff) as f32);
+        values: &[u32],
+    ) -> Result<(Tensor<B, 1>, Vec<bool>), DataParallelError> {
+        let n = tensor.dims()[0];
+        let pieces: Vec<f32> = values
+            .iter()
+            .flat_map(|v| (0..8).map(move |k| ((v >> (4 * k)) & 0xf) as f32))
+            .collect();
+        let squares: Vec<f32> = pieces.iter().map(|p| p * p).collect();
         let device = tensor.device();
-        let marks = Tensor::<B, 1>::from_floats([high, low], &device);
+        let marks =
+            Tensor::<B, 1>::from_floats([pieces.as_slice(), &squares].concat().as_slice(), &device);
         let summed = self.all_reduce_sum(Tensor::cat(vec![tensor, marks], 0))?;
         let sums: Vec<f32> = summed
             .clone()
-            .slice(1..3)
+            .slice(n..n + 2 * pieces.len())
             .into_data()
             .iter::<f32>()
             .collect();
         let count = self.count as f32;
-        let same = sums == [high * count, low * count];
-        Ok((summed.slice(0..1), same))
+        let (piece_sums, square_sums) = sums.split_at(pieces.len());
+        let agreeing = (0..values.len())
+            .map(|v| {
+                (8 * v..8 * v + 8).all(|k| {
+                    piece_sums[k] == count * pieces[k] && square_sums[k] == count * squares[k]
+                })
+            })
+            .collect();
+        Ok((summed.slice(0..n), agreeing))
     }
 
     /// Leaves the group (after the last step). A group spanning several machines is left as
@@ -394,6 +413,7 @@ mod tests {
             orchestrator_port: 29500,
             host: format!("node{rank}"),
             port: 29501,
+            stall_timeout: std::time::Duration::from_secs(60),
         };
         let group = |rank| Group {
             local_devices: 2,

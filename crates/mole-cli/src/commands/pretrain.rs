@@ -117,10 +117,16 @@ pub(crate) fn join_nodes(args: &TrainArgs) -> Result<Option<NodeGroup>> {
         Some(a) => host_port(a, "--node-addr")?,
         None => (this_hostname()?, None),
     };
-    let default_port = u32::from(orchestrator_port) + 1 + args.node_rank;
+    if args.node_rank >= args.nodes {
+        bail!(
+            "--node-rank {} is not below --nodes {}",
+            args.node_rank,
+            args.nodes
+        );
+    }
     let port = match port {
         Some(p) => p,
-        None => u16::try_from(default_port).map_err(|_| {
+        None => u16::try_from(u32::from(orchestrator_port) + 1 + args.node_rank).map_err(|_| {
             anyhow!(
                 "--master-addr's port leaves no port for node {}; give --node-addr HOST:PORT",
                 args.node_rank
@@ -134,11 +140,20 @@ pub(crate) fn join_nodes(args: &TrainArgs) -> Result<Option<NodeGroup>> {
         orchestrator_port,
         host,
         port,
+        stall_timeout: std::time::Duration::from_secs(args.node_timeout),
     };
     group.validate()?;
+    // Burn's tensor service only logs a failed bind, and the group would then wait forever
+    std::net::TcpListener::bind(("0.0.0.0", port)).with_context(|| {
+        format!(
+            "this node's port {port} cannot be opened; choose another with --node-addr HOST:PORT"
+        )
+    })?;
     if group.rank == 0 {
         group.serve_orchestrator(|| {
-            eprintln!("mole: interrupted (the node group's orchestrator stopped)");
+            eprintln!(
+                "mole: the node group's orchestrator stopped (interrupted, or its server failed)"
+            );
             std::process::exit(130);
         })?;
         tracing::info!("serving the node group's orchestrator on port {orchestrator_port}");
@@ -146,22 +161,40 @@ pub(crate) fn join_nodes(args: &TrainArgs) -> Result<Option<NodeGroup>> {
     Ok(Some(group))
 }
 
-/// `HOST[:PORT]` (an IPv6 host in brackets).
+/// `HOST[:PORT]`; an IPv6 address in brackets (`[::1]:29500`).
 fn host_port(text: &str, flag: &str) -> Result<(String, Option<u16>)> {
     let text = text.trim();
-    let (host, port) = match text.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.starts_with('[')) => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| anyhow!("{flag} {text}: `{p}` is not a port number"))?;
-            (h, Some(port))
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (ip, after) = rest
+            .split_once(']')
+            .with_context(|| format!("{flag} {text}: no `]` after the IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .with_context(|| format!("{flag} {text}: expected [IPv6] or [IPv6]:PORT"))?,
+            ),
+        };
+        (format!("[{ip}]"), port)
+    } else {
+        match text.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                bail!("{flag} {text}: write an IPv6 address in brackets, e.g. [::1]:29500")
+            }
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (text.to_string(), None),
         }
-        _ => (text, None),
     };
     if host.is_empty() || host.contains('/') {
         bail!("{flag} {text}: expected HOST or HOST:PORT");
     }
-    Ok((host.to_string(), port))
+    let port = port
+        .map(|p| {
+            p.parse::<u16>()
+                .map_err(|_| anyhow!("{flag} {text}: `{p}` is not a port number"))
+        })
+        .transpose()?;
+    Ok((host, port))
 }
 
 /// This machine's name, which the other nodes of a cluster usually resolve.
@@ -627,4 +660,25 @@ pub(crate) fn streaming_corpus(
         target_vocab,
         majority,
     ))
+}
+
+#[cfg(test)]
+mod node_address_tests {
+    use super::host_port;
+
+    #[test]
+    fn hosts_ports_and_ipv6_brackets() {
+        let hp = |t: &str| host_port(t, "--x").map_err(|e| e.to_string());
+        assert_eq!(hp("node1").unwrap(), ("node1".into(), None));
+        assert_eq!(
+            hp("10.0.0.2:29500").unwrap(),
+            ("10.0.0.2".into(), Some(29500))
+        );
+        assert_eq!(hp("[::1]").unwrap(), ("[::1]".into(), None));
+        assert_eq!(hp("[::1]:29500").unwrap(), ("[::1]".into(), Some(29500)));
+        assert!(hp("::1").unwrap_err().contains("brackets"));
+        assert!(hp("node:http").unwrap_err().contains("not a port"));
+        assert!(hp("[::1]x").is_err());
+        assert!(hp(":29500").is_err());
+    }
 }

@@ -53,7 +53,11 @@ where
             .collect::<FuturesUnordered<_>>();
 
         for _ in children {
-            let res = downloads.next().await.unwrap().unwrap();
+            // mole-rs patch: a lost child is an error of this all-reduce, not a panic
+            let res = downloads
+                .next()
+                .await
+                .ok_or(GlobalCollectiveError::PeerSentIncoherentTensor)??;
             if res.shape() != shape {
                 return Err(GlobalCollectiveError::PeerSentIncoherentTensor);
             }
