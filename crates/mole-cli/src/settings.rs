@@ -81,7 +81,8 @@ pub struct DataSettings {
     pub stream_window: usize,
     /// Streaming: training molecules at the start of the corpus that set the target
     /// vocabulary (pretraining) or the class weights and target standardisation (labelled
-    /// data); the validation molecules among the rows read are the validation set.
+    /// data). The validation set: pretraining, the validation molecules among the rows read;
+    /// labelled data, the first validation rows of the files; at most 10,000 either way.
     #[serde(default = "default_stream_sample")]
     pub stream_sample: usize,
     /// Pretraining: a radius-2 vocabulary file (`mole vocab build --radius 2`, e.g. counted

@@ -400,12 +400,20 @@ pub fn sample(
     let mut train = Vec::new();
     let mut valid = Vec::new();
     let mut rejects = Vec::new();
+    let several = spec.files.len() > 1;
     'files: for path in &spec.files {
+        // with several files a rejected row names its file (its line alone is ambiguous)
+        let named = |mut reject: Reject| {
+            if several {
+                reject.reason = format!("{}: {}", path.display(), reject.reason);
+            }
+            reject
+        };
         for row in spec.file_rows(path)? {
             let row = match row? {
                 Ok(r) => r,
                 Err(reject) => {
-                    rejects.push(reject);
+                    rejects.push(named(reject));
                     continue;
                 }
             };
@@ -413,11 +421,11 @@ pub fn sample(
                 Ok(Part::Valid) if valid.len() < valid_limit => valid.push(row),
                 Ok(Part::Train) => train.push(row),
                 Ok(_) => {}
-                Err(reason) => rejects.push(Reject {
+                Err(reason) => rejects.push(named(Reject {
                     line: row.line,
                     smiles: row.smiles,
                     reason,
-                }),
+                })),
             }
             if train.len() >= limit {
                 break 'files;

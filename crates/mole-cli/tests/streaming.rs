@@ -498,4 +498,28 @@ fn a_labelled_stream_pretrains_stage_two_resumes_and_tests_on_its_split_column()
     assert!(test["auroc"].as_f64().is_some(), "{test}");
     // validation came from the split column too
     assert!(metrics(&straight).iter().any(|m| m["kind"] == "valid"));
+
+    // a table sorted by its split column, validation rows last and far beyond the sample of
+    // 50 training rows: they are still found
+    let sorted_dir = dir.join("sorted");
+    std::fs::create_dir_all(&sorted_dir).unwrap();
+    let mut sorted = format!("{header},split\n");
+    let mut valid_rows = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        if n % 7 == 0 {
+            valid_rows.push_str(&format!("{row},valid\n"));
+        } else {
+            sorted.push_str(&format!("{row},train\n"));
+        }
+    }
+    sorted.push_str(&valid_rows);
+    std::fs::write(sorted_dir.join("sorted.csv"), sorted).unwrap();
+    let sorted_run = dir.join("sorted-run");
+    let mut sorted_args = args(&sorted_run);
+    let data_at = sorted_args.iter().position(|a| a == "--data").unwrap() + 1;
+    sorted_args[data_at] = sorted_dir.join("sorted.csv").display().to_string();
+    sorted_args.extend(["--set".into(), "data.stream_sample=50".into()]);
+    let out = run(&sorted_args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(metrics(&sorted_run).iter().any(|m| m["kind"] == "valid"));
 }

@@ -176,53 +176,33 @@ pub fn supervised_run(
     };
     let batch_size = settings.train.batch_size;
     let seed = settings.train.seed;
+    // every node of a group holds the same model: node 0 alone tests it
+    let has_test = job.nodes.as_ref().is_none_or(|n| n.rank == 0)
+        && !matches!(&test, TestSet::InMemory(t) if t.is_empty());
     let (outcome, test_metrics) =
         with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
             let outcome = trainer::train::<B>(job, &devices, dtype)?;
-            let device = &devices[0];
-            let ckpt = Checkpoint::<<B as AutodiffBackend>::InnerBackend>::load(
-                &outcome.best_checkpoint,
-                device,
-            )?;
-            let model = ckpt.model.with_compute_dtype(dtype);
-            let mut evaluator = trainer::Evaluator::new(&checkpoint_objective, seed);
-            let mut csv = TestPredictionsCsv::create(out, &label_names, kind)?;
-            let mut add = |part: &[Example]| -> Result<()> {
-                let predictions = evaluator.add(&model, part, &vocab, batch_size, device);
-                if let Some(csv) = csv.as_mut() {
-                    csv.add(part, &predictions)?;
-                }
-                Ok(())
+            let tested = if has_test {
+                let test_run = TestRun {
+                    test: &test,
+                    objective: &checkpoint_objective,
+                    vocab: &vocab,
+                    batch_size,
+                    seed,
+                    max_atoms: settings.data.max_atoms,
+                    out,
+                    label_names: &label_names,
+                    kind,
+                };
+                test_run.run::<<B as AutodiffBackend>::InnerBackend>(
+                    &outcome.best_checkpoint,
+                    dtype,
+                    &devices[0],
+                )?
+            } else {
+                None
             };
-            match &test {
-                TestSet::InMemory(test) => add(test)?,
-                TestSet::Stream(spec) => {
-                    // featurised and evaluated a part at a time: memory stays bounded
-                    let mut rows = spec.part_rows(crate::stream::Part::Test);
-                    loop {
-                        let part = rows
-                            .by_ref()
-                            .take(TEST_PART)
-                            .collect::<Result<Vec<data::RawRow>>>()?;
-                        if part.is_empty() {
-                            break;
-                        }
-                        let (examples, _) = data::featurize_rows_quietly(
-                            part,
-                            &vocab,
-                            settings.data.max_atoms,
-                            false,
-                        );
-                        add(&examples)?;
-                    }
-                }
-            }
-            let tested = evaluator.examples();
-            let metrics = (tested > 0).then(|| evaluator.finish());
-            if let (Some(csv), true) = (csv, tested > 0) {
-                csv.commit()?;
-            }
-            Ok::<_, anyhow::Error>((outcome, metrics.map(|m| (m, tested))))
+            Ok::<_, anyhow::Error>((outcome, tested))
         })?;
     let test_metrics = match test_metrics {
         Some((metrics, tested)) => {
@@ -241,6 +221,77 @@ pub fn supervised_run(
         test: test_metrics,
         kind,
     })
+}
+
+/// Testing a run's best checkpoint.
+struct TestRun<'a> {
+    test: &'a TestSet,
+    objective: &'a Objective,
+    vocab: &'a Vocabulary,
+    batch_size: usize,
+    seed: u64,
+    max_atoms: usize,
+    out: &'a Path,
+    label_names: &'a [String],
+    kind: TaskKind,
+}
+
+impl TestRun<'_> {
+    /// The test metrics of the checkpoint at `best` and the number of molecules tested (`None`
+    /// when none was), writing `test_predictions.csv` as it goes.
+    fn run<B: Backend>(
+        &self,
+        best: &Path,
+        dtype: Option<burn::tensor::DType>,
+        device: &B::Device,
+    ) -> Result<Option<(serde_json::Value, usize)>> {
+        let model = Checkpoint::<B>::load(best, device)?
+            .model
+            .with_compute_dtype(dtype);
+        let mut evaluator = trainer::Evaluator::new(self.objective, self.seed);
+        let mut rejected = 0usize;
+        let mut csv = TestPredictionsCsv::create(self.out, self.label_names, self.kind)?;
+        let mut add = |part: &[Example]| -> Result<()> {
+            let predictions = evaluator.add(&model, part, self.vocab, self.batch_size, device);
+            if let Some(csv) = csv.as_mut() {
+                csv.add(part, &predictions)?;
+            }
+            Ok(())
+        };
+        match self.test {
+            TestSet::InMemory(test) => add(test)?,
+            TestSet::Stream(spec) => {
+                // featurised and evaluated a part at a time: memory stays bounded
+                let mut rows = spec.part_rows(crate::stream::Part::Test);
+                loop {
+                    let part = rows
+                        .by_ref()
+                        .take(TEST_PART)
+                        .collect::<Result<Vec<data::RawRow>>>()?;
+                    if part.is_empty() {
+                        break;
+                    }
+                    let (examples, bad) =
+                        data::featurize_rows_quietly(part, self.vocab, self.max_atoms, false);
+                    rejected += bad.len();
+                    add(&examples)?;
+                }
+            }
+        }
+        if rejected > 0 {
+            tracing::warn!(
+                "{rejected} test molecule(s) could not be featurised and were not tested"
+            );
+        }
+        let tested = evaluator.examples();
+        if tested == 0 {
+            return Ok(None);
+        }
+        if let Some(csv) = csv {
+            csv.commit()?;
+        }
+        Ok(Some((evaluator.finish(), tested)))
+    }
 }
 
 /// Molecules featurised and evaluated together in a streamed test set.
@@ -406,20 +457,13 @@ fn labelled_stream(
     resume: bool,
 ) -> Result<LabelledCorpus> {
     let d = &settings.data;
-    if d.split_method != mole_featurize::split::SplitMethod::Random {
+    if d.split_method != mole_featurize::split::SplitMethod::Random && d.split_column.is_empty() {
         bail!(
             "data.stream: a stream is split by a split column or a SMILES hash, not by scaffold \
              (split the table first with `mole split --method scaffold` and use its split column)"
         );
     }
-    if d.stream_window == 0 || d.stream_sample == 0 {
-        bail!("data.stream_window and data.stream_sample must be at least 1");
-    }
-    let files = crate::stream::corpus_files(&d.train)?;
-    for f in &files {
-        readable(f)?;
-    }
-    check_same_corpus(out, &files, resume)?;
+    let files = stream_files(d, out, resume)?;
     let (label_names, _) = data::table_rows(
         &files[0],
         &d.smiles_column,
@@ -455,12 +499,36 @@ fn labelled_stream(
         label_names.join(", "),
         d.stream_sample
     );
-    let (sample_rows, valid_rows, mut rejects) =
-        crate::stream::sample(&spec, d.stream_sample, STREAM_VALID_LIMIT)?;
+    let (sample_rows, _, mut rejects) = crate::stream::sample(&spec, d.stream_sample, 0)?;
+    // the statistics count the molecules training will see: those that featurise
+    let mut train_labels: Vec<Vec<f32>> = Vec::with_capacity(sample_rows.len());
+    let mut rows = sample_rows.into_iter();
+    loop {
+        let chunk: Vec<data::RawRow> = rows.by_ref().take(d.stream_window).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let (examples, bad) = data::featurize_rows_quietly(chunk, vocab, d.max_atoms, false);
+        rejects.extend(bad);
+        train_labels.extend(examples.into_iter().map(|e| e.labels));
+    }
+    // the validation rows wherever they are in the corpus (a table sorted by its split
+    // column has them after the sample), up to the cap
+    let valid_rows = spec
+        .part_rows(crate::stream::Part::Valid)
+        .take(STREAM_VALID_LIMIT)
+        .collect::<Result<Vec<_>>>()?;
     let (valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, false, "validation");
     rejects.extend(bad);
     data::report_rejects(&spec.files[0], &rejects, Some(&out.join("rejects.csv")))?;
-    let train_labels: Vec<Vec<f32>> = sample_rows.into_iter().map(|r| r.labels).collect();
+    if valid.is_empty() {
+        tracing::warn!(
+            "no validation molecules (data.valid_fraction = {}, or no `valid` rows in the split \
+             column): no validation metrics, no early stopping; best.safetensors is the last \
+             checkpoint",
+            d.valid_fraction
+        );
+    }
     if train_labels.is_empty() {
         bail!(
             "{}: no usable training row at the start of the corpus",

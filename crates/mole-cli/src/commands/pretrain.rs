@@ -521,6 +521,24 @@ pub(crate) fn given_target_vocab(d: &settings::DataSettings) -> Result<Option<Vo
 /// A streaming run records its corpus's files (path and size) in `<run>/corpus.json`; a
 /// resumed run must find the same ones, since the stream position is counted in batches of
 /// that corpus (a shard added, renamed or rewritten would move every batch).
+/// A streamed corpus's files (`data.train`: a comma list, globs), each checked readable, and
+/// on `--resume` checked to be the files the run started on; the stream's sizes checked too.
+pub(crate) fn stream_files(
+    d: &settings::DataSettings,
+    out: &Path,
+    resume: bool,
+) -> Result<Vec<PathBuf>> {
+    if d.stream_window == 0 || d.stream_sample == 0 {
+        bail!("data.stream_window and data.stream_sample must be at least 1");
+    }
+    let files = crate::stream::corpus_files(&d.train)?;
+    for f in &files {
+        readable(f)?;
+    }
+    check_same_corpus(out, &files, resume)?;
+    Ok(files)
+}
+
 pub(crate) fn check_same_corpus(out: &Path, files: &[PathBuf], resume: bool) -> Result<()> {
     let listing: Vec<serde_json::Value> = files
         .iter()
@@ -563,14 +581,7 @@ pub(crate) fn streaming_corpus(
     if d.split_method != mole_featurize::split::SplitMethod::Random {
         bail!("data.stream: the validation split of a stream is by SMILES hash (split_method = \"random\")");
     }
-    if d.stream_window == 0 || d.stream_sample == 0 {
-        bail!("data.stream_window and data.stream_sample must be at least 1");
-    }
-    let files = crate::stream::corpus_files(&d.train)?;
-    for f in &files {
-        readable(f)?;
-    }
-    check_same_corpus(out, &files, resume)?;
+    let files = stream_files(d, out, resume)?;
     tracing::info!(
         "streaming {} file(s); target vocabulary from the first {} molecules",
         files.len(),
