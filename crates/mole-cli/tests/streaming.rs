@@ -520,6 +520,10 @@ fn a_labelled_stream_pretrains_stage_two_resumes_and_tests_on_its_split_column()
     sorted_args[data_at] = sorted_dir.join("sorted.csv").display().to_string();
     sorted_args.extend(["--set".into(), "data.stream_sample=50".into()]);
     let out = run(&sorted_args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(metrics(&sorted_run).iter().any(|m| m["kind"] == "valid"));
 }

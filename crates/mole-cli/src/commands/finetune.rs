@@ -262,6 +262,7 @@ impl TestRun<'_> {
             TestSet::InMemory(test) => add(test)?,
             TestSet::Stream(spec) => {
                 // featurised and evaluated a part at a time: memory stays bounded
+                let bar = data::progress_spinner("{spinner} test: {pos} molecules ({per_sec})");
                 let mut rows = spec.part_rows(crate::stream::Part::Test);
                 loop {
                     let part = rows
@@ -275,7 +276,9 @@ impl TestRun<'_> {
                         data::featurize_rows_quietly(part, self.vocab, self.max_atoms, false);
                     rejected += bad.len();
                     add(&examples)?;
+                    bar.inc(examples.len() as u64);
                 }
+                bar.finish_and_clear();
             }
         }
         if rejected > 0 {
@@ -502,16 +505,19 @@ fn labelled_stream(
     let (sample_rows, _, mut rejects) = crate::stream::sample(&spec, d.stream_sample, 0)?;
     // the statistics count the molecules training will see: those that featurise
     let mut train_labels: Vec<Vec<f32>> = Vec::with_capacity(sample_rows.len());
+    let bar = data::progress_bar(sample_rows.len() as u64, "sample");
     let mut rows = sample_rows.into_iter();
     loop {
         let chunk: Vec<data::RawRow> = rows.by_ref().take(d.stream_window).collect();
         if chunk.is_empty() {
             break;
         }
+        bar.inc(chunk.len() as u64);
         let (examples, bad) = data::featurize_rows_quietly(chunk, vocab, d.max_atoms, false);
         rejects.extend(bad);
         train_labels.extend(examples.into_iter().map(|e| e.labels));
     }
+    bar.finish_and_clear();
     // the validation rows wherever they are in the corpus (a table sorted by its split
     // column has them after the sample), up to the cap
     let valid_rows = spec

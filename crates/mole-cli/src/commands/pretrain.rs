@@ -78,11 +78,16 @@ pub(crate) fn count_stream_rows(
     spec: &crate::stream::StreamSpec,
     part: crate::stream::Part,
 ) -> Result<usize> {
+    let bar = data::progress_spinner("{spinner} counting the corpus: {pos} molecules ({per_sec})");
     let mut rows = 0usize;
     for row in spec.part_rows(part) {
         row?;
         rows += 1;
+        if rows.is_multiple_of(4096) {
+            bar.set_position(rows as u64);
+        }
     }
+    bar.finish_and_clear();
     Ok(rows)
 }
 
