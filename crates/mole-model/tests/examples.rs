@@ -1,0 +1,92 @@
+//! The `finetune` and `embed` examples, run (tiny model, a few steps) as a Burn user would run
+//! them: a stage-1 checkpoint is saved, fine-tuned under a new head on ESOL, and embedded.
+
+#[path = "../examples/embed.rs"]
+#[allow(dead_code)]
+mod embed;
+#[path = "../examples/finetune.rs"]
+#[allow(dead_code)]
+mod finetune;
+
+use std::path::PathBuf;
+
+use burn::backend::Flex;
+use mole_featurize::Vocabulary;
+use mole_model::{AtomEnvHeadConfig, Checkpoint, HeadConfig, MolE, MolEConfig, TaskType};
+use mole_nn::DebertaConfig;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn vocab() -> Vocabulary {
+    Vocabulary::from_json_file(repo().join("crates/mole-cli/assets/vocab_radius0.json")).unwrap()
+}
+
+#[test]
+fn the_finetune_example_learns_from_a_pretrained_encoder() {
+    let dir = std::env::temp_dir().join(format!("mole-examples-ft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vocab = vocab();
+    let config = MolEConfig {
+        encoder: DebertaConfig::new(vocab.vocab_size(), 16, 1, 2, 32),
+        head: None,
+        atom_env_head: Some(AtomEnvHeadConfig { num_targets: 5 }),
+    };
+    let stage_one = dir.join("stage1.safetensors");
+    Checkpoint {
+        model: MolE::<Flex>::new(&config, &Default::default()),
+        config,
+        vocab,
+        target_vocab: None,
+        info: Default::default(),
+    }
+    .save(&stage_one)
+    .unwrap();
+    // the first 64 molecules of ESOL: four batches, ten passes
+    let esol = std::fs::read_to_string(repo().join("datasets/esol.csv")).unwrap();
+    let table = dir.join("esol64.csv");
+    std::fs::write(&table, esol.lines().take(65).collect::<Vec<_>>().join("\n")).unwrap();
+
+    let losses = finetune::run(&stage_one, &table, 40, 1e-2).unwrap();
+    assert_eq!(losses.len(), 40);
+    assert!(losses.iter().all(|l| l.is_finite()));
+    // the same four batches at the start and at the end
+    let first: f32 = losses[..4].iter().sum();
+    let last: f32 = losses[36..].iter().sum();
+    assert!(last < 0.5 * first, "loss {first} → {last}");
+}
+
+#[test]
+fn the_embed_example_gives_one_vector_per_molecule() {
+    let dir = std::env::temp_dir().join(format!("mole-examples-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vocab = vocab();
+    let config = MolEConfig {
+        encoder: DebertaConfig::new(vocab.vocab_size(), 16, 1, 2, 32),
+        head: Some(HeadConfig {
+            task: TaskType::Regression,
+            num_tasks: 1,
+            num_classes: 1,
+            dropout: None,
+        }),
+        atom_env_head: None,
+    };
+    let path = dir.join("model.safetensors");
+    Checkpoint {
+        model: MolE::<Flex>::new(&config, &Default::default()),
+        config,
+        vocab,
+        target_vocab: None,
+        info: Default::default(),
+    }
+    .save(&path)
+    .unwrap();
+    let embeddings = embed::run(&path, &["CCO", "c1ccccc1O", "CCO"]).unwrap();
+    assert_eq!(embeddings.len(), 3);
+    assert!(embeddings.iter().all(|e| e.len() == 16));
+    // the same molecule, the same embedding; another molecule, another one
+    assert_eq!(embeddings[0], embeddings[2]);
+    assert_ne!(embeddings[0], embeddings[1]);
+    assert!(embed::run(&path, &["not a molecule"]).is_err());
+}
