@@ -10,11 +10,13 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{backend::Backend, DType, Tensor};
 
 /// `x` in f32 (no copy when it already is).
+/// Shapes: `x [..]` (any rank) → the same shape, in f32.
 pub fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     cast_to(x, DType::F32)
 }
 
 /// `x` in `dtype` (no copy when it already is).
+/// Shapes: `x [..]` (any rank) → the same shape, in `dtype`.
 pub fn cast_to<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
     if x.dtype() == dtype {
         x
@@ -86,6 +88,7 @@ fn plain_linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) 
 /// LayerNorm computed in the parameters' dtype (f32 under mixed precision), returned in the
 /// dtype of `x`. `eps` must be the norm's own epsilon (Burn keeps it private): with feature
 /// `flex`, training on the CPU runs it as one fused operation (`flex_kernels::layer_norm`).
+/// Shapes: `x [.., hidden]` (normalised over the last axis) → `[.., hidden]`.
 pub fn layer_norm<B: Backend, const D: usize>(
     norm: &LayerNorm<B>,
     eps: f64,

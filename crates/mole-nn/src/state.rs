@@ -32,6 +32,7 @@ impl HostTensor {
         Self { shape, data }
     }
 
+    /// Shapes: the stored tensor's shape (`D` must be its rank).
     pub fn to_tensor<B: Backend, const D: usize>(&self, device: &B::Device) -> Tensor<B, D> {
         Tensor::from_data(
             TensorData::new(self.data.clone(), self.shape.clone()),

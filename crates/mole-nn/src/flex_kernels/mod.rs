@@ -255,6 +255,7 @@ pub(crate) fn keep_factor(seed: u64, index: u64, keep: f32, inv_keep: f32) -> f3
 /// Inverted dropout with probability `prob`, as `burn::nn::Dropout` (active only when the
 /// backend records gradients), with masks drawn in parallel by a counter-based hash. Returns
 /// `Err(x)` when `B` is not Flex-based or `x` is not f32, for the caller's generic path.
+/// Shapes: `x [..]` (any rank) → the same shape.
 pub fn dropout<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     prob: f64,
@@ -480,8 +481,9 @@ pub fn sum_of_squares<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<f6
     )
 }
 
-/// Whether `t` may be written where it is: its storage is ours alone and holds exactly its
-/// elements in order.
+/// Whether `t` may be written where it is: its storage is ours alone and its elements are its
+/// first `num_elements` values, in order (the storage may be longer: a unique prefix view;
+/// callers write `storage_mut()[..num_elements]` only).
 pub(crate) fn writable_in_place(t: &FlexTensor) -> bool {
     t.is_unique() && t.is_contiguous() && t.layout().start_offset() == 0
 }
@@ -490,6 +492,7 @@ pub(crate) fn writable_in_place(t: &FlexTensor) -> bool {
 const SQUARE_LANES: usize = 32;
 
 /// `t · factor` in one parallel pass when `B` is Flex and `t` is f32; `Err(t)` otherwise.
+/// Shapes: `t [..]` (any rank) → the same shape.
 pub fn scale<B: Backend, const D: usize>(
     t: Tensor<B, D>,
     factor: f32,

@@ -109,6 +109,7 @@ impl Backward<Flex, 1> for GeluBackward {
 }
 
 /// Exact (erf) GELU, in parallel; `Err(x)` when `B` is not Flex-based or `x` is not f32.
+/// Shapes: `x [..]` (any rank) → the same shape.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
     if x.dtype() != DType::F32 {
         return Err(x);
