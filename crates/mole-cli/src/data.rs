@@ -508,6 +508,34 @@ pub fn featurize_rows(
     featurize_rows_with(rows, vocab, max_atoms, keep_r2, bar)
 }
 
+/// [`featurize_rows`] `window` rows at a time, handing each part's examples to `each` (so
+/// that only what `each` keeps stays in memory), with a progress bar; returns the rejects.
+pub fn featurize_in_windows(
+    rows: Vec<RawRow>,
+    vocab: &Vocabulary,
+    max_atoms: usize,
+    keep_r2: bool,
+    window: usize,
+    what: &str,
+    mut each: impl FnMut(Vec<Example>),
+) -> Vec<Reject> {
+    let bar = progress_bar(rows.len() as u64, what);
+    let mut rejects = Vec::new();
+    let mut rows = rows.into_iter();
+    loop {
+        let chunk: Vec<RawRow> = rows.by_ref().take(window.max(1)).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        bar.inc(chunk.len() as u64);
+        let (examples, bad) = featurize_rows_quietly(chunk, vocab, max_atoms, keep_r2);
+        rejects.extend(bad);
+        each(examples);
+    }
+    bar.finish_and_clear();
+    rejects
+}
+
 /// [`featurize_rows`] without a progress bar (a streaming corpus's windows).
 pub fn featurize_rows_quietly(
     rows: Vec<RawRow>,

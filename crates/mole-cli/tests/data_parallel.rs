@@ -33,6 +33,34 @@ fn tiny_without_dropout(dir: &Path) -> PathBuf {
     path
 }
 
+/// 12 pretraining steps of `model` on `data` in batches of 15 (odd: the shards differ in size
+/// and in masked-atom count), logging every step, a checkpoint every 5; then `extra`.
+fn pretrain_args(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "pretrain",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--max-steps",
+        "12",
+        "--batch-size",
+        "15",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.checkpoint_every=5",
+        "--set",
+        "data.valid_fraction=0.05",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -86,32 +114,7 @@ fn two_devices_pretrain_like_one_device_with_the_combined_batch() {
     let dir = scratch("dp-pretrain");
     let data = small_corpus(&dir, 400);
     let model = tiny_without_dropout(&dir);
-    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "pretrain",
-            "--data",
-            data.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--max-steps",
-            "12",
-            // Odd: the two shards differ in size and in masked-atom count.
-            "--batch-size",
-            "15",
-            "--out",
-            out.to_str().unwrap(),
-            "--set",
-            "train.log_every=1",
-            "--set",
-            "train.checkpoint_every=5",
-            "--set",
-            "data.valid_fraction=0.05",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
+    let args = |out: &Path, extra: &[&str]| pretrain_args(&data, &model, out, extra);
     let run = |out: &Path, extra: &[&str]| {
         mole_ok(&as_strs(&args(out, extra)));
     };
@@ -135,21 +138,7 @@ fn two_devices_pretrain_like_one_device_with_the_combined_batch() {
     let stderr = String::from_utf8_lossy(&interrupted.stderr);
     assert!(stderr.contains("interrupted after 7 steps"), "{stderr}");
     run(&broken, &["--devices", "cpu,cpu", "--resume"]);
-    let uninterrupted: std::collections::BTreeMap<u64, f64> =
-        train_losses(&two).into_iter().collect();
-    let resumed: std::collections::BTreeMap<u64, f64> = train_losses(&broken).into_iter().collect();
-    assert_eq!(uninterrupted.len(), 12);
-    assert_eq!(
-        uninterrupted.keys().collect::<Vec<_>>(),
-        resumed.keys().collect::<Vec<_>>()
-    );
-    for (step, a) in &uninterrupted {
-        let b = resumed[step];
-        assert!(
-            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-            "step {step}: {a} vs resumed {b}"
-        );
-    }
+    common::assert_same_trajectory(&two, &broken, 12);
 }
 
 #[test]
@@ -335,32 +324,7 @@ fn two_nodes_on_loopback_pretrain_like_one_process_with_the_combined_batch() {
     let dir = scratch("dp-nodes");
     let data = small_corpus(&dir, 400);
     let model = tiny_without_dropout(&dir);
-    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "pretrain",
-            "--data",
-            data.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--max-steps",
-            "12",
-            // Odd: the two nodes' shards differ in size and in masked-atom count.
-            "--batch-size",
-            "15",
-            "--out",
-            out.to_str().unwrap(),
-            "--set",
-            "train.log_every=1",
-            "--set",
-            "train.checkpoint_every=5",
-            "--set",
-            "data.valid_fraction=0.05",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
+    let args = |out: &Path, extra: &[&str]| pretrain_args(&data, &model, out, extra);
     let succeeded = |nodes: &[NodeRun]| {
         for (rank, node) in nodes.iter().enumerate() {
             assert!(node.success, "node {rank}: {}", node.stderr);
@@ -380,21 +344,7 @@ fn two_nodes_on_loopback_pretrain_like_one_process_with_the_combined_batch() {
     let interrupted = two_nodes(&args(&broken, &["--interrupt-after", "7"]));
     assert!(interrupted.iter().all(|node| !node.success));
     succeeded(&two_nodes(&args(&broken, &["--resume"])));
-    let uninterrupted: std::collections::BTreeMap<u64, f64> =
-        train_losses(&two).into_iter().collect();
-    let resumed: std::collections::BTreeMap<u64, f64> = train_losses(&broken).into_iter().collect();
-    assert_eq!(uninterrupted.len(), 12);
-    assert_eq!(
-        uninterrupted.keys().collect::<Vec<_>>(),
-        resumed.keys().collect::<Vec<_>>()
-    );
-    for (step, a) in &uninterrupted {
-        let b = resumed[step];
-        assert!(
-            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-            "step {step}: {a} vs resumed {b}"
-        );
-    }
+    common::assert_same_trajectory(&two, &broken, 12);
 
     // Node 1 lost its checkpoint and starts over while node 0 resumes at step 5: both refuse
     // to mix gradients of different steps.

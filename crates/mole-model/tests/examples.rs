@@ -23,6 +23,19 @@ fn vocab() -> Vocabulary {
     Vocabulary::from_json_file(repo().join("crates/mole-cli/assets/vocab_radius0.json")).unwrap()
 }
 
+/// A freshly initialised model of `config` saved as a mole checkpoint at `path`.
+fn save_fresh(config: MolEConfig, vocab: Vocabulary, path: &std::path::Path) {
+    Checkpoint {
+        model: MolE::<Flex>::new(&config, &Default::default()),
+        config,
+        vocab,
+        target_vocab: None,
+        info: Default::default(),
+    }
+    .save(path)
+    .unwrap();
+}
+
 #[test]
 fn the_finetune_example_learns_from_a_pretrained_encoder() {
     let dir = std::env::temp_dir().join(format!("mole-examples-ft-{}", std::process::id()));
@@ -34,15 +47,7 @@ fn the_finetune_example_learns_from_a_pretrained_encoder() {
         atom_env_head: Some(AtomEnvHeadConfig { num_targets: 5 }),
     };
     let stage_one = dir.join("stage1.safetensors");
-    Checkpoint {
-        model: MolE::<Flex>::new(&config, &Default::default()),
-        config,
-        vocab,
-        target_vocab: None,
-        info: Default::default(),
-    }
-    .save(&stage_one)
-    .unwrap();
+    save_fresh(config, vocab, &stage_one);
     // the first 64 molecules of ESOL: four batches, ten passes
     let esol = std::fs::read_to_string(repo().join("datasets/esol.csv")).unwrap();
     let table = dir.join("esol64.csv");
@@ -73,15 +78,7 @@ fn the_embed_example_gives_one_vector_per_molecule() {
         atom_env_head: None,
     };
     let path = dir.join("model.safetensors");
-    Checkpoint {
-        model: MolE::<Flex>::new(&config, &Default::default()),
-        config,
-        vocab,
-        target_vocab: None,
-        info: Default::default(),
-    }
-    .save(&path)
-    .unwrap();
+    save_fresh(config, vocab, &path);
     let embeddings = embed::run(&path, &["CCO", "c1ccccc1O", "CCO"]).unwrap();
     assert_eq!(embeddings.len(), 3);
     assert!(embeddings.iter().all(|e| e.len() == 16));

@@ -505,19 +505,15 @@ fn labelled_stream(
     let (sample_rows, _, mut rejects) = crate::stream::sample(&spec, d.stream_sample, 0)?;
     // the statistics count the molecules training will see: those that featurise
     let mut train_labels: Vec<Vec<f32>> = Vec::with_capacity(sample_rows.len());
-    let bar = data::progress_bar(sample_rows.len() as u64, "sample");
-    let mut rows = sample_rows.into_iter();
-    loop {
-        let chunk: Vec<data::RawRow> = rows.by_ref().take(d.stream_window).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        bar.inc(chunk.len() as u64);
-        let (examples, bad) = data::featurize_rows_quietly(chunk, vocab, d.max_atoms, false);
-        rejects.extend(bad);
-        train_labels.extend(examples.into_iter().map(|e| e.labels));
-    }
-    bar.finish_and_clear();
+    rejects.extend(data::featurize_in_windows(
+        sample_rows,
+        vocab,
+        d.max_atoms,
+        false,
+        d.stream_window,
+        "sample",
+        |examples| train_labels.extend(examples.into_iter().map(|e| e.labels)),
+    ));
     // the validation rows wherever they are in the corpus (a table sorted by its split
     // column has them after the sample), up to the cap
     let valid_rows = spec

@@ -608,24 +608,22 @@ pub(crate) fn streaming_corpus(
         crate::stream::sample(&spec, d.stream_sample, STREAM_VALID_LIMIT)?;
     // radius-2 counts over the sample, featurised a window at a time so that only the counts
     // stay in memory
-    let bar = data::progress_bar(sample_rows.len() as u64, "sample");
     let mut counts: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
     let mut usable = 0usize;
-    let mut rows = sample_rows.into_iter();
-    loop {
-        let chunk: Vec<data::RawRow> = rows.by_ref().take(d.stream_window).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        bar.inc(chunk.len() as u64);
-        let (examples, bad) = data::featurize_rows_quietly(chunk, vocab, d.max_atoms, true);
-        rejects.extend(bad);
-        usable += examples.len();
-        for (id, n) in data::count_targets(examples.iter()) {
-            *counts.entry(id).or_default() += n;
-        }
-    }
-    bar.finish_and_clear();
+    rejects.extend(data::featurize_in_windows(
+        sample_rows,
+        vocab,
+        d.max_atoms,
+        true,
+        d.stream_window,
+        "sample",
+        |examples| {
+            usable += examples.len();
+            for (id, n) in data::count_targets(examples.iter()) {
+                *counts.entry(id).or_default() += n;
+            }
+        },
+    ));
     let (mut valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, true, "validation");
     rejects.extend(bad);
     data::report_rejects(&spec.files[0], &rejects, Some(&out.join("rejects.csv")))?;
