@@ -783,6 +783,31 @@ pub fn scaffolds_of<'a>(smiles: impl Iterator<Item = &'a str>) -> Vec<Option<Str
         .collect()
 }
 
+/// `examples` without the molecules whose canonical SMILES (`mole_featurize::scaffold::
+/// canonical_smiles`: stereo and isotopes left out) is in `seen` or earlier in `examples`;
+/// `seen` gains the kept ones. Returns the kept examples and how many were dropped.
+pub fn deduplicate(
+    examples: Vec<Example>,
+    seen: &mut std::collections::HashSet<String>,
+) -> (Vec<Example>, usize) {
+    let keys: Vec<String> = examples
+        .par_iter()
+        .map(|e| match mole_featurize::parse_smiles(&e.smiles) {
+            Ok(m) => mole_featurize::scaffold::canonical_smiles(&m),
+            // featurised examples parse; the written SMILES is the key otherwise
+            Err(_) => e.smiles.clone(),
+        })
+        .collect();
+    let before = examples.len();
+    let kept: Vec<Example> = examples
+        .into_iter()
+        .zip(keys)
+        .filter_map(|(e, key)| seen.insert(key).then_some(e))
+        .collect();
+    let dropped = before - kept.len();
+    (kept, dropped)
+}
+
 /// Train/valid/test fractions from the valid and test ones; the train fraction is rounded to
 /// 1e-9 so that 1 - 0.1 - 0.1 is the 0.8 TDC is given (its sizes are `int(n * fraction)`).
 pub fn fractions_of(valid: f64, test: f64) -> Fractions {

@@ -54,6 +54,12 @@ impl From<SplitArg> for mole_featurize::split::SplitMethod {
 
 /// Parses a count that must be at least 1 (batch sizes, epochs, seeds, passes): 0 would run
 /// nothing or divide by zero, so it is refused when the command line is read.
+/// A checkpoint argument: a file, or the name of a model bundled with mole
+/// (`mole_model::zoo`), unpacked to its cache file.
+pub fn checkpoint_arg(text: &str) -> Result<std::path::PathBuf, String> {
+    mole_model::zoo::resolve_checkpoint(std::path::Path::new(text)).map_err(|e| e.to_string())
+}
+
 pub fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),

@@ -90,6 +90,11 @@ pub struct DataSettings {
     /// training molecules (streaming: over the sample).
     #[serde(default)]
     pub target_vocab: String,
+    /// Pretraining in memory: keep one molecule per canonical SMILES (stereo and isotopes
+    /// left out, as MolE's tokens leave them out) across all the corpus files, the first
+    /// occurrence in file order.
+    #[serde(default)]
+    pub deduplicate: bool,
 }
 
 fn default_stream_window() -> usize {

@@ -140,6 +140,25 @@ fn datasets_of(path: &Path) -> Result<Vec<Dataset>> {
     Ok(out)
 }
 
+/// The datasets of a `--data` that lists several tables or folders, comma-separated (as
+/// `data.train` does), or of one path.
+fn datasets_of_list(path: &Path) -> Result<Vec<Dataset>> {
+    let text = path.to_string_lossy();
+    if path.exists() || !text.contains(',') {
+        return datasets_of(path);
+    }
+    let mut out: Vec<Dataset> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for d in datasets_of(Path::new(part))? {
+            if out.iter().any(|o| o.name == d.name) {
+                bail!("--data: two datasets are named `{}` (their results would share a folder)", d.name);
+            }
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
 /// Rows of a table with its header.
 struct Rows {
     header: Vec<String>,
@@ -171,7 +190,7 @@ pub fn run(args: &BenchmarkArgs) -> Result<()> {
         .clone()
         .ok_or_else(|| anyhow!("--protocol tdc needs --data (a table or a folder of them)"))?;
     let seeds = args.seeds.unwrap_or(5);
-    let datasets = datasets_of(&data_path)?;
+    let datasets = datasets_of_list(&data_path)?;
     let out = a
         .out
         .clone()

@@ -238,6 +238,28 @@ pub fn config_and_vocab(
     Ok((config, vocab))
 }
 
+/// A mole checkpoint's encoder alone: the heads' tensors (`prediction_head.*`,
+/// `atom_env_head.*`) and the target vocabulary are dropped and the `config` metadata says
+/// the model has no heads; the rest of the metadata (vocabulary, `extra`) is kept. What a
+/// shipped pretrained model holds: the radius-2 head is most of a tiny model's weights and
+/// no use for embeddings or fine-tuning.
+pub fn encoder_only(mut dict: StateDict, source: &str) -> Result<StateDict, ModelError> {
+    let (mut config, _) = config_and_vocab(&dict, source)?;
+    config.head = None;
+    config.atom_env_head = None;
+    dict.tensors.retain(|name, _| {
+        let name = name.strip_prefix("model.").unwrap_or(name);
+        !name.starts_with("prediction_head.") && !name.starts_with("atom_env_head.")
+    });
+    dict.metadata.remove("target_vocab");
+    let config = serde_json::to_string(&config).map_err(|e| ModelError::Checkpoint {
+        path: source.to_string(),
+        why: format!("config metadata: {e}"),
+    })?;
+    dict.metadata.insert("config".into(), config);
+    Ok(dict)
+}
+
 /// The heads [`pretrained_encoder`] puts on a pretrained encoder.
 #[derive(Debug, Clone, Default)]
 pub struct NewHeads {

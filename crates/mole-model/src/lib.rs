@@ -16,10 +16,11 @@ pub mod parity;
 pub mod targets;
 pub mod training;
 pub mod traits;
+pub mod zoo;
 
 pub use batch::BatchTensors;
 pub use checkpoint::{
-    config_and_vocab, export_safetensors, import_safetensors, load_matching, load_state_dict,
+    config_and_vocab, encoder_only, export_safetensors, import_safetensors, load_matching, load_state_dict,
     pretrained_encoder, to_state_dict, Checkpoint, CheckpointInfo, NewHeads, TrainingStage,
     UnusedTensors,
 };

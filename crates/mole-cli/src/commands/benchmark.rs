@@ -9,7 +9,8 @@ pub enum Protocol {
     Random,
     /// TDC's ADMET group: a fixed scaffold test set, a scaffold train/valid split per seed
     /// 1..=N, TDC's metric per dataset; `--data` may be a folder of tables or of TDC group
-    /// folders (train_val.csv + test.csv, columns Drug and Y).
+    /// folders (train_val.csv + test.csv, columns Drug and Y), or several tables and folders,
+    /// comma-separated.
     Tdc,
 }
 
@@ -34,7 +35,8 @@ pub struct BenchmarkArgs {
     pub finetune: FinetuneArgs,
 }
 
-pub fn benchmark(args: BenchmarkArgs) -> Result<()> {
+pub fn benchmark(mut args: BenchmarkArgs) -> Result<()> {
+    args.finetune.checkpoint = args.finetune.starting_checkpoint()?;
     if args.finetune.train.nodes > 1 {
         // Its many short runs would each wait for every node; run seeds as separate jobs.
         bail!(

@@ -215,16 +215,37 @@ pub fn import(args: ImportArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A mole checkpoint.
+    /// A mole checkpoint (or a bundled model's name).
+    #[arg(value_parser = crate::checkpoint_arg)]
     pub checkpoint: PathBuf,
     /// Output safetensors with the original PyTorch names (`MolE.*`, `prediction_head.*`).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// pytorch: the tensors alone, as the original's `state_dict`; mole: a mole checkpoint
+    /// (the tensors plus mole's metadata: configuration, vocabulary, how it was made).
+    #[arg(long, value_enum, default_value = "pytorch")]
+    pub format: ExportFormat,
+    /// Keep the encoder only: drop the prediction and radius-2 heads (and the target
+    /// vocabulary), as for a model shared for embeddings and fine-tuning.
+    #[arg(long)]
+    pub encoder_only: bool,
+}
+
+/// What `mole export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Pytorch,
+    Mole,
 }
 
 pub fn export(args: ExportArgs) -> Result<()> {
     let (_, _, mut dict) = read_checkpoint_parts(&args.checkpoint)?;
-    dict.metadata.clear();
+    if args.encoder_only {
+        dict = mole_model::encoder_only(dict, &args.checkpoint.display().to_string())?;
+    }
+    if args.format == ExportFormat::Pytorch {
+        dict.metadata.clear();
+    }
     dict.save(&args.output)?;
     eprintln!(
         "export: {} tensors → {}",

@@ -5,7 +5,7 @@ use super::*;
 #[derive(Args)]
 pub struct EvaluateArgs {
     /// A mole checkpoint with a prediction head (e.g. runs/finetune/best.safetensors).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint_arg)]
     pub checkpoint: PathBuf,
     /// Labelled table (CSV/TSV, optionally .gz, or parquet) with a `smiles` column and the
     /// checkpoint's label columns, or an SD file whose data items hold them.

@@ -2,11 +2,36 @@
 
 use super::*;
 
-pub fn finetune(args: FinetuneArgs) -> Result<SupervisedOutcome> {
+pub fn finetune(mut args: FinetuneArgs) -> Result<SupervisedOutcome> {
+    args.checkpoint = args.starting_checkpoint()?;
     supervised(args, settings::FINETUNE_TOML, "finetune")
 }
 
 impl FinetuneArgs {
+    /// Where fine-tuning starts: `--checkpoint`; else from scratch with `--from-scratch`, a
+    /// model other than tiny or a vocabulary of one's own (the bundled model has neither);
+    /// else the bundled pretrained model (`mole_model::zoo::DEFAULT_MODEL`).
+    pub(crate) fn starting_checkpoint(&self) -> Result<Option<PathBuf>> {
+        if self.checkpoint.is_some() || self.from_scratch {
+            return Ok(self.checkpoint.clone());
+        }
+        let a = &self.train;
+        let settings =
+            RunSettings::resolve(settings::FINETUNE_TOML, a.config.as_deref(), &self.overrides())?;
+        let name = mole_model::zoo::DEFAULT_MODEL;
+        if settings.model != "tiny" || !settings.data.vocab.is_empty() {
+            tracing::info!(
+                "training from scratch: the bundled pretrained {name} is the tiny model with \
+                 mole's vocabulary"
+            );
+            return Ok(None);
+        }
+        tracing::info!(
+            "starting from the bundled pretrained {name} (--from-scratch for random weights)"
+        );
+        Ok(Some(mole_model::zoo::resolve_checkpoint(Path::new(name))?))
+    }
+
     /// The training flags plus the task, label and weighting flags, as config overrides.
     pub(crate) fn overrides(&self) -> Vec<String> {
         let mut overrides = self.train.all_overrides();

@@ -5,8 +5,10 @@ use super::*;
 /// What `predict` and `embed` share: the model, the molecules and how to run over them.
 #[derive(Args)]
 pub struct InferenceArgs {
-    /// A mole checkpoint (`best.safetensors` of a run, or `mole import` output).
-    #[arg(long)]
+    /// A mole checkpoint (`best.safetensors` of a run, or `mole import` output), or a bundled
+    /// model's name. The default, the bundled pretrained encoder, serves `embed`; `predict`
+    /// needs a fine-tuned model.
+    #[arg(long, default_value = mole_model::zoo::DEFAULT_MODEL, value_parser = crate::checkpoint_arg)]
     pub checkpoint: PathBuf,
     /// Molecules: .smi/.txt, .csv/.tsv/.parquet with a `smiles` column (a `name` or `id`
     /// column names the rows; the other columns pass through to the output), or an SD file

@@ -9,7 +9,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let (config, vocab, dict) = read_checkpoint_parts(&args.run.checkpoint)?;
     let head = config.head.clone().ok_or_else(|| {
         anyhow!(
-            "{}: checkpoint has no prediction head",
+            "{}: checkpoint has no prediction head (predict needs a fine-tuned model: \
+             `mole finetune`, then --checkpoint runs/finetune/best.safetensors)",
             args.run.checkpoint.display()
         )
     })?;

@@ -14,8 +14,9 @@ pub enum Stage {
 pub struct PretrainArgs {
     #[arg(long, value_enum, default_value_t = Stage::AtomEnv)]
     pub stage: Stage,
-    /// Checkpoint to start from (stage 2 usually starts from stage 1's best.safetensors).
-    #[arg(long)]
+    /// Checkpoint to start from (stage 2 usually starts from stage 1's best.safetensors), or a
+    /// bundled model's name.
+    #[arg(long, value_parser = crate::checkpoint_arg)]
     pub checkpoint: Option<PathBuf>,
     #[command(flatten)]
     pub train: TrainArgs,
@@ -23,10 +24,14 @@ pub struct PretrainArgs {
 
 #[derive(Args, Clone)]
 pub struct FinetuneArgs {
-    /// Pretrained checkpoint whose encoder (and vocabulary) to start from; without it the
-    /// model trains from scratch.
-    #[arg(long)]
+    /// Pretrained checkpoint whose encoder (and vocabulary) to start from, or a bundled model's
+    /// name. Default: the bundled mole-tiny-zinc-chembl when the model is tiny (the default)
+    /// and no vocabulary of your own is set (data.vocab); else from scratch.
+    #[arg(long, value_parser = crate::checkpoint_arg, conflicts_with = "from_scratch")]
     pub checkpoint: Option<PathBuf>,
+    /// Train from random weights instead of the bundled pretrained model.
+    #[arg(long)]
+    pub from_scratch: bool,
     /// Task type (overrides task.kind).
     #[arg(long, value_enum)]
     pub task: Option<TaskType>,
@@ -216,6 +221,8 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
     if args.stage == Stage::Multitask {
         let ft = FinetuneArgs {
             checkpoint: args.checkpoint,
+            // stage 2 starts where --checkpoint says (starting_checkpoint is finetune's)
+            from_scratch: false,
             task: None,
             label_cols: None,
             balanced: false,
@@ -237,9 +244,11 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         .clone()
         .ok_or_else(|| anyhow!("config has no [pretrain] section"))?;
     let out = run_dir(a, "pretrain");
-    let corpus = PathBuf::from(&settings.data.train);
-    if !settings.data.stream {
-        readable(&corpus)?;
+    if settings.data.stream && settings.data.deduplicate {
+        bail!(
+            "data.deduplicate works on an in-memory corpus (data.stream = false): a stream \
+             would have to remember every molecule it has read"
+        );
     }
     let (vocab, init, encoder) = match &args.checkpoint {
         Some(c) => {
@@ -265,7 +274,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
     let (train, valid, target_vocab, majority) = if settings.data.stream {
         streaming_corpus(&settings, &vocab, &out, a.resume)?
     } else {
-        in_memory_corpus(&settings, &vocab, &corpus, &out)?
+        in_memory_corpus(&settings, &vocab, &out)?
     };
     tracing::info!(
         "target vocabulary: {} radius-2 environments with count >= {} (vocab_size {}); \
@@ -460,20 +469,45 @@ pub(crate) fn majority_baseline(examples: &[Example]) -> f64 {
     freq.values().max().copied().unwrap_or(0) as f64 / total.max(1) as f64
 }
 
-/// The whole corpus featurised before the first step, split by `data.split_method`.
+/// The whole corpus featurised before the first step (`data.train`: one file, or several and
+/// globs, comma-separated; `data.deduplicate`: one molecule per canonical SMILES), split by
+/// `data.split_method`.
 pub(crate) fn in_memory_corpus(
     settings: &RunSettings,
     vocab: &Vocabulary,
-    corpus: &Path,
     out: &Path,
 ) -> Result<PretrainCorpus> {
-    tracing::info!("reading {}", corpus.display());
-    let (rows, mut rejects) = data::read_smiles(corpus)
-        .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
-    let (mut examples, bad) =
-        data::featurize_rows(rows, vocab, settings.data.max_atoms, true, "featurize");
-    rejects.extend(bad);
-    data::report_rejects(corpus, &rejects, Some(&out.join("rejects.csv")))?;
+    let files = crate::stream::corpus_files(&settings.data.train)?;
+    let mut examples = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, corpus) in files.iter().enumerate() {
+        readable(corpus)?;
+        tracing::info!("reading {}", corpus.display());
+        let (rows, mut rejects) = data::read_smiles(corpus)
+            .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
+        let (featurized, bad) =
+            data::featurize_rows(rows, vocab, settings.data.max_atoms, true, "featurize");
+        rejects.extend(bad);
+        // one file keeps the established name; several get one list each
+        let rejects_file = if files.len() == 1 {
+            "rejects.csv".to_string()
+        } else {
+            format!("rejects-{}.csv", i + 1)
+        };
+        data::report_rejects(corpus, &rejects, Some(&out.join(rejects_file)))?;
+        let featurized = if settings.data.deduplicate {
+            let (kept, dropped) = data::deduplicate(featurized, &mut seen);
+            tracing::info!(
+                "{}: {} molecules kept, {dropped} duplicates dropped",
+                corpus.display(),
+                kept.len()
+            );
+            kept
+        } else {
+            featurized
+        };
+        examples.extend(featurized);
+    }
 
     let mut rng = StdRng::seed_from_u64(settings.train.seed);
     let (train_idx, valid_idx, _) = data::split_indices(
