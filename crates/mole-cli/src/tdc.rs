@@ -151,7 +151,10 @@ fn datasets_of_list(path: &Path) -> Result<Vec<Dataset>> {
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         for d in datasets_of(Path::new(part))? {
             if out.iter().any(|o| o.name == d.name) {
-                bail!("--data: two datasets are named `{}` (their results would share a folder)", d.name);
+                bail!(
+                    "--data: two datasets are named `{}` (their results would share a folder)",
+                    d.name
+                );
             }
             out.push(d);
         }
@@ -427,4 +430,48 @@ fn run_dataset(args: &BenchmarkArgs, dataset: &Dataset, seeds: u64, out: &Path) 
         metric,
         values,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_lists_several_tables_and_refuses_two_of_one_name() {
+        let dir = std::env::temp_dir().join(format!("mole-tdc-list-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("other")).unwrap();
+        for f in ["esol.csv", "bace.csv", "other/esol.csv"] {
+            std::fs::write(dir.join(f), "smiles,y\nCCO,1\n").unwrap();
+        }
+        let list = format!(
+            "{},{}",
+            dir.join("esol.csv").display(),
+            dir.join("bace.csv").display()
+        );
+        let names: Vec<String> = datasets_of_list(Path::new(&list))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(names, ["esol", "bace"]);
+        // one path is one dataset, as before
+        assert_eq!(datasets_of_list(&dir.join("bace.csv")).unwrap().len(), 1);
+        let twice = format!(
+            "{},{}",
+            dir.join("esol.csv").display(),
+            dir.join("other/esol.csv").display()
+        );
+        let err = datasets_of_list(Path::new(&twice))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("two datasets are named `esol`"), "{err}");
+        let missing = format!(
+            "{},{}",
+            dir.join("esol.csv").display(),
+            dir.join("nope.csv").display()
+        );
+        assert!(datasets_of_list(Path::new(&missing)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

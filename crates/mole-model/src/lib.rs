@@ -20,9 +20,9 @@ pub mod zoo;
 
 pub use batch::BatchTensors;
 pub use checkpoint::{
-    config_and_vocab, encoder_only, export_safetensors, import_safetensors, load_matching, load_state_dict,
-    pretrained_encoder, to_state_dict, Checkpoint, CheckpointInfo, NewHeads, TrainingStage,
-    UnusedTensors,
+    config_and_vocab, encoder_only, export_safetensors, import_safetensors, load_matching,
+    load_state_dict, pretrained_encoder, to_state_dict, Checkpoint, CheckpointInfo, NewHeads,
+    TrainingStage, UnusedTensors,
 };
 pub use loss::{MaskedLoss, TaskType};
 pub use model::{AtomEnvEmbeddings, AtomEnvHead, AtomEnvHeadConfig, HeadConfig, MolE, MolEConfig};

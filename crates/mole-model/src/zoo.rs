@@ -60,7 +60,11 @@ impl BundledModel {
     /// [`BundledModel::path`] with `cache` as the cache directory.
     pub fn path_in(&self, cache: &Path) -> Result<PathBuf, ModelError> {
         let dir = cache.join("models");
-        let path = dir.join(format!("{}-{:016x}.safetensors", self.name, fnv1a(self.bytes)));
+        let path = dir.join(format!(
+            "{}-{:016x}.safetensors",
+            self.name,
+            fnv1a(self.bytes)
+        ));
         let io = |e: std::io::Error| ModelError::Checkpoint {
             path: path.display().to_string(),
             why: format!("cannot write the bundled model {} there: {e}", self.name),
@@ -85,7 +89,11 @@ impl BundledModel {
 /// Where bundled models are unpacked: `$MOLE_CACHE_DIR`, else `$XDG_CACHE_HOME/mole`, else
 /// `~/.cache/mole`, else the system's temporary directory.
 pub fn cache_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("MOLE_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("mole")))
         .or_else(|| env("HOME").map(|d| d.join(".cache").join("mole")))
@@ -127,12 +135,17 @@ mod tests {
         for model in BUNDLED_MODELS {
             let dict = model.state_dict().unwrap();
             let dir = std::env::temp_dir().join(format!("mole-zoo-load-{}", std::process::id()));
-            let checkpoint = crate::Checkpoint::<Flex>::load(&model.path_in(&dir).unwrap(), &Default::default())
-                .unwrap_or_else(|e| panic!("{}: {e}", model.name));
+            let checkpoint =
+                crate::Checkpoint::<Flex>::load(&model.path_in(&dir).unwrap(), &Default::default())
+                    .unwrap_or_else(|e| panic!("{}: {e}", model.name));
             assert!(checkpoint.config.head.is_none() && checkpoint.config.atom_env_head.is_none());
             assert!(checkpoint.target_vocab.is_none());
             assert_eq!(checkpoint.info.stage, Some(crate::TrainingStage::AtomEnv));
-            assert!(dict.tensors.keys().all(|k| !k.contains("head.")), "{}", model.name);
+            assert!(
+                dict.tensors.keys().all(|k| !k.contains("head.")),
+                "{}",
+                model.name
+            );
         }
         assert!(bundled_model(DEFAULT_MODEL).is_some());
     }
@@ -147,7 +160,10 @@ mod tests {
             bundled_model(DEFAULT_MODEL).unwrap().bytes()
         );
         // again: the same file, not a second copy
-        assert_eq!(resolve_checkpoint_in(Path::new(DEFAULT_MODEL), &dir).unwrap(), path);
+        assert_eq!(
+            resolve_checkpoint_in(Path::new(DEFAULT_MODEL), &dir).unwrap(),
+            path
+        );
         assert_eq!(resolve_checkpoint_in(&path, &dir).unwrap(), path);
         let missing = Path::new("no-such-model.safetensors");
         assert_eq!(resolve_checkpoint_in(missing, &dir).unwrap(), missing);

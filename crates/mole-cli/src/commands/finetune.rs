@@ -16,8 +16,11 @@ impl FinetuneArgs {
             return Ok(self.checkpoint.clone());
         }
         let a = &self.train;
-        let settings =
-            RunSettings::resolve(settings::FINETUNE_TOML, a.config.as_deref(), &self.overrides())?;
+        let settings = RunSettings::resolve(
+            settings::FINETUNE_TOML,
+            a.config.as_deref(),
+            &self.overrides(),
+        )?;
         let name = mole_model::zoo::DEFAULT_MODEL;
         if settings.model != "tiny" || !settings.data.vocab.is_empty() {
             tracing::info!(
