@@ -8,25 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mole_featurize::split::{scaffold_split, Fractions, Part, SplitMethod};
-use mole_featurize::{featurize_with_limit, read_molecules, MoleInput, Vocabulary};
+use mole_featurize::{featurize_with_limit, read_molecules, Vocabulary};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
-/// One featurised molecule ready for batching.
-#[derive(Debug, Clone)]
-pub struct Example {
-    /// 1-based line in the input file.
-    pub line: usize,
-    pub smiles: String,
-    pub input: MoleInput,
-    /// One label per task, NaN = missing (empty for unlabelled data).
-    pub labels: Vec<f32>,
-    /// Radius-2 target token per atom (pretraining only).
-    pub targets: Vec<u32>,
-    /// Value of the split column, when there is one.
-    pub split: Option<String>,
-}
+pub use mole_model::objective::{assign_targets, count_targets, Example, NO_ENVIRONMENT};
 
 /// A row that could not be used, and why.
 #[derive(Debug, Clone)]
@@ -491,9 +478,6 @@ impl indicatif::TermLike for ProgressLog {
     }
 }
 
-/// Radius-2 identifier stored for an atom that has none (an isolated atom).
-pub const NO_ENVIRONMENT: u32 = u32::MAX;
-
 /// Featurises rows in parallel. With `keep_r2`, `Example::targets` holds each atom's raw
 /// radius-2 identifier ([`NO_ENVIRONMENT`] when missing), to be mapped by
 /// [`assign_targets`]. Rows whose SMILES fail are returned as rejects with the parser's reason.
@@ -563,21 +547,16 @@ fn featurize_rows_with(
                     reason: "molecule has no heavy atoms".into(),
                 }),
                 Ok(f) => {
-                    let targets = if keep_r2 {
-                        f.morgan_r2
-                            .iter()
-                            .map(|id| id.unwrap_or(NO_ENVIRONMENT))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
+                    let mut example = Example::unlabelled(&f, vocab);
+                    if !keep_r2 {
+                        example.targets.clear();
+                    }
                     Ok(Example {
                         line: row.line,
-                        input: MoleInput::from_featurized(&f, vocab),
                         smiles: row.smiles,
                         labels: row.labels,
-                        targets,
                         split: row.split,
+                        ..example
                     })
                 }
                 Err(e) => Err(Reject {
@@ -600,34 +579,6 @@ fn featurize_rows_with(
         }
     }
     (examples, rejects)
-}
-
-/// Counts radius-2 identifiers over `examples` (after `featurize_rows(.., keep_r2 = true, ..)`).
-pub fn count_targets<'a>(
-    examples: impl Iterator<Item = &'a Example>,
-) -> std::collections::HashMap<u32, u64> {
-    let mut counts = std::collections::HashMap::new();
-    for e in examples {
-        for &id in &e.targets {
-            if id != NO_ENVIRONMENT {
-                *counts.entry(id).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
-}
-
-/// Replaces raw radius-2 identifiers by target tokens (UNK for rare or missing ones).
-pub fn assign_targets(examples: &mut [Example], target_vocab: &Vocabulary) {
-    for e in examples {
-        for t in &mut e.targets {
-            *t = if *t == NO_ENVIRONMENT {
-                target_vocab.unk_id()
-            } else {
-                target_vocab.token(*t)
-            };
-        }
-    }
 }
 
 /// Logs how many rows were rejected with the first few reasons, and writes all of them to

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod data_parallel;
 pub mod loss;
 pub mod model;
+pub mod objective;
 pub mod parity;
 pub mod targets;
 pub mod training;
