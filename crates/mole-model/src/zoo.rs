@@ -18,6 +18,8 @@ use crate::ModelError;
 pub struct BundledModel {
     /// The name it is asked for by (`--checkpoint mole-tiny-zinc-chembl`).
     pub name: &'static str,
+    /// Raised whenever the weights change (docs/model-card.md records each version).
+    pub version: u32,
     /// One line: architecture and pretraining data.
     pub summary: &'static str,
     bytes: &'static [u8],
@@ -29,8 +31,9 @@ pub const DEFAULT_MODEL: &str = "mole-tiny-zinc-chembl";
 /// Every bundled model.
 pub const BUNDLED_MODELS: &[BundledModel] = &[BundledModel {
     name: "mole-tiny-zinc-chembl",
-    summary: "tiny MolE (2 layers x 64), stage 1 on MOSES (ZINC) + a ChEMBL sample, \
-              1.8 M molecules deduplicated (configs/pretrain-zinc-chembl.toml)",
+    version: 1,
+    summary: "tiny MolE (2 layers x 64), stage 1, one epoch over 1.8 M deduplicated molecules \
+              of MOSES (ZINC) and a ChEMBL sample (configs/pretrain-zinc-chembl.toml)",
     bytes: include_bytes!("../models/mole-tiny-zinc-chembl.safetensors"),
 }];
 

@@ -260,6 +260,13 @@ pub fn info() -> Result<()> {
     println!("compiled backends: {}", compiled_backends().join(", "));
     println!("default device: {}", default_device());
     println!("cpu threads: {}", rayon::current_num_threads());
+    println!(
+        "bundled models (--checkpoint NAME; cache: {}):",
+        mole_model::zoo::cache_dir().display()
+    );
+    for m in mole_model::zoo::BUNDLED_MODELS {
+        println!("  {} (version {}): {}", m.name, m.version, m.summary);
+    }
     for spec in [
         DeviceSpec::Cpu,
         DeviceSpec::Cuda(0),
