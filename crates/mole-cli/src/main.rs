@@ -52,14 +52,14 @@ impl From<SplitArg> for mole_featurize::split::SplitMethod {
     }
 }
 
-/// Parses a count that must be at least 1 (batch sizes, epochs, seeds, passes): 0 would run
-/// nothing or divide by zero, so it is refused when the command line is read.
 /// A checkpoint argument: a file, or the name of a model bundled with mole
 /// (`mole_model::zoo`), unpacked to its cache file.
 pub fn checkpoint_arg(text: &str) -> Result<std::path::PathBuf, String> {
     mole_model::zoo::resolve_checkpoint(std::path::Path::new(text)).map_err(|e| e.to_string())
 }
 
+/// Parses a count that must be at least 1 (batch sizes, epochs, seeds, passes): 0 would run
+/// nothing or divide by zero, so it is refused when the command line is read.
 pub fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -212,11 +212,12 @@ enum Command {
     Split(split::SplitArgs),
     /// Import weights of the original PyTorch MolE (safetensors) into a mole checkpoint.
     Import(commands::ImportArgs),
-    /// Export a mole checkpoint to safetensors with the original PyTorch parameter names.
+    /// Export a mole checkpoint: safetensors with the original PyTorch parameter names, or
+    /// (`--format mole --encoder-only`) the encoder alone as a mole checkpoint.
     Export(commands::ExportArgs),
     /// Check numerical parity with the original PyTorch MolE on its recorded fixtures, on a device.
     Parity(commands::ParityArgs),
-    /// Show the compiled backends and the devices found.
+    /// Show the compiled backends, the devices found and the bundled pretrained models.
     Info,
     /// Measure featurisation, inference and training throughput (mol/s, FLOPs, MFU, memory).
     Bench(bench::BenchArgs),

@@ -117,7 +117,11 @@ fn embed_works_out_of_the_box_and_by_name() {
         "-",
     ]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("mole-huge-nothing"));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("mole-huge-nothing") && err.contains("No such file"),
+        "{err}"
+    );
     let predict = mole(&[
         "predict",
         "-i",
@@ -190,8 +194,11 @@ fn finetune_starts_from_the_bundled_model_unless_told_otherwise() {
     assert!(apart > 1e-2, "{apart}");
 
     // another model size cannot start from the tiny model: from scratch, said so
-    let (_, log) = run("small", &["--model", "small"]);
+    let (small_ckpt, log) = run("small", &["--model", "small"]);
     assert!(log.contains("training from scratch"), "{log}");
+    let dict = mole_nn::StateDict::load(&small_ckpt).unwrap();
+    let (config, _) = mole_model::config_and_vocab(&dict, "small").unwrap();
+    assert_eq!(config.encoder.hidden_size, 256);
 }
 
 #[test]

@@ -29,6 +29,11 @@ pub fn mole(args: &[&str]) -> Output {
         .args(args)
         .current_dir(repo_root())
         .env("RUST_LOG", "warn")
+        // the bundled model is unpacked here, not into the user's ~/.cache
+        .env(
+            "MOLE_CACHE_DIR",
+            std::env::temp_dir().join("mole-cli-test-cache"),
+        )
         .output()
         .expect("mole runs")
 }

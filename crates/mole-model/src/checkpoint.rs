@@ -197,10 +197,7 @@ pub fn pretrained_encoder<B: Backend>(
         atom_env_head: heads.atom_env_head,
     };
     let mut encoder_only = dict;
-    encoder_only.tensors.retain(|name, _| {
-        let name = name.strip_prefix("model.").unwrap_or(name);
-        !name.starts_with("prediction_head.") && !name.starts_with("atom_env_head.")
-    });
+    drop_head_tensors(&mut encoder_only);
     let (model, _) = load_matching(MolE::new(&config, device), &encoder_only, device)
         .map_err(|e| bad(e.to_string()))?;
     Ok((model, vocab))
@@ -247,17 +244,35 @@ pub fn encoder_only(mut dict: StateDict, source: &str) -> Result<StateDict, Mode
     let (mut config, _) = config_and_vocab(&dict, source)?;
     config.head = None;
     config.atom_env_head = None;
+    // what described the dropped head goes with it
+    let mut info = CheckpointInfo::from_metadata(&dict, source)?;
+    info.task = None;
+    info.label_names.clear();
+    info.target_standardization = None;
+    drop_head_tensors(&mut dict);
+    dict.metadata.remove("target_vocab");
+    let json = |what: &str, value: Result<String, serde_json::Error>| {
+        value.map_err(|e| ModelError::Checkpoint {
+            path: source.to_string(),
+            why: format!("{what} metadata: {e}"),
+        })
+    };
+    dict.metadata.insert(
+        "config".into(),
+        json("config", serde_json::to_string(&config))?,
+    );
+    dict.metadata
+        .insert("extra".into(), json("extra", serde_json::to_string(&info))?);
+    Ok(dict)
+}
+
+/// Removes the heads' tensors (`prediction_head.*`, `atom_env_head.*`, with or without
+/// Lightning's `model.` prefix) from `dict`.
+fn drop_head_tensors(dict: &mut StateDict) {
     dict.tensors.retain(|name, _| {
         let name = name.strip_prefix("model.").unwrap_or(name);
         !name.starts_with("prediction_head.") && !name.starts_with("atom_env_head.")
     });
-    dict.metadata.remove("target_vocab");
-    let config = serde_json::to_string(&config).map_err(|e| ModelError::Checkpoint {
-        path: source.to_string(),
-        why: format!("config metadata: {e}"),
-    })?;
-    dict.metadata.insert("config".into(), config);
-    Ok(dict)
 }
 
 /// The heads [`pretrained_encoder`] puts on a pretrained encoder.

@@ -56,8 +56,11 @@ impl BundledModel {
     /// A file holding the checkpoint, for APIs that read paths: written once into the cache
     /// directory ([`cache_dir`]) under a name that changes with the content, so a newer mole
     /// never reads an older model's file.
+    /// Where the cache cannot be written (a read-only home), the system's temporary directory
+    /// serves instead.
     pub fn path(&self) -> Result<PathBuf, ModelError> {
         self.path_in(&cache_dir())
+            .or_else(|_| self.path_in(&std::env::temp_dir().join("mole")))
     }
 
     /// [`BundledModel::path`] with `cache` as the cache directory.
@@ -82,8 +85,17 @@ impl BundledModel {
                 std::process::id(),
                 std::thread::current().id()
             ));
-            std::fs::write(&tmp, self.bytes).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
+            let written =
+                std::fs::write(&tmp, self.bytes).and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                // another process may have put the same file there first
+                let complete =
+                    std::fs::metadata(&path).is_ok_and(|m| m.len() == self.bytes.len() as u64);
+                if !complete {
+                    return Err(io(e));
+                }
+            }
         }
         Ok(path)
     }
@@ -112,7 +124,8 @@ pub fn resolve_checkpoint(spec: &Path) -> Result<PathBuf, ModelError> {
 
 /// [`resolve_checkpoint`] with `cache` as the cache directory.
 pub fn resolve_checkpoint_in(spec: &Path, cache: &Path) -> Result<PathBuf, ModelError> {
-    if spec.exists() {
+    // a file wins; a folder of that name (a run directory, say) does not hide the model
+    if spec.is_file() {
         return Ok(spec.to_path_buf());
     }
     match spec.to_str().and_then(bundled_model) {
@@ -149,6 +162,7 @@ mod tests {
                 "{}",
                 model.name
             );
+            std::fs::remove_dir_all(&dir).unwrap();
         }
         assert!(bundled_model(DEFAULT_MODEL).is_some());
     }

@@ -30,7 +30,8 @@ pub struct BenchmarkArgs {
     /// fixed 20 % test set.
     #[arg(long, default_value_t = 42)]
     pub test_seed: u64,
-    /// `--checkpoint` to fine-tune from (omit for from-scratch) and every fine-tuning option.
+    /// `--checkpoint` to fine-tune from (default: the bundled pretrained model; `--from-scratch`
+    /// for random weights) and every fine-tuning option.
     #[command(flatten)]
     pub finetune: FinetuneArgs,
 }

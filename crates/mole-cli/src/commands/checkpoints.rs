@@ -218,7 +218,8 @@ pub struct ExportArgs {
     /// A mole checkpoint (or a bundled model's name).
     #[arg(value_parser = crate::checkpoint_arg)]
     pub checkpoint: PathBuf,
-    /// Output safetensors with the original PyTorch names (`MolE.*`, `prediction_head.*`).
+    /// Output safetensors, tensors under the original PyTorch names (`MolE.*`,
+    /// `prediction_head.*`).
     #[arg(short, long)]
     pub output: PathBuf,
     /// pytorch: the tensors alone, as the original's `state_dict`; mole: a mole checkpoint

@@ -87,6 +87,12 @@ pub fn supervised_run(
         .task
         .clone()
         .ok_or_else(|| anyhow!("config has no [task] section"))?;
+    if settings.data.deduplicate {
+        bail!(
+            "data.deduplicate is for stage-1 pretraining corpora; labelled tables keep every row \
+             (duplicates may carry different labels)"
+        );
+    }
     let path = PathBuf::from(&settings.data.train);
     if !settings.data.stream {
         readable(&path)?;
