@@ -31,8 +31,12 @@ use crate::data::{self, Example, RawRow, Reject};
 const BATCHES_AHEAD: usize = 8;
 
 /// The corpus's files: `spec` is a comma-separated list of paths, each of which may hold `*`
-/// and `?` in its file name (`shards/part-*.smi.gz`); matches are taken in name order.
+/// and `?` in its file name (`shards/part-*.smi.gz`); matches are taken in name order. A
+/// `spec` that names an existing path is that one path, whatever characters its name has.
 pub fn corpus_files(spec: &str) -> Result<Vec<PathBuf>> {
+    if Path::new(spec).exists() {
+        return Ok(vec![PathBuf::from(spec)]);
+    }
     let mut files = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         files.extend(expand(Path::new(part))?);

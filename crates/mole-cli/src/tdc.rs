@@ -140,16 +140,12 @@ fn datasets_of(path: &Path) -> Result<Vec<Dataset>> {
     Ok(out)
 }
 
-/// The datasets of a `--data` that lists several tables or folders, comma-separated (as
-/// `data.train` does), or of one path.
+/// The datasets of a `--data` that lists several tables or folders, comma-separated and with
+/// globs, as `data.train` does (`stream::corpus_files`), or of one path.
 fn datasets_of_list(path: &Path) -> Result<Vec<Dataset>> {
-    let text = path.to_string_lossy();
-    if path.exists() || !text.contains(',') {
-        return datasets_of(path);
-    }
     let mut out: Vec<Dataset> = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        for d in datasets_of(Path::new(part))? {
+    for part in crate::stream::corpus_files(&path.to_string_lossy())? {
+        for d in datasets_of(&part)? {
             if out.iter().any(|o| o.name == d.name) {
                 bail!(
                     "--data: two datasets are named `{}` (their results would share a folder)",

@@ -6,26 +6,19 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use mole_nn::HostTensor;
 
 /// Runs `mole` from the repository root with its model cache in `cache`.
 fn mole_cached(cache: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_mole"))
-        .args(args)
-        .current_dir(repo_root())
+    let out = mole_command(args)
         .env("MOLE_CACHE_DIR", cache)
         .env("RUST_LOG", "info")
         .output()
         .expect("mole runs");
-    assert!(
-        out.status.success(),
-        "mole {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(args, &out);
     out
 }
 
@@ -56,29 +49,21 @@ fn embed_works_out_of_the_box_and_by_name() {
     let dir = scratch("bundled-embed");
     let cache = dir.join("cache");
     let input = write_smiles(&dir, "x.smi", &["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]);
+    // embed `input` into `out`, with `extra` arguments
+    let embed = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "embed",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        mole_cached(&cache, &args);
+    };
     let (default_csv, named_csv) = (dir.join("default.csv"), dir.join("named.csv"));
-    mole_cached(
-        &cache,
-        &[
-            "embed",
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            default_csv.to_str().unwrap(),
-        ],
-    );
-    mole_cached(
-        &cache,
-        &[
-            "embed",
-            "--checkpoint",
-            "mole-tiny-zinc-chembl",
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            named_csv.to_str().unwrap(),
-        ],
-    );
+    embed(&default_csv, &[]);
+    embed(&named_csv, &["--checkpoint", "mole-tiny-zinc-chembl"]);
     let (default, named) = (embeddings(&default_csv), embeddings(&named_csv));
     assert_eq!(default.len(), 3);
     assert!(default
@@ -93,16 +78,7 @@ fn embed_works_out_of_the_box_and_by_name() {
 
     // .npy out of the box, as the README shows
     let npy = dir.join("x.npy");
-    mole_cached(
-        &cache,
-        &[
-            "embed",
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            npy.to_str().unwrap(),
-        ],
-    );
+    embed(&npy, &[]);
     let data = std::fs::read(&npy).unwrap();
     assert!(String::from_utf8_lossy(&data[10..128]).contains("'shape': (3, 64)"));
 

@@ -23,9 +23,11 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `mole` from the repository root.
-pub fn mole(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mole"))
+/// The `mole` command with `args`, run from the repository root (add `.env(..)` to change its
+/// environment, then `.output()`).
+pub fn mole_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mole"));
+    command
         .args(args)
         .current_dir(repo_root())
         .env("RUST_LOG", "warn")
@@ -33,20 +35,29 @@ pub fn mole(args: &[&str]) -> Output {
         .env(
             "MOLE_CACHE_DIR",
             std::env::temp_dir().join("mole-cli-test-cache"),
-        )
-        .output()
-        .expect("mole runs")
+        );
+    command
 }
 
-/// Runs `mole` and fails the test with its stderr when it does not succeed.
-pub fn mole_ok(args: &[&str]) -> Output {
-    let out = mole(args);
+/// Runs `mole` from the repository root.
+pub fn mole(args: &[&str]) -> Output {
+    mole_command(args).output().expect("mole runs")
+}
+
+/// Fails the test with `mole`'s stderr when `out` is not a success.
+pub fn assert_succeeded(args: &[&str], out: &Output) {
     assert!(
         out.status.success(),
         "mole {} failed:\n{}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `mole` and fails the test with its stderr when it does not succeed.
+pub fn mole_ok(args: &[&str]) -> Output {
+    let out = mole(args);
+    assert_succeeded(args, &out);
     out
 }
 

@@ -75,8 +75,9 @@ impl BundledModel {
             path: path.display().to_string(),
             why: format!("cannot write the bundled model {} there: {e}", self.name),
         };
-        let complete = std::fs::metadata(&path).is_ok_and(|m| m.len() == self.bytes.len() as u64);
-        if !complete {
+        let complete =
+            || std::fs::metadata(&path).is_ok_and(|m| m.len() == self.bytes.len() as u64);
+        if !complete() {
             std::fs::create_dir_all(&dir).map_err(io)?;
             // a unique temporary name and a rename: concurrent runs never see half a file
             let tmp = dir.join(format!(
@@ -90,9 +91,7 @@ impl BundledModel {
             if let Err(e) = written {
                 let _ = std::fs::remove_file(&tmp);
                 // another process may have put the same file there first
-                let complete =
-                    std::fs::metadata(&path).is_ok_and(|m| m.len() == self.bytes.len() as u64);
-                if !complete {
+                if !complete() {
                     return Err(io(e));
                 }
             }

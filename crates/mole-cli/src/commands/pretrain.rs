@@ -364,12 +364,7 @@ pub(crate) fn in_memory_corpus(
     vocab: &Vocabulary,
     out: &Path,
 ) -> Result<PretrainCorpus> {
-    // an existing file is one file, whatever characters its name has
-    let files = if Path::new(&settings.data.train).is_file() {
-        vec![PathBuf::from(&settings.data.train)]
-    } else {
-        crate::stream::corpus_files(&settings.data.train)?
-    };
+    let files = crate::stream::corpus_files(&settings.data.train)?;
     let mut examples = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, corpus) in files.iter().enumerate() {
