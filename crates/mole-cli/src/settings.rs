@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use mole_model::TaskType;
 use mole_nn::DebertaConfig;
+use mole_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 pub const PRETRAIN_TOML: &str = include_str!("../../../configs/pretrain.toml");
@@ -14,35 +15,6 @@ pub const FINETUNE_TOML: &str = include_str!("../../../configs/finetune.toml");
 const TINY_TOML: &str = include_str!("../../../configs/tiny.toml");
 const SMALL_TOML: &str = include_str!("../../../configs/small.toml");
 const BASE_TOML: &str = include_str!("../../../configs/base.toml");
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSettings {
-    pub batch_size: usize,
-    pub epochs: usize,
-    pub max_steps: usize,
-    pub lr: f64,
-    pub warmup_fraction: f64,
-    pub grad_clip: f64,
-    #[serde(serialize_with = "shortest_f32")]
-    pub adam_beta1: f32,
-    #[serde(serialize_with = "shortest_f32")]
-    pub adam_beta2: f32,
-    #[serde(serialize_with = "shortest_f32")]
-    pub adam_eps: f32,
-    pub checkpoint_every: usize,
-    pub log_every: usize,
-    pub validate_every: usize,
-    pub early_stopping_patience: usize,
-    pub seed: u64,
-}
-
-/// An f32 setting written as its shortest decimal (`0.9`; widened to f64 it would print as
-/// `0.8999999761581421`); reading it back gives the same f32.
-fn shortest_f32<S: serde::Serializer>(x: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
-    let shortest: f64 = x.to_string().parse().unwrap_or(f64::from(*x));
-    s.serialize_f64(shortest)
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -148,7 +120,7 @@ pub struct RunSettings {
     /// Preset name (`tiny`, `small`, `base`) or path of a model TOML.
     pub model: String,
     pub data: DataSettings,
-    pub train: TrainSettings,
+    pub train: TrainConfig,
     #[serde(default)]
     pub pretrain: Option<PretrainSettings>,
     #[serde(default)]
@@ -182,37 +154,12 @@ impl RunSettings {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let t = &self.train;
-        if t.batch_size == 0 {
-            bail!("train.batch_size must be at least 1");
-        }
-        if t.epochs == 0 {
-            bail!("train.epochs must be at least 1");
-        }
-        // 0 turns clipping off; a negative norm would flip the gradients
-        if !(t.grad_clip >= 0.0 && t.grad_clip.is_finite()) {
-            bail!(
-                "train.grad_clip must be a positive number (0 turns clipping off), not {}",
-                t.grad_clip
-            );
-        }
-        if !(t.adam_eps > 0.0
-            && (0.0..1.0).contains(&t.adam_beta1)
-            && (0.0..1.0).contains(&t.adam_beta2))
-        {
-            bail!("train.adam_beta1 and adam_beta2 must be within [0, 1) and adam_eps positive");
-        }
+        self.train.validate()?;
         if self.data.max_atoms == 0 {
             bail!("data.max_atoms must be at least 1");
         }
         if !(self.data.valid_fraction >= 0.0 && self.data.test_fraction >= 0.0) {
             bail!("data.valid_fraction and data.test_fraction must not be negative");
-        }
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            bail!("train.lr must be a positive number");
-        }
-        if !(0.0..=1.0).contains(&t.warmup_fraction) {
-            bail!("train.warmup_fraction must be within [0, 1]");
         }
         if !(0.0..1.0).contains(&(self.data.valid_fraction + self.data.test_fraction)) {
             bail!("data.valid_fraction + data.test_fraction must be below 1");

@@ -300,6 +300,54 @@ pub struct StreamSpec {
     pub table: Option<TableSpec>,
 }
 
+/// The training loop's view of a streamed corpus: each epoch's batches from
+/// [`epoch_batches`]' background thread.
+pub struct StreamCorpus(pub Arc<StreamSpec>);
+
+impl mole_train::BatchStream for StreamCorpus {
+    fn epoch(
+        &self,
+        epoch: usize,
+        skip: usize,
+    ) -> Box<dyn Iterator<Item = std::result::Result<Vec<Example>, mole_train::BoxError>> + '_>
+    {
+        let batches = epoch_batches(self.0.clone(), epoch, skip);
+        let mut ended = false;
+        Box::new(std::iter::from_fn(move || {
+            if ended {
+                return None;
+            }
+            match batches.recv() {
+                Ok(Ok(batch)) if !batch.is_empty() => Some(Ok(batch)),
+                // an empty batch ends the epoch
+                Ok(Ok(_)) => {
+                    ended = true;
+                    None
+                }
+                Ok(Err(e)) => {
+                    ended = true;
+                    Some(Err(e.into()))
+                }
+                // the corpus thread stopped without ending the epoch: it died
+                Err(_) => {
+                    ended = true;
+                    Some(Err(
+                        "the corpus reader stopped in the middle of an epoch".into()
+                    ))
+                }
+            }
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "a stream of {} file(s), shuffle window {}",
+            self.0.files.len(),
+            self.0.window
+        )
+    }
+}
+
 /// Rows of the training part of the corpus, files in the order of `epoch` (a seeded shuffle),
 /// read lazily. A damaged file ends the stream with its error.
 fn training_rows(spec: &StreamSpec, epoch: usize) -> impl Iterator<Item = Result<RawRow>> + '_ {

@@ -16,14 +16,13 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use burn::module::Module;
-use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use clap::Args;
 use mole_featurize::{collate, featurize, read_molecules, Batch, MoleInput, Vocabulary};
-use mole_model::training::{clip_global_norm, FusedAdam};
 use mole_model::{BatchTensors, MolE, MolEConfig, TaskType};
 use mole_nn::DebertaConfig;
+use mole_train::Optimizer;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;

@@ -315,8 +315,9 @@ pub(super) fn time_training<B: AutodiffBackend>(
     B::seed(device, seed);
     let mut model: MolE<B> = MolE::new(config, device).with_compute_dtype(compute_dtype);
     *parameters = model.num_params();
-    // The trainer's optimiser: Adam (β 0.9/0.999, ε 1e-6), fused on the CPU.
-    let mut optim = FusedAdam::new(0.9, 0.999, 1e-6).init::<B, MolE<B>>();
+    // The trainer's optimiser (`mole_train::Optimizer`): Adam (β 0.9/0.999, ε 1e-6), fused on
+    // the CPU, after clipping at global norm 1.
+    let mut optim = Optimizer::<B>::adam(0.9, 0.999, 1e-6, 1.0);
     let mut run = |model: MolE<B>, batches: &[&HostBatch]| {
         let mut model = model;
         let mut acc = None;
@@ -331,9 +332,7 @@ pub(super) fn time_training<B: AutodiffBackend>(
                 .expect("labels were given")
                 .loss;
             acc = accumulate(acc, loss.clone().inner());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let grads = clip_global_norm(&model, grads, 1.0);
-            model = optim.step(1e-4, model, grads);
+            model = optim.step(model, loss, 1e-4);
         }
         (model, sync(acc))
     };
@@ -371,11 +370,11 @@ pub(super) fn time_training<B: AutodiffBackend>(
             .expect("labels were given")
             .loss;
         lap(&mut phases.forward_ms, &mut t);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = Optimizer::gradients(loss, &model);
         lap(&mut phases.backward_ms, &mut t);
-        let grads = clip_global_norm(&model, grads, 1.0);
+        let grads = optim.clip(&model, grads);
         lap(&mut phases.clip_ms, &mut t);
-        model = optim.step(1e-4, model, grads);
+        model = optim.update(model, grads, 1e-4);
         lap(&mut phases.optimizer_ms, &mut t);
     }
     let n = timed.len().max(1) as f64;

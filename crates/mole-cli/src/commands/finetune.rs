@@ -189,7 +189,7 @@ pub fn supervised_run(
         standardization: standardization.clone(),
     };
     let job = TrainJob {
-        settings,
+        config: settings.train.clone(),
         run_dir: out.to_path_buf(),
         model_config,
         vocab: vocab.clone(),
@@ -215,7 +215,7 @@ pub fn supervised_run(
         && !matches!(&test, TestSet::InMemory(t) if t.is_empty());
     let (outcome, test_metrics) =
         with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
-            let outcome = trainer::train::<B>(job, &devices, dtype)?;
+            let outcome = trainer::train::<B>(job, &devices, dtype, settings)?;
             let tested = if has_test {
                 let test_run = TestRun {
                     test: &test,
@@ -588,7 +588,7 @@ fn labelled_stream(
     Ok(LabelledCorpus {
         label_names,
         train: trainer::TrainData::Stream {
-            spec: spec.clone(),
+            batches: std::sync::Arc::new(crate::stream::StreamCorpus(spec.clone())),
             steps_per_epoch,
         },
         valid,

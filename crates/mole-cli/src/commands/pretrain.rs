@@ -184,7 +184,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         }),
     };
     let job = TrainJob {
-        settings: &settings,
+        config: settings.train.clone(),
         run_dir: out.clone(),
         model_config,
         vocab,
@@ -206,7 +206,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         nodes,
     };
     let outcome = with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
-        trainer::train::<B>(job, &devices, dtype)
+        trainer::train::<B>(job, &devices, dtype, &settings)
     })?;
     if let Some(v) = &outcome.final_valid {
         eprintln!(
@@ -588,7 +588,7 @@ pub(crate) fn streaming_corpus(
     spec.target_vocab = Some(target_vocab.clone());
     Ok((
         trainer::TrainData::Stream {
-            spec: std::sync::Arc::new(spec),
+            batches: std::sync::Arc::new(crate::stream::StreamCorpus(std::sync::Arc::new(spec))),
             steps_per_epoch,
         },
         valid,

@@ -14,6 +14,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
 pub use mole_model::objective::{assign_targets, count_targets, Example, NO_ENVIRONMENT};
+pub use mole_train::length_bucketed_batches;
 
 mod output;
 mod progress;
@@ -184,36 +185,6 @@ pub fn report_rejects(
         tracing::warn!("  all rejected rows: {}", path.display());
     }
     Ok(())
-}
-
-/// Shuffles, then groups molecules of similar size: pools of 50 batches are sorted by length
-/// and cut into batches, and the batches are shuffled, so padding stays small while the order
-/// stays random.
-pub fn length_bucketed_batches(
-    lengths: &[usize],
-    batch_size: usize,
-    rng: &mut StdRng,
-) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.shuffle(rng);
-    let pool = batch_size * 50;
-    let mut batches = Vec::new();
-    for chunk in order.chunks(pool) {
-        let mut chunk = chunk.to_vec();
-        chunk.sort_by_key(|&i| lengths[i]);
-        batches.extend(chunk.chunks(batch_size).map(|c| c.to_vec()));
-    }
-    batches.shuffle(rng);
-    batches
-}
-
-/// Batches in input order (prediction), sorted by nothing.
-pub fn sequential_batches(n: usize, batch_size: usize) -> Vec<Vec<usize>> {
-    (0..n)
-        .collect::<Vec<_>>()
-        .chunks(batch_size)
-        .map(|c| c.to_vec())
-        .collect()
 }
 
 /// Splits example indices into train/valid/test: by the split column when present (values

@@ -1,7 +1,9 @@
-//! The run directory: the lock that keeps two runs out of one folder, what `--resume` and
-//! `--force` may find there, and recovery of an interrupted swap of `resume/`.
+//! The run directory: the lock that keeps two runs out of one folder, and what `--resume` and
+//! `--force` may find there (`mole_train` recovers an interrupted swap of `resume/`).
 
-use super::*;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 
 /// Exclusive hold on a run directory for the life of a command (an OS file lock on
 /// `<run>/.lock`, released by the kernel even after `kill -9`): a second run with the same
@@ -167,33 +169,4 @@ pub(super) fn config_differences(saved: &str, requested: &str) -> Result<Vec<Str
             )
         })
         .collect())
-}
-
-/// Makes `resume/` the newest complete resumable checkpoint. Saving writes `resume.tmp/` in
-/// full, then renames `resume/` → `resume.old/` and `resume.tmp/` → `resume/`; a kill between
-/// the two renames leaves no `resume/` but a complete `resume.tmp/` (newer) and `resume.old/`.
-pub(super) fn recover_resume_dir(run_dir: &Path) -> Result<()> {
-    let resume = run_dir.join("resume");
-    let complete = |d: &Path| {
-        ["state.json", "model.mpk", "optim.mpk"]
-            .iter()
-            .all(|f| d.join(f).is_file())
-    };
-    if complete(&resume) {
-        return Ok(());
-    }
-    for candidate in ["resume.tmp", "resume.old"] {
-        let dir = run_dir.join(candidate);
-        if complete(&dir) {
-            let _ = std::fs::remove_dir_all(&resume);
-            std::fs::rename(&dir, &resume)
-                .with_context(|| format!("{}: cannot restore", dir.display()))?;
-            tracing::warn!(
-                "{}: resuming from {candidate}/ (the run was stopped while saving its checkpoint)",
-                run_dir.display()
-            );
-            return Ok(());
-        }
-    }
-    Ok(())
 }

@@ -2,36 +2,57 @@
 //! lockstep gradient all-reduce, and what keeps a failed node or replica from leaving the
 //! others waiting.
 
-use super::*;
+use std::time::Instant;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use mole_featurize::Vocabulary;
+use mole_model::data_parallel::{self, Group, Peer};
+use mole_model::objective::{Example, HostBatch, Objective};
+use mole_model::training::LossScaler;
+use mole_model::MolE;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::{Optimizer, TrainError};
+
+/// What a replica thread receives to start: the first device's model and optimiser state and
+/// the channel of its per-step shards.
+pub(crate) struct ReplicaStart<B: AutodiffBackend> {
+    pub(crate) model: MolE<B>,
+    pub(crate) optim: Optimizer<B>,
+    pub(crate) scaler: Option<LossScaler>,
+    pub(crate) steps: std::sync::mpsc::Receiver<StepWork>,
+}
 
 /// One replica's share of a training step.
-pub(super) struct StepWork {
-    pub(super) batch: HostBatch,
+pub(crate) struct StepWork {
+    pub(crate) batch: HostBatch,
     /// Weight of this shard's mean loss (its share of the combined batch's normaliser).
-    pub(super) weight: f32,
-    pub(super) lr: f64,
+    pub(crate) weight: f32,
+    pub(crate) lr: f64,
     /// Seed of the device's dropout RNG for this step.
-    pub(super) seed: u64,
+    pub(crate) seed: u64,
     /// A stand-in shard (see [`Shard::padding`]): it adds nothing to the logged accuracy.
-    pub(super) padding: bool,
+    pub(crate) padding: bool,
     /// What every node must agree on when the group spans several machines (checked in the
     /// step's statistics all-reduce, before the optimiser step).
-    pub(super) lockstep: Option<Lockstep>,
+    pub(crate) lockstep: Option<Lockstep>,
 }
 
 /// The values every node of a multi-node group must share at a step.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Lockstep {
+pub(crate) struct Lockstep {
     /// A node resumed from another checkpoint than the others must not mix its gradients in.
-    pub(super) step: usize,
+    pub(crate) step: usize,
     /// Shards are assigned as if every node had this many devices.
-    pub(super) local_devices: usize,
+    pub(crate) local_devices: usize,
 }
 
 /// What a step leaves for logging, on the device (the combined batch's values when data-parallel).
-pub(super) struct StepStats<B: Backend> {
-    pub(super) loss: Tensor<B, 1>,
-    pub(super) correct: Option<Tensor<B, 1>>,
+pub(crate) struct StepStats<B: Backend> {
+    pub(crate) loss: Tensor<B, 1>,
+    pub(crate) correct: Option<Tensor<B, 1>>,
 }
 
 /// One optimiser step of one replica: forward and backward on its shard; when data-parallel,
@@ -40,15 +61,14 @@ pub(super) struct StepStats<B: Backend> {
 ///
 /// With a loss scaler (f16), the loss is scaled before the backward pass and the gradients
 /// unscaled after the all-reduce; a step with overflowing gradients leaves the model unchanged.
-pub(super) fn replica_step<B: AutodiffBackend>(
+pub(crate) fn replica_step<B: AutodiffBackend>(
     model: MolE<B>,
-    optim: &mut AdamOptimizer<B>,
+    optim: &mut Optimizer<B>,
     work: StepWork,
-    grad_clip: f64,
     peer: Option<Peer>,
     scaler: Option<&mut LossScaler>,
     device: &B::Device,
-) -> Result<(MolE<B>, StepStats<B::InnerBackend>)> {
+) -> Result<(MolE<B>, StepStats<B::InnerBackend>), TrainError> {
     B::seed(device, work.seed);
     let out = work.batch.loss(&model, device);
     let loss = match peer {
@@ -59,7 +79,7 @@ pub(super) fn replica_step<B: AutodiffBackend>(
         Some(s) => loss.clone().mul_scalar(s.scale),
         None => loss.clone(),
     };
-    let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
+    let mut grads = Optimizer::gradients(scaled, &model);
     let mut stats = StepStats {
         loss: loss.inner(),
         correct: out.correct.map(|c| {
@@ -73,13 +93,12 @@ pub(super) fn replica_step<B: AutodiffBackend>(
     if let Some(peer) = peer {
         grads = peer
             .all_reduce_gradients(&model, grads)
-            .map_err(anyhow::Error::from)
             .map_err(|e| match work.lockstep {
-                Some(_) => e.context(
+                Some(_) => TrainError::DataParallel(format!(
                     "another node has failed or stopped (see its log); restart the group with \
-                     --resume",
-                ),
-                None => e,
+                     --resume: {e}"
+                )),
+                None => e.into(),
             })?;
         match work.lockstep {
             None => {
@@ -98,19 +117,19 @@ pub(super) fn replica_step<B: AutodiffBackend>(
                 let (summed, agreeing) =
                     peer.all_reduce_sum_agreeing(Tensor::cat(parts, 0), &values)?;
                 if !agreeing[1] {
-                    bail!(
+                    return Err(TrainError::DataParallel(format!(
                         "the nodes have different numbers of devices (this one {}): every node \
                          must run with the same --devices count",
                         check.local_devices
-                    );
+                    )));
                 }
                 if !agreeing[0] {
-                    bail!(
+                    return Err(TrainError::DataParallel(format!(
                         "the nodes are not at the same step (this one is at step {}): they \
                          resumed from different checkpoints. Resume every node from the same \
                          one (copy node 0's <run>/resume to the others)",
                         check.step
-                    );
+                    )));
                 }
                 stats.loss = summed.clone().slice(0..1);
                 if has_correct {
@@ -131,24 +150,18 @@ pub(super) fn replica_step<B: AutodiffBackend>(
             }
         }
     }
-    // train.grad_clip = 0 turns clipping off (settings refuse negative norms)
-    let grads = if grad_clip > 0.0 {
-        clip_global_norm(&model, grads, grad_clip)
-    } else {
-        grads
-    };
-    Ok((optim.step(work.lr, model, grads), stats))
+    let grads = optim.clip(&model, grads);
+    Ok((optim.update(model, grads, work.lr), stats))
 }
 
 /// A data-parallel replica on its own device and thread, fed one shard per step until the
 /// channel closes.
-pub(super) fn run_replica<B: AutodiffBackend>(
+pub(crate) fn run_replica<B: AutodiffBackend>(
     peer: Peer,
     group: &Group,
     device: B::Device,
     start: ReplicaStart<B>,
-    grad_clip: f64,
-) -> Result<()> {
+) -> Result<(), TrainError> {
     let ReplicaStart {
         mut model,
         mut optim,
@@ -161,7 +174,6 @@ pub(super) fn run_replica<B: AutodiffBackend>(
             model,
             &mut optim,
             work,
-            grad_clip,
             Some(peer),
             scaler.as_mut(),
             &device,
@@ -178,7 +190,7 @@ pub(super) fn run_replica<B: AutodiffBackend>(
 /// Splits a batch into one prepared shard per device, masked in order with `rng` as the combined
 /// batch would be. A device left without molecules (a batch smaller than the device count)
 /// repeats the first molecule with weight 0, so it still joins the all-reduce.
-pub(super) fn shard_batch(
+pub(crate) fn shard_batch(
     examples: &[&Example],
     devices: usize,
     objective: &Objective,
@@ -213,27 +225,27 @@ pub(super) fn shard_batch(
 }
 
 /// One device's part of a data-parallel batch.
-pub(super) struct Shard {
-    pub(super) batch: HostBatch,
-    pub(super) weight: f32,
+pub(crate) struct Shard {
+    pub(crate) batch: HostBatch,
+    pub(crate) weight: f32,
     /// Its share of the loss normaliser (0 for padding).
-    pub(super) count: usize,
+    pub(crate) count: usize,
     /// A stand-in molecule for a device the batch left empty: weight 0, not counted.
-    pub(super) padding: bool,
+    pub(crate) padding: bool,
 }
 
 /// Ends the process when a multi-node run makes no progress for `timeout`: burn-collective
 /// has no timeouts, so a node whose peer died (or stopped with an error) would otherwise wait
 /// in an all-reduce forever. Stops watching when dropped.
-pub(super) struct Watchdog {
-    pub(super) started: Instant,
+pub(crate) struct Watchdog {
+    pub(crate) started: Instant,
     /// Milliseconds since `started` at the last progress.
-    pub(super) last: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    pub(super) done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Watchdog {
-    pub(super) fn start(timeout: std::time::Duration) -> Self {
+    pub(crate) fn start(timeout: std::time::Duration) -> Self {
         use std::sync::atomic::Ordering;
         let started = Instant::now();
         let last = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -266,7 +278,7 @@ impl Watchdog {
     }
 
     /// A step (or a validation) finished: the group is alive.
-    pub(super) fn progress(&self) {
+    pub(crate) fn progress(&self) {
         self.last.store(
             self.started.elapsed().as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -283,20 +295,20 @@ impl Drop for Watchdog {
 /// Releases the data-parallel group when a replica fails or panics while armed: the other
 /// replicas may be waiting in an all-reduce for it, and resetting the group makes their
 /// all-reduce fail instead of waiting forever.
-pub(super) struct ReleaseGroupOnFailure<B: AutodiffBackend> {
-    pub(super) armed: bool,
-    pub(super) _backend: std::marker::PhantomData<B>,
+pub(crate) struct ReleaseGroupOnFailure<B: AutodiffBackend> {
+    pub(crate) armed: bool,
+    pub(crate) _backend: std::marker::PhantomData<B>,
 }
 
 impl<B: AutodiffBackend> ReleaseGroupOnFailure<B> {
-    pub(super) fn armed() -> Self {
+    pub(crate) fn armed() -> Self {
         Self {
             armed: true,
             _backend: std::marker::PhantomData,
         }
     }
 
-    pub(super) fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.armed = false;
     }
 }

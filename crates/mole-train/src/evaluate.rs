@@ -1,6 +1,15 @@
 //! Validation and test passes: the mean loss and the objective's metrics in eval mode.
 
-use super::*;
+use burn::tensor::backend::Backend;
+use burn::tensor::ElementConversion;
+use mole_featurize::Vocabulary;
+use mole_metrics::MetricsCollection;
+use mole_model::objective::{Example, HostBatch, Objective};
+use mole_model::MolE;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::sequential_batches;
 
 /// Evaluates `examples` in eval mode (no dropout): mean loss, and either masked-token accuracy
 /// (pretraining, with a fixed masking seed) or the task metrics.

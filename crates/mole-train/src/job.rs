@@ -1,25 +1,38 @@
 //! What a training run is given (`TrainJob`, its data) and what it keeps and returns (the
-//! resumable state, the outcome, `metrics.jsonl`).
+//! resumable state, the outcome).
 
-use super::*;
+use std::path::PathBuf;
+
+use mole_featurize::Vocabulary;
+use mole_model::data_parallel::NodeGroup;
+use mole_model::objective::{Example, Objective};
+use mole_model::training::LossScaler;
+use mole_model::{CheckpointInfo, MolEConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{BoxError, TrainConfig};
 
 /// Everything a training run needs.
-pub struct TrainJob<'a> {
-    pub settings: &'a RunSettings,
+pub struct TrainJob {
+    pub config: TrainConfig,
+    /// Where `resume/`, `best.safetensors` and `last.safetensors` are written.
     pub run_dir: PathBuf,
     pub model_config: MolEConfig,
     pub vocab: Vocabulary,
+    /// Pretraining: the radius-2 environments the atom-environment head predicts.
     pub target_vocab: Option<Vocabulary>,
     pub train: TrainData,
     pub valid: Vec<Example>,
     pub objective: Objective,
-    /// Weights to start from (e.g. a pretrained encoder); tensors the model lacks are an error,
-    /// tensors it has and the dict lacks keep their fresh initialisation.
+    /// Weights to start from (e.g. a pretrained encoder); tensors the model lacks are reported
+    /// ([`crate::TrainEvent::InitialWeightsUnused`]), tensors it has and the dict lacks keep
+    /// their fresh initialisation.
     pub init: Option<mole_nn::StateDict>,
+    /// Continue from `<run_dir>/resume` when it holds a checkpoint.
     pub resume: bool,
     /// What the checkpoints record about the run (label names, task, stage); step, epoch and
     /// validation metrics are filled in as they are written.
-    pub info: mole_model::CheckpointInfo,
+    pub info: CheckpointInfo,
     /// Test hook: fail as if killed after this many steps of this process.
     pub interrupt_after: Option<usize>,
     /// This process's place when the data-parallel group spans several machines.
@@ -30,18 +43,28 @@ pub struct TrainJob<'a> {
 pub enum TrainData {
     InMemory(Vec<Example>),
     Stream {
-        spec: std::sync::Arc<crate::stream::StreamSpec>,
+        batches: std::sync::Arc<dyn BatchStream>,
         /// Steps of one pass over the corpus, when counted (a run with `max_steps` needs no
         /// count).
         steps_per_epoch: Option<usize>,
     },
 }
 
-/// Where one epoch's batches come from.
-pub(super) enum EpochSource {
-    /// Index lists into the in-memory molecules.
-    Indices(Vec<Vec<usize>>),
-    Stream(std::sync::mpsc::Receiver<Result<Vec<Example>>>),
+/// A corpus read while it is trained on (too large to featurise up front).
+pub trait BatchStream: Send + Sync {
+    /// The batches of epoch `epoch` (0-based) after its first `skip` batches (a resumed run
+    /// skips those it has done). The epoch ends when the iterator does; the same epoch must
+    /// give the same batches every time, or resuming does not repeat the run.
+    fn epoch(
+        &self,
+        epoch: usize,
+        skip: usize,
+    ) -> Box<dyn Iterator<Item = Result<Vec<Example>, BoxError>> + '_>;
+
+    /// What the corpus is, for progress reports ([`crate::TrainPlan::stream`]).
+    fn describe(&self) -> String {
+        "a streamed corpus".into()
+    }
 }
 
 /// Position in the run, saved with every resumable checkpoint.
@@ -64,31 +87,11 @@ pub struct TrainState {
 }
 
 /// Result of a run.
+#[derive(Debug, Clone)]
 pub struct TrainOutcome {
     pub best_checkpoint: PathBuf,
+    pub last_checkpoint: PathBuf,
+    /// The last validation's loss and metrics.
     pub final_valid: Option<serde_json::Value>,
     pub steps: usize,
-}
-
-/// Appends JSON lines to `metrics.jsonl`.
-pub struct MetricsLog {
-    file: std::fs::File,
-}
-
-impl MetricsLog {
-    pub fn open(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join("metrics.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("{}: cannot open", path.display()))?;
-        Ok(Self { file })
-    }
-
-    pub fn write(&mut self, value: serde_json::Value) -> Result<()> {
-        writeln!(self.file, "{value}")?;
-        self.file.flush()?;
-        Ok(())
-    }
 }

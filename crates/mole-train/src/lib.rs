@@ -1,0 +1,37 @@
+//! Training MolE as a library: the loop that `mole pretrain` (both stages) and `mole finetune`
+//! run, for Burn projects that train MolE from their own code.
+//!
+//! ```text
+//! TrainJob { config, data, objective, … } ─ train::<B>(job, devices, dtype, observer)
+//!   epoch: length-bucketed batches (in memory) or a BatchStream's batches
+//!     step: HostBatch::prepare (masking / labels) → loss → backward
+//!           → [all-reduce across devices] → global-norm clipping → Adam (warm-up lr)
+//!   every log_every steps   → TrainEvent::Logged
+//!   every checkpoint_every  → <run>/resume/ (exact resume)
+//!   end of epoch            → validation → best.safetensors, early stopping
+//! → last.safetensors, TrainOutcome
+//! ```
+//!
+//! The objectives (masking, the supervised losses) live in [`mole_model::objective`]; this
+//! crate holds what turns them into a run. Progress is reported to a [`TrainObserver`], never
+//! printed.
+
+pub mod batching;
+pub mod config;
+pub mod error;
+pub mod evaluate;
+pub mod job;
+pub mod observer;
+pub mod optimizer;
+mod replicas;
+mod run;
+
+pub use batching::{length_bucketed_batches, sequential_batches, step_seed};
+pub use config::TrainConfig;
+pub use error::{BoxError, TrainError};
+pub use evaluate::{evaluate, Evaluator};
+pub use job::{BatchStream, TrainData, TrainJob, TrainOutcome, TrainState};
+pub use mole_model::objective::{Example, Objective};
+pub use observer::{NoObserver, StepLog, TrainEvent, TrainObserver, TrainPlan};
+pub use optimizer::{AdamOptimizer, Optimizer};
+pub use run::train;
