@@ -10,6 +10,8 @@ pub mod batch;
 pub mod checkpoint;
 #[cfg(feature = "collective")]
 pub mod data_parallel;
+#[cfg(feature = "learner")]
+pub mod learner;
 pub mod loss;
 pub mod model;
 pub mod objective;

@@ -97,6 +97,7 @@ pub enum Objective {
 }
 
 /// Host-side masking of one pretraining batch.
+#[derive(Debug, Clone)]
 pub struct MaskedBatch {
     pub input_ids: Vec<i64>,
     /// `[batch * seq * seq]`
@@ -167,6 +168,7 @@ pub fn mask_batch(
 
 /// A batch prepared on the host (collated, masked, labels gathered): everything a replica needs
 /// to compute its loss, and `Send` so it can go to another device's thread.
+#[derive(Debug, Clone)]
 pub enum HostBatch {
     AtomEnv {
         batch: Batch,
