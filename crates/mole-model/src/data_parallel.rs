@@ -1,6 +1,10 @@
 //! Data-parallel training on several devices with Burn's collective operations
 //! (`burn::collective`, cargo feature `collective`).
 //!
+//! Without the feature the types are here, so a training loop compiles either way, but a
+//! group of more than one peer cannot form: [`Peer`]'s collective operations fail with
+//! [`DataParallelError`] naming the missing feature.
+//!
 //! Each device holds a replica of the model and its optimiser, run by one thread (a *peer*).
 //! Every step, each peer computes the gradients of its shard of the batch, the gradients are
 //! summed across peers by Burn's all-reduce (as one flat tensor,
@@ -17,21 +21,27 @@
 //! data in the same order and takes its own shards of each batch ([`Group::local_shards`]), so
 //! nothing but gradients and a few statistics crosses the network.
 
+#[cfg(feature = "collective")]
 use burn::collective::{
     self, AllReduceStrategy, CollectiveConfig, CollectiveError, PeerId, ReduceOperation,
 };
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+#[cfg(feature = "collective")]
+use burn::module::ParamId;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
+#[cfg(feature = "collective")]
+use burn::tensor::TensorPrimitive;
 
 /// Errors of the collective operations.
 #[derive(Debug, thiserror::Error)]
-#[error("data-parallel {operation} failed on peer {peer}: {error:?}")]
+#[error("data-parallel {operation} failed on peer {peer}: {error}")]
 pub struct DataParallelError {
     pub operation: &'static str,
     pub peer: usize,
-    pub error: CollectiveError,
+    /// burn-collective's error, or the missing `collective` feature.
+    pub error: String,
 }
 
 /// Errors setting up a group that spans several machines.
@@ -87,6 +97,7 @@ impl NodeGroup {
         Ok(())
     }
 
+    #[cfg(feature = "collective")]
     /// Serves the group's orchestrator from this process (node 0 does this before
     /// registering). It runs on its own thread until the process ends. Burn's orchestrator
     /// stops on Ctrl-C or SIGTERM, which it takes over; `on_stop` then runs, so the caller can
@@ -158,6 +169,7 @@ impl Group {
         self.nodes.as_ref().is_none_or(|n| n.rank == 0)
     }
 
+    #[cfg(feature = "collective")]
     fn collective_config(&self) -> CollectiveConfig {
         let config = CollectiveConfig::default().with_num_devices(self.local_devices);
         match &self.nodes {
@@ -188,6 +200,7 @@ pub struct Peer {
     pub count: usize,
 }
 
+#[cfg(feature = "collective")]
 impl Peer {
     fn id(self) -> PeerId {
         PeerId::from(self.index)
@@ -197,7 +210,7 @@ impl Peer {
         move |error| DataParallelError {
             operation,
             peer: self.index,
-            error,
+            error: format!("{error:?}"),
         }
     }
 
@@ -259,6 +272,18 @@ impl Peer {
         Ok(Tensor::from_primitive(TensorPrimitive::Float(summed)))
     }
 
+    /// Leaves the group (after the last step). A group spanning several machines is left as
+    /// the process ends instead: leaving asks node 0's orchestrator, whose process may have
+    /// ended already, and burn-collective would wait for its answer forever.
+    pub fn finish<B: AutodiffBackend>(self, group: &Group) -> Result<(), DataParallelError> {
+        if group.nodes.is_some() {
+            return Ok(());
+        }
+        collective::finish_collective::<B::InnerBackend>(self.id()).map_err(self.err("finish"))
+    }
+}
+
+impl Peer {
     /// Sums `tensor` over all peers and tells, for each of `values` (e.g. the step number and
     /// the local device count), whether every peer passed the same value: peers at different
     /// steps would mix gradients of different steps (nodes resumed from different
@@ -298,25 +323,56 @@ impl Peer {
             .collect();
         Ok((summed.slice(0..n), agreeing))
     }
+}
 
-    /// Leaves the group (after the last step). A group spanning several machines is left as
-    /// the process ends instead: leaving asks node 0's orchestrator, whose process may have
-    /// ended already, and burn-collective would wait for its answer forever.
-    pub fn finish<B: AutodiffBackend>(self, group: &Group) -> Result<(), DataParallelError> {
-        if group.nodes.is_some() {
-            return Ok(());
+/// Without the `collective` feature: every collective operation fails, naming the feature.
+#[cfg(not(feature = "collective"))]
+impl Peer {
+    fn unavailable(self, operation: &'static str) -> DataParallelError {
+        DataParallelError {
+            operation,
+            peer: self.index,
+            error: "built without the `collective` feature (mole-model, mole-train)".into(),
         }
-        collective::finish_collective::<B::InnerBackend>(self.id()).map_err(self.err("finish"))
+    }
+
+    pub fn register<B: AutodiffBackend>(
+        self,
+        _device: &B::Device,
+        _group: &Group,
+    ) -> Result<(), DataParallelError> {
+        Err(self.unavailable("register"))
+    }
+
+    pub fn all_reduce_gradients<B: AutodiffBackend, M: Module<B>>(
+        self,
+        _module: &M,
+        _grads: GradientsParams,
+    ) -> Result<GradientsParams, DataParallelError> {
+        Err(self.unavailable("all-reduce"))
+    }
+
+    pub fn all_reduce_sum<B: Backend, const D: usize>(
+        self,
+        _tensor: Tensor<B, D>,
+    ) -> Result<Tensor<B, D>, DataParallelError> {
+        Err(self.unavailable("all-reduce"))
+    }
+
+    pub fn finish<B: AutodiffBackend>(self, _group: &Group) -> Result<(), DataParallelError> {
+        Err(self.unavailable("finish"))
     }
 }
 
 /// Takes every parameter's gradient out of `grads`, flattened, in visiting order.
+#[cfg(feature = "collective")]
 struct FlattenGradients<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     flat: Vec<Tensor<B::InnerBackend, 1>>,
     ids: Vec<ParamId>,
 }
 
+#[cfg(feature = "collective")]
 impl<B: AutodiffBackend> ModuleVisitor<B> for FlattenGradients<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
@@ -329,6 +385,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for FlattenGradients<'_, B> {
 
 /// Puts the summed flat gradients back: the same visiting order meets the flattened
 /// parameters in the same sequence.
+#[cfg(feature = "collective")]
 struct UnflattenGradients<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     summed: Tensor<B::InnerBackend, 1>,
@@ -336,6 +393,7 @@ struct UnflattenGradients<'a, B: AutodiffBackend> {
     offset: usize,
 }
 
+#[cfg(feature = "collective")]
 impl<B: AutodiffBackend> ModuleVisitor<B> for UnflattenGradients<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if self.ids.next_if_eq(&param.id).is_none() {
@@ -371,6 +429,7 @@ pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
 
 /// Forgets any earlier group of backend `B` in this process (e.g. one whose peers failed).
 pub fn reset<B: AutodiffBackend>() {
+    #[cfg(feature = "collective")]
     collective::reset_collective::<B::InnerBackend>();
 }
 

@@ -8,7 +8,6 @@
 
 pub mod batch;
 pub mod checkpoint;
-#[cfg(feature = "collective")]
 pub mod data_parallel;
 #[cfg(feature = "learner")]
 pub mod learner;

@@ -67,6 +67,12 @@ pub fn train<B: AutodiffBackend>(
     if group.peers() == 1 {
         return train_on::<B>(job, device, compute_dtype, &group, &[], observer);
     }
+    if !cfg!(feature = "collective") {
+        return Err(TrainError::Invalid(format!(
+            "{} devices: data-parallel training needs mole-train's `collective` feature",
+            group.peers()
+        )));
+    }
     data_parallel::reset::<B>();
     let group = &group;
     std::thread::scope(|scope| {
