@@ -340,11 +340,7 @@ impl mole_train::BatchStream for StreamCorpus {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "a stream of {} file(s), shuffle window {}",
-            self.0.files.len(),
-            self.0.window
-        )
+        format!("a stream of {} file(s)", self.0.files.len())
     }
 }
 

@@ -12,14 +12,14 @@ pub enum TrainError {
     /// The job cannot be run as given (no molecules, a resume checkpoint of another model, …).
     #[error("{0}")]
     Invalid(String),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Saving or loading a resumable checkpoint (`model.mpk`, `optim.mpk`).
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Record {
         what: String,
         #[source]
@@ -58,11 +58,5 @@ impl TrainError {
             what: what.to_string(),
             source,
         }
-    }
-}
-
-impl From<serde_json::Error> for TrainError {
-    fn from(e: serde_json::Error) -> Self {
-        Self::Invalid(format!("resume state: {e}"))
     }
 }

@@ -53,8 +53,9 @@ pub enum TrainData {
 /// A corpus read while it is trained on (too large to featurise up front).
 pub trait BatchStream: Send + Sync {
     /// The batches of epoch `epoch` (0-based) after its first `skip` batches (a resumed run
-    /// skips those it has done). The epoch ends when the iterator does; the same epoch must
-    /// give the same batches every time, or resuming does not repeat the run.
+    /// skips those it has done). The epoch ends when the iterator does (or at an empty batch);
+    /// the same epoch must give the same batches every time, or resuming does not repeat the
+    /// run.
     fn epoch(
         &self,
         epoch: usize,

@@ -13,8 +13,14 @@
 //! ```
 //!
 //! The objectives (masking, the supervised losses) live in [`mole_model::objective`]; this
-//! crate holds what turns them into a run. Progress is reported to a [`TrainObserver`], never
-//! printed.
+//! crate holds what turns them into a run. Progress is reported to a [`TrainObserver`], not
+//! printed (diagnostics go to `tracing` at debug level). One exception: a run spanning several
+//! machines ([`TrainJob::nodes`]) has a watchdog that ends the process, with a message on
+//! stderr, when no step completes for the group's stall timeout, since burn-collective has no
+//! timeouts and a node whose peer died would wait forever.
+//!
+//! Feature `collective` (off by default) enables data-parallel training on several devices or
+//! machines; without it, [`train`] takes one device.
 
 pub mod batching;
 pub mod config;

@@ -232,14 +232,18 @@ fn train_on<B: AutodiffBackend>(
 
     let resume_dir = run_dir.join("resume");
     let mut state = TrainState {
-        model_config: Some(serde_json::to_value(&job.model_config)?),
+        model_config: Some(
+            serde_json::to_value(&job.model_config)
+                .map_err(|e| TrainError::Invalid(format!("model config: {e}")))?,
+        ),
         ..TrainState::default()
     };
     if job.resume && resume_dir.join("state.json").exists() {
         let path = resume_dir.join("state.json");
         let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
         let wanted = state.model_config.take();
-        state = serde_json::from_str(&text)?;
+        state = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
         if state.model_config.is_some() && state.model_config != wanted {
             return Err(TrainError::Invalid(format!(
                 "--resume: {} holds a model of another configuration than the one requested \
@@ -342,8 +346,9 @@ fn train_on<B: AutodiffBackend>(
                 .record(optim.to_record(), tmp.join("optim"))
                 .map_err(TrainError::record("saving optimizer record"))?;
             let state_path = tmp.join("state.json");
-            std::fs::write(&state_path, serde_json::to_string_pretty(state)?)
-                .map_err(TrainError::io(&state_path))?;
+            let text = serde_json::to_string_pretty(state)
+                .map_err(|e| TrainError::Invalid(format!("resume state: {e}")))?;
+            std::fs::write(&state_path, text).map_err(TrainError::io(&state_path))?;
             // Swap in the complete folder; an interruption leaves either the old or the new one.
             let old = run_dir.join("resume.old");
             let _ = std::fs::remove_dir_all(&old);
@@ -419,12 +424,13 @@ fn train_on<B: AutodiffBackend>(
                     }
                 }
                 (EpochSource::Stream(batches), _) => match batches.next() {
-                    Some(Ok(batch)) => {
+                    // an empty batch ends the epoch, as the end of the iterator does
+                    Some(Ok(batch)) if !batch.is_empty() => {
                         streamed = batch;
                         streamed.iter().collect()
                     }
                     Some(Err(e)) => return Err(TrainError::Corpus(e)),
-                    None => {
+                    Some(Ok(_)) | None => {
                         exhausted = true;
                         break;
                     }

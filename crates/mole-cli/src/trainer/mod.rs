@@ -33,6 +33,7 @@ pub fn train<B: AutodiffBackend>(
     crate::data::write_atomic(&run_dir.join("config.toml"), settings.to_toml().as_bytes())?;
     let mut reporter = RunReporter {
         run_dir: &run_dir,
+        stream_window: settings.data.stream_window,
         log: MetricsLog::open(&run_dir)?,
         bar: None,
     };
@@ -48,6 +49,8 @@ pub fn train<B: AutodiffBackend>(
 /// (`kind` `train` and `valid`).
 struct RunReporter<'a> {
     run_dir: &'a Path,
+    /// `data.stream_window`, named in the first line of a streamed run.
+    stream_window: usize,
     log: MetricsLog,
     bar: Option<ProgressBar>,
 }
@@ -92,18 +95,26 @@ impl TrainObserver for RunReporter<'_> {
                 let per_epoch = plan
                     .steps_per_epoch
                     .map_or("uncounted".to_string(), |n| n.to_string());
-                let data = match (&plan.stream, plan.train_molecules) {
-                    (Some(stream), _) => format!("on {stream}"),
-                    (None, molecules) => format!("{} molecules", molecules.unwrap_or(0)),
-                };
-                tracing::info!(
-                    "training {data} ({} validation), {} parameters, {} steps ({per_epoch} per \
-                     epoch), batch {}",
-                    plan.valid_molecules,
-                    plan.parameters,
-                    plan.total_steps,
-                    plan.batch_size
-                );
+                match &plan.stream {
+                    None => tracing::info!(
+                        "training {} molecules ({} validation), {} parameters, {} steps \
+                         ({per_epoch} per epoch), batch {}",
+                        plan.train_molecules.unwrap_or(0),
+                        plan.valid_molecules,
+                        plan.parameters,
+                        plan.total_steps,
+                        plan.batch_size
+                    ),
+                    Some(stream) => tracing::info!(
+                        "training on {stream} ({} validation molecules), {} parameters, {} \
+                         steps ({per_epoch} per epoch), batch {}, shuffle window {}",
+                        plan.valid_molecules,
+                        plan.parameters,
+                        plan.total_steps,
+                        plan.batch_size,
+                        self.stream_window
+                    ),
+                }
                 let bar = progress_bar(plan.total_steps as u64, "train");
                 bar.set_position(plan.first_step as u64);
                 self.bar = Some(bar);
