@@ -37,7 +37,16 @@ pub struct TrainJob {
     pub interrupt_after: Option<usize>,
     /// This process's place when the data-parallel group spans several machines.
     pub nodes: Option<NodeGroup>,
+    /// Multi-node runs: what to do when no step completes for the group's `stall_timeout`
+    /// (`None`: nothing is watched).
+    pub on_stall: Option<StallHandler>,
 }
+
+/// Called once, from a watchdog thread, with the time since the last step when a multi-node
+/// run stalls. The training thread may be waiting in an all-reduce that never returns
+/// (burn-collective has no timeouts), so the handler should end the process (`mole` prints
+/// why and exits).
+pub type StallHandler = Box<dyn FnOnce(std::time::Duration) + Send>;
 
 /// The training molecules: featurised up front, or a streaming corpus.
 pub enum TrainData {

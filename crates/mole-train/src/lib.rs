@@ -13,11 +13,9 @@
 //! ```
 //!
 //! The objectives (masking, the supervised losses) live in [`mole_model::objective`]; this
-//! crate holds what turns them into a run. Progress is reported to a [`TrainObserver`], not
-//! printed (diagnostics go to `tracing` at debug level). One exception: a run spanning several
-//! machines ([`TrainJob::nodes`]) has a watchdog that ends the process, with a message on
-//! stderr, when no step completes for the group's stall timeout, since burn-collective has no
-//! timeouts and a node whose peer died would wait forever.
+//! crate holds what turns them into a run. Progress is reported to a [`TrainObserver`], never
+//! printed (diagnostics go to `tracing` at debug level); a run spanning several machines calls
+//! its [`StallHandler`] when the group stalls.
 //!
 //! Feature `collective` (off by default) enables data-parallel training on several devices or
 //! machines; without it, [`train`] takes one device.
@@ -36,7 +34,7 @@ pub use batching::{length_bucketed_batches, sequential_batches, step_seed};
 pub use config::TrainConfig;
 pub use error::{BoxError, TrainError};
 pub use evaluate::{evaluate, Evaluator};
-pub use job::{BatchStream, TrainData, TrainJob, TrainOutcome, TrainState};
+pub use job::{BatchStream, StallHandler, TrainData, TrainJob, TrainOutcome, TrainState};
 pub use mole_model::objective::{Example, Objective};
 pub use observer::{NoObserver, StepLog, TrainEvent, TrainObserver, TrainPlan};
 pub use optimizer::{AdamOptimizer, Optimizer};

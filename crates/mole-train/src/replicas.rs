@@ -234,9 +234,9 @@ pub(crate) struct Shard {
     pub(crate) padding: bool,
 }
 
-/// Ends the process when a multi-node run makes no progress for `timeout`: burn-collective
-/// has no timeouts, so a node whose peer died (or stopped with an error) would otherwise wait
-/// in an all-reduce forever. Stops watching when dropped.
+/// Calls the job's [`crate::StallHandler`] when a multi-node run makes no progress for
+/// `timeout`: burn-collective has no timeouts, so a node whose peer died (or stopped with an
+/// error) would otherwise wait in an all-reduce forever. Stops watching when dropped.
 pub(crate) struct Watchdog {
     pub(crate) started: Instant,
     /// Milliseconds since `started` at the last progress.
@@ -245,7 +245,7 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    pub(crate) fn start(timeout: std::time::Duration) -> Self {
+    pub(crate) fn start(timeout: std::time::Duration, on_stall: crate::StallHandler) -> Self {
         use std::sync::atomic::Ordering;
         let started = Instant::now();
         let last = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -262,12 +262,8 @@ impl Watchdog {
             }
             let idle = started.elapsed().as_millis() as u64 - seen.load(Ordering::Relaxed);
             if idle > timeout.as_millis() as u64 {
-                eprintln!(
-                    "error: no training progress for {} s: another node has failed or stopped \
-                     (see its log). Ending this node; restart the group with --resume",
-                    idle / 1000
-                );
-                std::process::exit(1);
+                on_stall(std::time::Duration::from_millis(idle));
+                return;
             }
         });
         Self {

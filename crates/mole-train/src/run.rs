@@ -306,10 +306,10 @@ fn train_on<B: AutodiffBackend>(
         report(observer, event)?;
     }
     let lockstep = group.nodes.is_some();
-    let watchdog = group
-        .nodes
-        .as_ref()
-        .map(|n| Watchdog::start(n.stall_timeout));
+    let watchdog = match (&group.nodes, job.on_stall) {
+        (Some(nodes), Some(on_stall)) => Some(Watchdog::start(nodes.stall_timeout, on_stall)),
+        _ => None,
+    };
 
     let lengths: Vec<usize> = match &job.train {
         TrainData::InMemory(train) => train.iter().map(|e| e.input.len()).collect(),

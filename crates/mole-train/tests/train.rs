@@ -62,6 +62,7 @@ fn library_trainer_fine_tunes_and_reports_every_step() {
         info: CheckpointInfo::default(),
         interrupt_after: None,
         nodes: None,
+        on_stall: None,
     };
 
     let (mut steps, mut losses, mut validations) = (Vec::new(), Vec::new(), Vec::new());

@@ -207,6 +207,7 @@ pub fn supervised_run(
         },
         interrupt_after: a.interrupt_after,
         nodes,
+        on_stall: Some(trainer::end_stalled_node()),
     };
     let batch_size = settings.train.batch_size;
     let seed = settings.train.seed;

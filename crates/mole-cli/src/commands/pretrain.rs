@@ -204,6 +204,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
         },
         interrupt_after: a.interrupt_after,
         nodes,
+        on_stall: Some(trainer::end_stalled_node()),
     };
     let outcome = with_backend!(devices = &devices, a.precision, |B, devices, dtype| {
         trainer::train::<B>(job, &devices, dtype, &settings)

@@ -45,6 +45,19 @@ pub fn train<B: AutodiffBackend>(
     )?)
 }
 
+/// What a node of a multi-node run does when the group stalls: says why and exits, so the
+/// run can be restarted with `--resume`.
+pub fn end_stalled_node() -> mole_train::StallHandler {
+    Box::new(|idle| {
+        eprintln!(
+            "error: no training progress for {} s: another node has failed or stopped (see its \
+             log). Ending this node; restart the group with --resume",
+            idle.as_secs()
+        );
+        std::process::exit(1);
+    })
+}
+
 /// Shows a run's progress: a progress bar, `tracing` lines, and `metrics.jsonl` entries
 /// (`kind` `train` and `valid`).
 struct RunReporter<'a> {
