@@ -7,17 +7,14 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::InMemDataset;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
-use burn::tensor::ElementConversion;
 use burn::train::metric::LossMetric;
 use burn::train::{Learner, SupervisedTraining};
 use mole_featurize::Vocabulary;
 use mole_metrics::TaskKind;
 use mole_model::learner::ObjectiveBatcher;
-use mole_model::objective::{Example, HostBatch, Objective};
+use mole_model::objective::{Example, Objective};
 use mole_model::training::FusedAdam;
 use mole_model::{pretrained_encoder, zoo, HeadConfig, MolE, NewHeads, TaskType};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 mod common;
 
@@ -31,18 +28,17 @@ fn mean_loss<I: Backend>(
     examples: &[Example],
     objective: &Objective,
     vocab: &Vocabulary,
-) -> f32 {
-    let mut rng = StdRng::seed_from_u64(0);
-    let batches: Vec<f32> = examples
-        .chunks(16)
-        .map(|chunk| {
-            let refs: Vec<&Example> = chunk.iter().collect();
-            let batch = HostBatch::prepare(&refs, objective, vocab, &mut rng);
-            let loss = batch.loss(model, &Default::default()).loss;
-            loss.into_scalar().elem::<f32>()
-        })
-        .collect();
-    batches.iter().sum::<f32>() / batches.len() as f32
+) -> f64 {
+    let metrics = mole_train::evaluate(
+        model,
+        examples,
+        objective,
+        vocab,
+        16,
+        0,
+        &Default::default(),
+    );
+    metrics["loss"].as_f64().expect("the loss is a number")
 }
 
 #[test]
