@@ -312,30 +312,13 @@ impl mole_train::BatchStream for StreamCorpus {
     ) -> Box<dyn Iterator<Item = std::result::Result<Vec<Example>, mole_train::BoxError>> + '_>
     {
         let batches = epoch_batches(self.0.clone(), epoch, skip);
-        let mut ended = false;
-        Box::new(std::iter::from_fn(move || {
-            if ended {
-                return None;
-            }
-            match batches.recv() {
-                Ok(Ok(batch)) if !batch.is_empty() => Some(Ok(batch)),
-                // an empty batch ends the epoch
-                Ok(Ok(_)) => {
-                    ended = true;
-                    None
-                }
-                Ok(Err(e)) => {
-                    ended = true;
-                    Some(Err(e.into()))
-                }
-                // the corpus thread stopped without ending the epoch: it died
-                Err(_) => {
-                    ended = true;
-                    Some(Err(
-                        "the corpus reader stopped in the middle of an epoch".into()
-                    ))
-                }
-            }
+        // the empty batch that ends the epoch is passed on: it ends the trainer's epoch too
+        Box::new(std::iter::from_fn(move || match batches.recv() {
+            Ok(batch) => Some(batch.map_err(Into::into)),
+            // the corpus thread stopped without ending the epoch: it died
+            Err(_) => Some(Err(
+                "the corpus reader stopped in the middle of an epoch".into()
+            )),
         }))
     }
 

@@ -36,6 +36,6 @@ pub use error::{BoxError, TrainError};
 pub use evaluate::{evaluate, Evaluator};
 pub use job::{BatchStream, StallHandler, TrainData, TrainJob, TrainOutcome, TrainState};
 pub use mole_model::objective::{Example, Objective};
-pub use observer::{NoObserver, StepLog, TrainEvent, TrainObserver, TrainPlan};
+pub use observer::{NoObserver, PlannedData, StepLog, TrainEvent, TrainObserver, TrainPlan};
 pub use optimizer::{AdamOptimizer, Optimizer};
 pub use run::train;

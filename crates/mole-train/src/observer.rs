@@ -11,10 +11,7 @@ use crate::BoxError;
 /// The run about to start, once its data is counted and any checkpoint resumed.
 #[derive(Debug, Clone)]
 pub struct TrainPlan {
-    /// Molecules held in memory; `None` for a streamed corpus.
-    pub train_molecules: Option<usize>,
-    /// A streamed corpus: what [`crate::BatchStream::describe`] says of it.
-    pub stream: Option<String>,
+    pub data: PlannedData,
     pub valid_molecules: usize,
     pub parameters: usize,
     pub total_steps: usize,
@@ -23,6 +20,15 @@ pub struct TrainPlan {
     pub batch_size: usize,
     /// The step the run starts at (beyond 0 when resumed).
     pub first_step: usize,
+}
+
+/// The training molecules of a [`TrainPlan`].
+#[derive(Debug, Clone)]
+pub enum PlannedData {
+    /// Molecules held in memory.
+    InMemory { molecules: usize },
+    /// A streamed corpus, as [`crate::BatchStream::describe`] names it.
+    Stream { description: String },
 }
 
 /// The mean training loss (and masked-token accuracy) over the steps since the last report,

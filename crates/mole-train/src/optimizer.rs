@@ -14,10 +14,10 @@ use crate::TrainConfig;
 pub type AdamOptimizer<B> = OptimizerAdaptor<FusedAdam, MolE<B>, B>;
 
 /// Gradients, clipping and Adam as the trainer applies them; `mole bench` times the same
-/// calls phase by phase.
+/// calls phase by phase. A clone continues from the same Adam state (data-parallel replicas).
+#[derive(Clone)]
 pub struct Optimizer<B: AutodiffBackend> {
     adam: AdamOptimizer<B>,
-    settings: FusedAdam,
     grad_clip: f64,
 }
 
@@ -34,10 +34,8 @@ impl<B: AutodiffBackend> Optimizer<B> {
 
     /// Adam with these betas and epsilon, clipping at global norm `grad_clip` (0: none).
     pub fn adam(beta_1: f32, beta_2: f32, epsilon: f32, grad_clip: f64) -> Self {
-        let settings = FusedAdam::new(beta_1, beta_2, epsilon);
         Self {
-            adam: settings.init(),
-            settings,
+            adam: FusedAdam::new(beta_1, beta_2, epsilon).init(),
             grad_clip,
         }
     }
@@ -81,16 +79,5 @@ impl<B: AutodiffBackend> Optimizer<B> {
     ) -> Self {
         self.adam = self.adam.load_record(record);
         self
-    }
-}
-
-impl<B: AutodiffBackend> Clone for Optimizer<B> {
-    fn clone(&self) -> Self {
-        // Burn's optimiser adaptor is not `Clone`: a new one continues from the same record.
-        Self {
-            adam: self.settings.init().load_record(self.adam.to_record()),
-            settings: self.settings,
-            grad_clip: self.grad_clip,
-        }
     }
 }

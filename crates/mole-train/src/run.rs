@@ -21,8 +21,9 @@ use rand::SeedableRng;
 
 use crate::replicas::*;
 use crate::{
-    evaluate, length_bucketed_batches, step_seed, BoxError, Optimizer, StepLog, TrainData,
-    TrainError, TrainEvent, TrainJob, TrainObserver, TrainOutcome, TrainPlan, TrainState,
+    evaluate, length_bucketed_batches, step_seed, BoxError, Optimizer, PlannedData, StepLog,
+    TrainData, TrainError, TrainEvent, TrainJob, TrainObserver, TrainOutcome, TrainPlan,
+    TrainState,
 };
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
@@ -316,13 +317,13 @@ fn train_on<B: AutodiffBackend>(
         TrainData::Stream { .. } => Vec::new(),
     };
     let plan = TrainPlan {
-        train_molecules: match &job.train {
-            TrainData::InMemory(train) => Some(train.len()),
-            TrainData::Stream { .. } => None,
-        },
-        stream: match &job.train {
-            TrainData::InMemory(_) => None,
-            TrainData::Stream { batches, .. } => Some(batches.describe()),
+        data: match &job.train {
+            TrainData::InMemory(train) => PlannedData::InMemory {
+                molecules: train.len(),
+            },
+            TrainData::Stream { batches, .. } => PlannedData::Stream {
+                description: batches.describe(),
+            },
         },
         valid_molecules: job.valid.len(),
         parameters: model.num_params(),

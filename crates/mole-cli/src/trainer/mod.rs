@@ -10,7 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::DType;
 use indicatif::ProgressBar;
 pub use mole_train::{evaluate, Evaluator, Objective, TrainData, TrainJob, TrainOutcome};
-use mole_train::{BoxError, TrainEvent, TrainObserver};
+use mole_train::{BoxError, PlannedData, TrainEvent, TrainObserver};
 
 use crate::data::progress_bar;
 use crate::settings::RunSettings;
@@ -19,8 +19,9 @@ mod run_dir;
 
 pub use run_dir::{prepare_run_dir, RunDirUse};
 
-/// Trains `job` (`mole_train::train`), saving the run's `settings` as `<run>/config.toml` first
-/// and reporting on the terminal and in `<run>/metrics.jsonl`.
+/// Trains `job` (`mole_train::train`) in the run directory that [`prepare_run_dir`] made and
+/// locked, saving the run's `settings` as `<run>/config.toml` first and reporting on the
+/// terminal and in `<run>/metrics.jsonl`.
 pub fn train<B: AutodiffBackend>(
     job: TrainJob,
     devices: &[B::Device],
@@ -28,8 +29,6 @@ pub fn train<B: AutodiffBackend>(
     settings: &RunSettings,
 ) -> Result<TrainOutcome> {
     let run_dir = job.run_dir.clone();
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("{}: cannot create", run_dir.display()))?;
     crate::data::write_atomic(&run_dir.join("config.toml"), settings.to_toml().as_bytes())?;
     let mut reporter = RunReporter {
         run_dir: &run_dir,
@@ -108,18 +107,17 @@ impl TrainObserver for RunReporter<'_> {
                 let per_epoch = plan
                     .steps_per_epoch
                     .map_or("uncounted".to_string(), |n| n.to_string());
-                match &plan.stream {
-                    None => tracing::info!(
-                        "training {} molecules ({} validation), {} parameters, {} steps \
+                match &plan.data {
+                    PlannedData::InMemory { molecules } => tracing::info!(
+                        "training {molecules} molecules ({} validation), {} parameters, {} steps \
                          ({per_epoch} per epoch), batch {}",
-                        plan.train_molecules.unwrap_or(0),
                         plan.valid_molecules,
                         plan.parameters,
                         plan.total_steps,
                         plan.batch_size
                     ),
-                    Some(stream) => tracing::info!(
-                        "training on {stream} ({} validation molecules), {} parameters, {} \
+                    PlannedData::Stream { description } => tracing::info!(
+                        "training on {description} ({} validation molecules), {} parameters, {} \
                          steps ({per_epoch} per epoch), batch {}, shuffle window {}",
                         plan.valid_molecules,
                         plan.parameters,
