@@ -14,7 +14,7 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
 use mole_featurize::{featurize, read_molecules, Vocabulary};
 use mole_model::objective::{assign_targets, count_targets, Example, HostBatch, Objective};
-use mole_model::{AtomEnvHeadConfig, MolE, MolEConfig};
+use mole_model::{AtomEnvHeadConfig, Model, MolE, MolEConfig};
 use mole_nn::DebertaConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -82,9 +82,8 @@ pub fn run(
     let mut losses = Vec::with_capacity(steps);
     for batch in examples.chunks(32).cycle().take(steps) {
         let batch: Vec<&Example> = batch.iter().collect();
-        let loss = HostBatch::prepare(&batch, &objective, vocab, &mut rng)
-            .loss(&model, &device)
-            .loss;
+        let batch = HostBatch::prepare(&batch, &objective, vocab, &mut rng);
+        let loss = model.loss(batch, &device)?.loss;
         losses.push(loss.clone().into_scalar().elem::<f32>());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(lr, model, grads);

@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::objective::{Example, HostBatch, Objective};
-use crate::MolE;
+use crate::{Model, MolE};
 
 /// A batch prepared on the host (collated; masked for pretraining) and the device its tensors
 /// go to: the input of MolE's [`TrainStep`] and [`InferenceStep`].
@@ -63,7 +63,7 @@ impl<B: AutodiffBackend> TrainStep for MolE<B> {
 
     /// Forward, the objective's loss, backward.
     fn step(&self, item: LearnerBatch<B>) -> TrainOutput<LearnerOutput<B>> {
-        let loss = item.batch.loss(self, &item.device).loss;
+        let loss = objective_loss(self, item);
         let grads = loss.backward();
         TrainOutput::new(self, grads, LearnerOutput { loss })
     }
@@ -76,8 +76,17 @@ impl<B: Backend> InferenceStep for MolE<B> {
     /// The objective's loss, for validation.
     fn step(&self, item: LearnerBatch<B>) -> LearnerOutput<B> {
         LearnerOutput {
-            loss: item.batch.loss(self, &item.device).loss,
+            loss: objective_loss(self, item),
         }
+    }
+}
+
+/// The batch's loss. burn-train's steps cannot return an error: a batch the model has no head
+/// for (an [`ObjectiveBatcher`] built for the other objective) is a programming error.
+fn objective_loss<B: Backend>(model: &MolE<B>, item: LearnerBatch<B>) -> Tensor<B, 1> {
+    match Model::loss(model, item.batch, &item.device) {
+        Ok(out) => out.loss,
+        Err(e) => panic!("MolE under burn-train's Learner: {e}"),
     }
 }
 

@@ -29,7 +29,7 @@ pub use checkpoint::{
 pub use loss::{MaskedLoss, TaskType};
 pub use model::{AtomEnvEmbeddings, AtomEnvHead, AtomEnvHeadConfig, HeadConfig, MolE, MolEConfig};
 pub use targets::TargetStandardization;
-pub use traits::{Encoder, LabelledBatch, Model, StepOutput};
+pub use traits::{CheckpointContents, Encoder, Model};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -38,4 +38,7 @@ pub enum ModelError {
     Nn(#[from] mole_nn::NnError),
     #[error("{path}: {why}")]
     Checkpoint { path: String, why: String },
+    /// The model has no head for the objective it was given.
+    #[error("{0}")]
+    MissingHead(&'static str),
 }

@@ -2,16 +2,17 @@
 //! 80/10/10 masking and MolE's attention-span mask) and the supervised tasks of stage 2 and
 //! fine-tuning (multitask, missing labels, class weights, standardised regression targets).
 //! A training loop prepares each batch on the host ([`HostBatch::prepare`]) and gets its loss
-//! on a device ([`HostBatch::loss`]); `mole`'s trainer and `examples/pretrain.rs` both do.
+//! on a device from the model ([`crate::Model::loss`]); `mole_train` and `examples/pretrain.rs`
+//! both do.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use mole_featurize::{collate, Batch, FeaturizedMolecule, MoleInput, Vocabulary};
 use mole_metrics::TaskKind;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::{BatchTensors, MolE, TargetStandardization};
+use crate::TargetStandardization;
 
 /// One featurised molecule ready for batching.
 #[derive(Debug, Clone)]
@@ -245,55 +246,6 @@ impl HostBatch {
         match self {
             Self::AtomEnv { masked, .. } => masked.positions.len(),
             Self::Supervised { labels, .. } => labels.iter().filter(|y| !y.is_nan()).count(),
-        }
-    }
-
-    /// Forward pass and loss on `device`; the tensors stay there.
-    pub fn loss<B: Backend>(self, model: &MolE<B>, device: &B::Device) -> BatchLoss<B> {
-        let count = self.loss_count();
-        match self {
-            Self::AtomEnv { batch, masked } => {
-                let (b, n) = (batch.batch_size, batch.seq_len);
-                let mut tensors = BatchTensors::<B>::from_batch(&batch, device);
-                tensors.input_ids =
-                    Tensor::from_data(TensorData::new(masked.input_ids, [b, n]), device);
-                let span_mask: Tensor<B, 3, Bool> =
-                    Tensor::from_data(TensorData::new(masked.span_mask, [b, n, n]), device);
-                let m = masked.positions.len();
-                let positions: Tensor<B, 1, Int> =
-                    Tensor::from_data(TensorData::new(masked.positions, [m]), device);
-                let targets: Tensor<B, 1, Int> =
-                    Tensor::from_data(TensorData::new(masked.targets, [m]), device);
-                let (logits, loss) =
-                    model.forward_atom_env(&tensors, span_mask, positions, targets.clone());
-                let correct = logits.argmax(1).reshape([m]).equal(targets).float().sum();
-                BatchLoss {
-                    loss,
-                    correct: Some(correct),
-                    count,
-                    predictions: None,
-                }
-            }
-            Self::Supervised {
-                batch,
-                labels,
-                weights,
-                num_tasks,
-            } => {
-                let rows = batch.batch_size;
-                let tensors = BatchTensors::<B>::from_batch(&batch, device);
-                let labels = Tensor::from_data(TensorData::new(labels, [rows, num_tasks]), device);
-                let weights = weights
-                    .map(|w| Tensor::from_data(TensorData::new(w, [rows, num_tasks]), device));
-                let out = model.forward_supervised(&tensors, Some(labels), weights);
-                let loss = out.loss.expect("labels given").loss;
-                BatchLoss {
-                    loss,
-                    correct: None,
-                    count,
-                    predictions: Some(model.predictions(out.logits)),
-                }
-            }
         }
     }
 }

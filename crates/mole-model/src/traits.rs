@@ -1,10 +1,22 @@
-//! The contracts other code programs against.
+//! The contracts other code programs against: [`Encoder`] (a batch of molecules → one vector
+//! each; what `mole embed` calls) and [`Model`] (what training needs: pretraining and
+//! fine-tuning both go through [`Model::loss`]; `mole_train::train` is generic over it).
 
-use burn::tensor::{backend::Backend, Tensor};
-use mole_metrics::{MetricsCollection, TaskKind};
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
+use mole_featurize::Vocabulary;
+use mole_nn::StateDict;
+use serde::Serialize;
 
 use crate::batch::BatchTensors;
-use crate::model::MolE;
+use crate::checkpoint::{Checkpoint, CheckpointInfo, UnusedTensors};
+use crate::model::{MolE, MolEConfig};
+use crate::objective::{BatchLoss, HostBatch};
+use crate::targets::TargetStandardization;
+use crate::ModelError;
 
 /// Anything that turns a batch of molecules into one vector per molecule.
 pub trait Encoder<B: Backend> {
@@ -23,89 +35,154 @@ impl<B: Backend> Encoder<B> for MolE<B> {
     }
 }
 
-/// One supervised batch: inputs plus labels `[batch, num_tasks]` (NaN = missing) and optional
-/// per-entry loss weights.
-#[derive(Debug, Clone)]
-pub struct LabelledBatch<B: Backend> {
-    pub inputs: BatchTensors<B>,
-    pub labels: Tensor<B, 2>,
-    pub weights: Option<Tensor<B, 2>>,
+/// What a checkpoint written during training holds besides the weights.
+pub struct CheckpointContents<'a, C> {
+    pub config: &'a C,
+    pub vocab: &'a Vocabulary,
+    /// Pretraining: the radius-2 environments the atom-environment head predicts.
+    pub target_vocab: Option<&'a Vocabulary>,
+    /// Regression targets the model learnt standardised: a saved model should predict
+    /// original units again.
+    pub standardization: Option<&'a TargetStandardization>,
+    pub info: CheckpointInfo,
 }
 
-/// What a step returns: the loss to minimise, the predictions (probabilities for
-/// classification) and the labels they are scored against, ready for a metrics update.
-pub struct StepOutput<B: Backend> {
-    pub loss: Tensor<B, 1>,
-    pub predictions: Tensor<B, 2>,
-    pub labels: Tensor<B, 2>,
-}
+/// The training contract: a model MolE's objectives can train. Both pretraining (masked atom
+/// environments, [`HostBatch::AtomEnv`]) and fine-tuning ([`HostBatch::Supervised`]) go
+/// through [`Model::loss`]; `mole_train::train` and `mole_train::evaluate` are generic over it
+/// (MolE implements it; so can a Burn user's own model of MolE's batches), and MolE's
+/// burn-train `TrainStep` (feature `learner`) calls it too.
+pub trait Model<B: Backend>: Module<B> + Sized {
+    /// The architecture. A run records it, so that resuming into a model of another shape is
+    /// refused with a message.
+    type Config: Clone + Serialize + Send + Sync;
 
-/// The original Lightning module's `training_step` / `validation_step` / metrics contract.
-/// Dropout is active when the backend is an autodiff backend (training) and off on the inner
-/// backend. A step's predictions and labels feed the collection from [`Model::metrics`]
-/// (`update` per batch, `compute` per epoch, `reset`), as the original's `MetricsDict` does.
-pub trait Model<B: Backend> {
-    type Batch;
-    fn training_step(&self, batch: &Self::Batch) -> StepOutput<B>;
-    fn validation_step(&self, batch: &Self::Batch) -> StepOutput<B>;
-    /// A fresh metrics collection for this model's tasks.
-    fn metrics(&self) -> MetricsCollection;
-}
+    /// A new model, its weights drawn from the backend's RNG.
+    fn init(config: &Self::Config, device: &B::Device) -> Self;
 
-impl<B: Backend> StepOutput<B> {
-    /// Adds this step's predictions and labels to `metrics` (reads them back to the host).
-    pub fn update_metrics(&self, metrics: &mut MetricsCollection) {
-        let to_vec = |t: Tensor<B, 2>| -> Vec<f32> {
-            t.into_data()
-                .convert::<f32>()
-                .into_vec()
-                .unwrap_or_default()
-        };
-        metrics.update(
-            &to_vec(self.predictions.clone()),
-            &to_vec(self.labels.clone()),
-        );
+    /// Forward pass and loss of one prepared batch on `device` (the tensors stay there). An
+    /// objective the model has no head for is an error.
+    fn loss(&self, batch: HostBatch, device: &B::Device) -> Result<BatchLoss<B>, ModelError>;
+
+    /// The model with those tensors of `weights` that it has (same name and shape) loaded, e.g.
+    /// a pretrained encoder under a new head; returns the names it does not have.
+    fn load_matching(
+        self,
+        weights: &StateDict,
+        device: &B::Device,
+    ) -> Result<(Self, UnusedTensors), ModelError>;
+
+    /// The file extension of [`Model::save_checkpoint`]'s files: a run's best and last weights
+    /// are `best.<extension>` and `last.<extension>`.
+    const CHECKPOINT_EXTENSION: &'static str = "safetensors";
+
+    /// Writes the model to `path` as a checkpoint (a run's best and last weights).
+    fn save_checkpoint(
+        self,
+        path: &Path,
+        contents: CheckpointContents<'_, Self::Config>,
+    ) -> Result<(), ModelError>;
+
+    /// The model computing in `dtype` (mixed precision); parameters stay as they are. Models
+    /// without mixed precision keep computing in the parameters' dtype.
+    fn with_compute_dtype(self, _dtype: Option<DType>) -> Self {
+        self
     }
 }
 
 impl<B: Backend> Model<B> for MolE<B> {
-    type Batch = LabelledBatch<B>;
+    type Config = MolEConfig;
 
-    fn training_step(&self, batch: &Self::Batch) -> StepOutput<B> {
-        let out = self.forward_supervised(
-            &batch.inputs,
-            Some(batch.labels.clone()),
-            batch.weights.clone(),
-        );
-        let loss = out.loss.expect("labels were given").loss;
-        StepOutput {
-            loss,
-            predictions: self.predictions(out.logits),
-            labels: batch.labels.clone(),
-        }
+    fn init(config: &MolEConfig, device: &B::Device) -> Self {
+        MolE::new(config, device)
     }
 
-    fn metrics(&self) -> MetricsCollection {
-        let kind = if !self.classification {
-            TaskKind::Regression
-        } else if self.num_classes == 1 {
-            TaskKind::BinaryClassification
-        } else {
-            TaskKind::MulticlassClassification {
-                num_classes: self.num_classes,
+    fn loss(&self, batch: HostBatch, device: &B::Device) -> Result<BatchLoss<B>, ModelError> {
+        let count = batch.loss_count();
+        match batch {
+            HostBatch::AtomEnv { batch, masked } => {
+                if self.atom_env_head.is_none() {
+                    return Err(ModelError::MissingHead(
+                        "a pretraining batch needs a model with an atom-environment head",
+                    ));
+                }
+                let (b, n) = (batch.batch_size, batch.seq_len);
+                let mut tensors = BatchTensors::<B>::from_batch(&batch, device);
+                tensors.input_ids =
+                    Tensor::from_data(TensorData::new(masked.input_ids, [b, n]), device);
+                let span_mask: Tensor<B, 3, Bool> =
+                    Tensor::from_data(TensorData::new(masked.span_mask, [b, n, n]), device);
+                let m = masked.positions.len();
+                let positions: Tensor<B, 1, Int> =
+                    Tensor::from_data(TensorData::new(masked.positions, [m]), device);
+                let targets: Tensor<B, 1, Int> =
+                    Tensor::from_data(TensorData::new(masked.targets, [m]), device);
+                let (logits, loss) =
+                    self.forward_atom_env(&tensors, span_mask, positions, targets.clone());
+                let correct = logits.argmax(1).reshape([m]).equal(targets).float().sum();
+                Ok(BatchLoss {
+                    loss,
+                    correct: Some(correct),
+                    count,
+                    predictions: None,
+                })
             }
-        };
-        MetricsCollection::new(kind, self.num_tasks.max(1))
+            HostBatch::Supervised {
+                batch,
+                labels,
+                weights,
+                num_tasks,
+            } => {
+                if self.prediction_head.is_none() {
+                    return Err(ModelError::MissingHead(
+                        "a supervised batch needs a model with a prediction head",
+                    ));
+                }
+                let rows = batch.batch_size;
+                let tensors = BatchTensors::<B>::from_batch(&batch, device);
+                let labels = Tensor::from_data(TensorData::new(labels, [rows, num_tasks]), device);
+                let weights = weights
+                    .map(|w| Tensor::from_data(TensorData::new(w, [rows, num_tasks]), device));
+                let logits = self.forward_supervised(&tensors, None, None).logits;
+                let loss = self.supervised_loss(logits.clone(), labels, weights).loss;
+                Ok(BatchLoss {
+                    loss,
+                    correct: None,
+                    count,
+                    predictions: Some(self.predictions(logits)),
+                })
+            }
+        }
     }
 
-    fn validation_step(&self, batch: &Self::Batch) -> StepOutput<B> {
-        // Validation is scored without loss weights, as the original does.
-        let out = self.forward_supervised(&batch.inputs, Some(batch.labels.clone()), None);
-        let loss = out.loss.expect("labels were given").loss;
-        StepOutput {
-            loss,
-            predictions: self.predictions(out.logits),
-            labels: batch.labels.clone(),
+    fn load_matching(
+        self,
+        weights: &StateDict,
+        device: &B::Device,
+    ) -> Result<(Self, UnusedTensors), ModelError> {
+        crate::checkpoint::load_matching(self, weights, device)
+    }
+
+    fn save_checkpoint(
+        self,
+        path: &Path,
+        contents: CheckpointContents<'_, MolEConfig>,
+    ) -> Result<(), ModelError> {
+        let model = match contents.standardization {
+            Some(s) => s.fold_into(self),
+            None => self,
+        };
+        Checkpoint {
+            config: contents.config.clone(),
+            model,
+            vocab: contents.vocab.clone(),
+            target_vocab: contents.target_vocab.cloned(),
+            info: contents.info,
         }
+        .save(path)
+    }
+
+    fn with_compute_dtype(self, dtype: Option<DType>) -> Self {
+        MolE::with_compute_dtype(self, dtype)
     }
 }

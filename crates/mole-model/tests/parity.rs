@@ -258,26 +258,31 @@ fn padding_invariance_single_vs_batched() {
 
 #[test]
 fn model_trait_steps_feed_metrics() {
-    use mole_model::{LabelledBatch, Model};
+    use mole_metrics::{MetricsCollection, TaskKind};
+    use mole_model::objective::HostBatch;
+    use mole_model::Model;
     let v = variant("small_l2_h64");
     let fb = batch();
     let device = Default::default();
     for classification in [false, true] {
         let model: MolE<B> = load_model(&v, classification);
-        let (labels, tasks) = if classification {
-            (fb.labels_classification.clone(), 2)
+        let (labels, tasks, kind) = if classification {
+            (
+                fb.labels_classification.clone(),
+                2,
+                TaskKind::BinaryClassification,
+            )
         } else {
-            (fb.labels_regression.clone(), 1)
+            (fb.labels_regression.clone(), 1, TaskKind::Regression)
         };
-        let batch = LabelledBatch {
-            inputs: BatchTensors::from_batch(&fb.batch, &device),
-            labels: Tensor::from_data(
-                burn::tensor::TensorData::new(labels, [fb.batch.batch_size, tasks]),
-                &device,
-            ),
+        let batch = HostBatch::Supervised {
+            batch: fb.batch.clone(),
+            labels: labels.clone(),
             weights: None,
+            num_tasks: tasks,
         };
-        let step = model.validation_step(&batch);
+        // the inner backend: dropout off, as in the original's validation step
+        let step = model.loss(batch, &device).unwrap();
         let key = if classification {
             "classification"
         } else {
@@ -289,8 +294,11 @@ fn model_trait_steps_feed_metrics() {
             ((got - want) / want).abs() <= 1e-5,
             "{key}: {got} vs {want}"
         );
-        let mut metrics = model.metrics();
-        step.update_metrics(&mut metrics);
+        let mut metrics = MetricsCollection::new(kind, tasks);
+        let predictions = step
+            .predictions
+            .expect("supervised batches give predictions");
+        metrics.update(&predictions.into_data().to_vec::<f32>().unwrap(), &labels);
         let m = metrics.compute();
         if classification {
             assert_eq!(metrics.num_tasks(), 2);

@@ -5,7 +5,7 @@ use burn::tensor::ElementConversion;
 use mole_featurize::Vocabulary;
 use mole_metrics::MetricsCollection;
 use mole_model::objective::{Example, HostBatch, Objective};
-use mole_model::MolE;
+use mole_model::{Model, ModelError};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -13,18 +13,18 @@ use crate::sequential_batches;
 
 /// Evaluates `examples` in eval mode (no dropout): mean loss, and either masked-token accuracy
 /// (pretraining, with a fixed masking seed) or the task metrics.
-pub fn evaluate<B: Backend>(
-    model: &MolE<B>,
+pub fn evaluate<B: Backend, M: Model<B>>(
+    model: &M,
     examples: &[Example],
     objective: &Objective,
     vocab: &Vocabulary,
     batch_size: usize,
     seed: u64,
     device: &B::Device,
-) -> serde_json::Value {
+) -> Result<serde_json::Value, ModelError> {
     let mut evaluator = Evaluator::new(objective, seed);
-    evaluator.add(model, examples, vocab, batch_size, device);
-    evaluator.finish()
+    evaluator.add(model, examples, vocab, batch_size, device)?;
+    Ok(evaluator.finish())
 }
 
 /// Evaluation over examples that arrive in parts (a streamed test set): the loss, masked
@@ -62,21 +62,21 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `examples` and returns the model's outputs for them (supervised objectives:
     /// row-major, original units; empty for pretraining).
-    pub fn add<B: Backend>(
+    pub fn add<B: Backend, M: Model<B>>(
         &mut self,
-        model: &MolE<B>,
+        model: &M,
         examples: &[Example],
         vocab: &Vocabulary,
         batch_size: usize,
         device: &B::Device,
-    ) -> Vec<f32> {
+    ) -> Result<Vec<f32>, ModelError> {
         let objective = self.objective;
         let mut all_predictions = Vec::new();
         self.examples += examples.len();
         for idx in sequential_batches(examples.len(), batch_size) {
             let batch: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
-            let out =
-                HostBatch::prepare(&batch, objective, vocab, &mut self.rng).loss(model, device);
+            let prepared = HostBatch::prepare(&batch, objective, vocab, &mut self.rng);
+            let out = model.loss(prepared, device)?;
             let l: f32 = out.loss.into_scalar().elem();
             self.loss_sum += f64::from(l) * out.count as f64;
             self.weight_sum += out.count as f64;
@@ -108,7 +108,7 @@ impl<'a> Evaluator<'a> {
                 all_predictions.extend_from_slice(&preds);
             }
         }
-        all_predictions
+        Ok(all_predictions)
     }
 
     /// Molecules evaluated so far.

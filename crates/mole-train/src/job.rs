@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BoxError, TrainConfig};
 
-/// Everything a training run needs.
-pub struct TrainJob {
+/// Everything a training run needs; `C` is the model's configuration ([`mole_model::Model::Config`]).
+pub struct TrainJob<C = MolEConfig> {
     pub config: TrainConfig,
     /// Where `resume/`, `best.safetensors` and `last.safetensors` are written.
     pub run_dir: PathBuf,
-    pub model_config: MolEConfig,
+    pub model_config: C,
     pub vocab: Vocabulary,
     /// Pretraining: the radius-2 environments the atom-environment head predicts.
     pub target_vocab: Option<Vocabulary>,

@@ -2,7 +2,7 @@
 //! run, for Burn projects that train MolE from their own code.
 //!
 //! ```text
-//! TrainJob { config, data, objective, … } ─ train::<B>(job, devices, dtype, observer)
+//! TrainJob { config, data, objective, … } ─ train::<B, M>(job, devices, dtype, observer)
 //!   epoch: length-bucketed batches (in memory) or a BatchStream's batches
 //!     step: HostBatch::prepare (masking / labels) → loss → backward
 //!           → [all-reduce across devices] → global-norm clipping → Adam (warm-up lr)
@@ -13,7 +13,9 @@
 //! ```
 //!
 //! The objectives (masking, the supervised losses) live in [`mole_model::objective`]; this
-//! crate holds what turns them into a run. Progress is reported to a [`TrainObserver`], never
+//! crate holds what turns them into a run. The loop is generic over the model contract
+//! [`mole_model::Model`]: `train::<B, MolE<B>>` trains MolE, and a Burn user's own model of
+//! MolE's batches trains the same way. Progress is reported to a [`TrainObserver`], never
 //! printed (diagnostics go to `tracing` at debug level); a run spanning several machines calls
 //! its [`StallHandler`] when the group stalls.
 //!
@@ -37,5 +39,5 @@ pub use evaluate::{evaluate, Evaluator};
 pub use job::{BatchStream, StallHandler, TrainData, TrainJob, TrainOutcome, TrainState};
 pub use mole_model::objective::{Example, Objective};
 pub use observer::{NoObserver, PlannedData, StepLog, TrainEvent, TrainObserver, TrainPlan};
-pub use optimizer::{AdamOptimizer, Optimizer};
+pub use optimizer::{AdamOptimizer, AdamRecord, Optimizer};
 pub use run::train;

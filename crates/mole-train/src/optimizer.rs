@@ -1,6 +1,7 @@
 //! The trainer's optimiser update: global-norm gradient clipping, then Adam with the
 //! original's epsilon (fused on Burn's Flex CPU backend).
 
+use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer as _};
 use burn::tensor::backend::AutodiffBackend;
@@ -10,18 +11,21 @@ use mole_model::MolE;
 
 use crate::TrainConfig;
 
-/// Burn's Adam optimiser over MolE, as the trainer builds it.
-pub type AdamOptimizer<B> = OptimizerAdaptor<FusedAdam, MolE<B>, B>;
+/// Burn's Adam optimiser over a model (MolE unless said otherwise), as the trainer builds it.
+pub type AdamOptimizer<B, M = MolE<B>> = OptimizerAdaptor<FusedAdam, M, B>;
+
+/// The Adam state of [`AdamOptimizer`], as resumable checkpoints save it.
+pub type AdamRecord<B, M = MolE<B>> = <AdamOptimizer<B, M> as burn::optim::Optimizer<M, B>>::Record;
 
 /// Gradients, clipping and Adam as the trainer applies them; `mole bench` times the same
 /// calls phase by phase. A clone continues from the same Adam state (data-parallel replicas).
 #[derive(Clone)]
-pub struct Optimizer<B: AutodiffBackend> {
-    adam: AdamOptimizer<B>,
+pub struct Optimizer<B: AutodiffBackend, M: AutodiffModule<B> = MolE<B>> {
+    adam: AdamOptimizer<B, M>,
     grad_clip: f64,
 }
 
-impl<B: AutodiffBackend> Optimizer<B> {
+impl<B: AutodiffBackend, M: AutodiffModule<B>> Optimizer<B, M> {
     /// Adam with `config`'s betas and epsilon, clipping at `config.grad_clip` (0: none).
     pub fn new(config: &TrainConfig) -> Self {
         Self::adam(
@@ -41,12 +45,12 @@ impl<B: AutodiffBackend> Optimizer<B> {
     }
 
     /// The backward pass of `loss` through `model`: its parameters' gradients.
-    pub fn gradients(loss: Tensor<B, 1>, model: &MolE<B>) -> GradientsParams {
+    pub fn gradients(loss: Tensor<B, 1>, model: &M) -> GradientsParams {
         GradientsParams::from_grads(loss.backward(), model)
     }
 
     /// Scales `grads` down to the configured global norm when above it.
-    pub fn clip(&self, model: &MolE<B>, grads: GradientsParams) -> GradientsParams {
+    pub fn clip(&self, model: &M, grads: GradientsParams) -> GradientsParams {
         // train.grad_clip = 0 turns clipping off (settings refuse negative norms)
         if self.grad_clip > 0.0 {
             clip_global_norm(model, grads, self.grad_clip)
@@ -56,27 +60,24 @@ impl<B: AutodiffBackend> Optimizer<B> {
     }
 
     /// One Adam update of `model` with (already clipped) `grads` at learning rate `lr`.
-    pub fn update(&mut self, model: MolE<B>, grads: GradientsParams, lr: f64) -> MolE<B> {
+    pub fn update(&mut self, model: M, grads: GradientsParams, lr: f64) -> M {
         self.adam.step(lr, model, grads)
     }
 
     /// A whole step: backward, clipping, Adam.
-    pub fn step(&mut self, model: MolE<B>, loss: Tensor<B, 1>, lr: f64) -> MolE<B> {
+    pub fn step(&mut self, model: M, loss: Tensor<B, 1>, lr: f64) -> M {
         let grads = Self::gradients(loss, &model);
         let grads = self.clip(&model, grads);
         self.update(model, grads, lr)
     }
 
     /// The Adam state, for a resumable checkpoint.
-    pub fn to_record(&self) -> <AdamOptimizer<B> as burn::optim::Optimizer<MolE<B>, B>>::Record {
+    pub fn to_record(&self) -> AdamRecord<B, M> {
         self.adam.to_record()
     }
 
     /// Continues from a saved Adam state.
-    pub fn load_record(
-        mut self,
-        record: <AdamOptimizer<B> as burn::optim::Optimizer<MolE<B>, B>>::Record,
-    ) -> Self {
+    pub fn load_record(mut self, record: AdamRecord<B, M>) -> Self {
         self.adam = self.adam.load_record(record);
         self
     }

@@ -4,13 +4,14 @@
 
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use mole_featurize::Vocabulary;
 use mole_model::data_parallel::{self, Group, Peer};
 use mole_model::objective::{Example, HostBatch, Objective};
 use mole_model::training::LossScaler;
-use mole_model::MolE;
+use mole_model::Model;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -18,9 +19,9 @@ use crate::{Optimizer, TrainError};
 
 /// What a replica thread receives to start: the first device's model and optimiser state and
 /// the channel of its per-step shards.
-pub(crate) struct ReplicaStart<B: AutodiffBackend> {
-    pub(crate) model: MolE<B>,
-    pub(crate) optim: Optimizer<B>,
+pub(crate) struct ReplicaStart<B: AutodiffBackend, M: AutodiffModule<B>> {
+    pub(crate) model: M,
+    pub(crate) optim: Optimizer<B, M>,
     pub(crate) scaler: Option<LossScaler>,
     pub(crate) steps: std::sync::mpsc::Receiver<StepWork>,
 }
@@ -61,16 +62,16 @@ pub(crate) struct StepStats<B: Backend> {
 ///
 /// With a loss scaler (f16), the loss is scaled before the backward pass and the gradients
 /// unscaled after the all-reduce; a step with overflowing gradients leaves the model unchanged.
-pub(crate) fn replica_step<B: AutodiffBackend>(
-    model: MolE<B>,
-    optim: &mut Optimizer<B>,
+pub(crate) fn replica_step<B: AutodiffBackend, M: Model<B> + AutodiffModule<B>>(
+    model: M,
+    optim: &mut Optimizer<B, M>,
     work: StepWork,
     peer: Option<Peer>,
     scaler: Option<&mut LossScaler>,
     device: &B::Device,
-) -> Result<(MolE<B>, StepStats<B::InnerBackend>), TrainError> {
+) -> Result<(M, StepStats<B::InnerBackend>), TrainError> {
     B::seed(device, work.seed);
-    let out = work.batch.loss(&model, device);
+    let out = model.loss(work.batch, device)?;
     let loss = match peer {
         Some(_) => out.loss.mul_scalar(work.weight),
         None => out.loss,
@@ -156,11 +157,11 @@ pub(crate) fn replica_step<B: AutodiffBackend>(
 
 /// A data-parallel replica on its own device and thread, fed one shard per step until the
 /// channel closes.
-pub(crate) fn run_replica<B: AutodiffBackend>(
+pub(crate) fn run_replica<B: AutodiffBackend, M: Model<B> + AutodiffModule<B>>(
     peer: Peer,
     group: &Group,
     device: B::Device,
-    start: ReplicaStart<B>,
+    start: ReplicaStart<B, M>,
 ) -> Result<(), TrainError> {
     let ReplicaStart {
         mut model,

@@ -9,13 +9,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, ElementConversion, Tensor};
 use mole_model::data_parallel::{self, Group};
 use mole_model::objective::{Example, HostBatch, Objective};
-use mole_model::{Checkpoint, MolE};
+use mole_model::{CheckpointContents, Model};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -51,12 +51,21 @@ fn report(observer: &mut dyn TrainObserver, event: TrainEvent<'_>) -> Result<(),
 ///
 /// `compute_dtype` is the mixed-precision activation dtype (`None`: f32); parameters and the
 /// optimiser state stay in f32 either way.
-pub fn train<B: AutodiffBackend>(
-    job: TrainJob,
+///
+/// The model is any [`Model`] (`train::<B, MolE<B>>` for MolE): the trainer builds it from
+/// `job.model_config`, computes every loss through [`Model::loss`] and writes best/last
+/// checkpoints through [`Model::save_checkpoint`].
+pub fn train<B, M>(
+    job: TrainJob<M::Config>,
     devices: &[B::Device],
     compute_dtype: Option<DType>,
     observer: &mut dyn TrainObserver,
-) -> Result<TrainOutcome, TrainError> {
+) -> Result<TrainOutcome, TrainError>
+where
+    B: AutodiffBackend,
+    M: Model<B> + AutodiffModule<B>,
+    M::InnerModule: Model<B::InnerBackend, Config = M::Config>,
+{
     job.config.validate()?;
     let device = devices
         .first()
@@ -66,7 +75,7 @@ pub fn train<B: AutodiffBackend>(
         nodes: job.nodes.clone(),
     };
     if group.peers() == 1 {
-        return train_on::<B>(job, device, compute_dtype, &group, &[], observer);
+        return train_on::<B, M>(job, device, compute_dtype, &group, &[], observer);
     }
     if !cfg!(feature = "collective") {
         return Err(TrainError::Invalid(format!(
@@ -81,7 +90,7 @@ pub fn train<B: AutodiffBackend>(
             .iter()
             .enumerate()
             .map(|(k, d)| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<ReplicaStart<B>>(1);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<ReplicaStart<B, M>>(1);
                 let peer = group.peer(k + 1);
                 let device = d.clone();
                 let handle = scope.spawn(move || -> Result<(), TrainError> {
@@ -92,7 +101,7 @@ pub fn train<B: AutodiffBackend>(
                         model: start.model.fork(&device),
                         ..start
                     };
-                    run_replica::<B>(peer, group, device, start)?;
+                    run_replica::<B, M>(peer, group, device, start)?;
                     failing.disarm();
                     Ok(())
                 });
@@ -100,7 +109,7 @@ pub fn train<B: AutodiffBackend>(
             })
             .unzip();
         let failing = ReleaseGroupOnFailure::<B>::armed();
-        let result = train_on::<B>(job, device, compute_dtype, group, &senders, observer);
+        let result = train_on::<B, M>(job, device, compute_dtype, group, &senders, observer);
         if result.is_ok() {
             failing.disarm();
         } else {
@@ -169,14 +178,19 @@ fn recover_resume_dir(run_dir: &Path, observer: &mut dyn TrainObserver) -> Resul
     Ok(())
 }
 
-fn train_on<B: AutodiffBackend>(
-    job: TrainJob,
+fn train_on<B, M>(
+    job: TrainJob<M::Config>,
     device: &B::Device,
     compute_dtype: Option<DType>,
     group: &Group,
-    replicas: &[std::sync::mpsc::SyncSender<ReplicaStart<B>>],
+    replicas: &[std::sync::mpsc::SyncSender<ReplicaStart<B, M>>],
     observer: &mut dyn TrainObserver,
-) -> Result<TrainOutcome, TrainError> {
+) -> Result<TrainOutcome, TrainError>
+where
+    B: AutodiffBackend,
+    M: Model<B> + AutodiffModule<B>,
+    M::InnerModule: Model<B::InnerBackend, Config = M::Config>,
+{
     let s = &job.config;
     let run_dir = &job.run_dir;
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
@@ -217,9 +231,9 @@ fn train_on<B: AutodiffBackend>(
 
     // Initial weights come from the backend RNG: seed it so the same seed gives the same model.
     B::seed(device, s.seed);
-    let mut model: MolE<B> = MolE::new(&job.model_config, device);
+    let mut model = M::init(&job.model_config, device);
     if let Some(init) = &job.init {
-        let (loaded, unused) = mole_model::load_matching(model, init, device)?;
+        let (loaded, unused) = model.load_matching(init, device)?;
         model = loaded;
         if let Some(first) = unused.0.first() {
             let event = TrainEvent::InitialWeightsUnused {
@@ -229,7 +243,7 @@ fn train_on<B: AutodiffBackend>(
             report(observer, event)?;
         }
     }
-    let mut optim = Optimizer::<B>::new(s);
+    let mut optim = Optimizer::<B, M>::new(s);
 
     let resume_dir = run_dir.join("resume");
     let mut state = TrainState {
@@ -335,7 +349,7 @@ fn train_on<B: AutodiffBackend>(
     report(observer, TrainEvent::Started(&plan))?;
 
     let save_resumable =
-        |model: &MolE<B>, optim: &Optimizer<B>, state: &TrainState| -> Result<(), TrainError> {
+        |model: &M, optim: &Optimizer<B, M>, state: &TrainState| -> Result<(), TrainError> {
             let tmp = run_dir.join("resume.tmp");
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
@@ -360,31 +374,25 @@ fn train_on<B: AutodiffBackend>(
             let _ = std::fs::remove_dir_all(&old);
             Ok(())
         };
-    let save_model = |model: &MolE<B>,
-                      path: &Path,
-                      info: mole_model::CheckpointInfo|
-     -> Result<(), TrainError> {
-        let mut model = model.clone().valid();
-        if let Objective::Supervised {
-            standardization: Some(s),
-            ..
-        } = &job.objective
-        {
-            model = s.fold_into(model);
-        }
-        let ckpt = Checkpoint {
-            config: job.model_config.clone(),
-            model,
-            vocab: job.vocab.clone(),
-            target_vocab: job.target_vocab.clone(),
+    let standardization = match &job.objective {
+        Objective::Supervised {
+            standardization, ..
+        } => standardization.as_ref(),
+        Objective::AtomEnv { .. } => None,
+    };
+    let save_model = |model: &M, path: &Path, info: mole_model::CheckpointInfo| {
+        let contents = CheckpointContents {
+            config: &job.model_config,
+            vocab: &job.vocab,
+            target_vocab: job.target_vocab.as_ref(),
+            standardization,
             info,
         };
-        ckpt.save(path)?;
-        Ok(())
+        model.clone().valid().save_checkpoint(path, contents)
     };
 
-    let best_path = run_dir.join("best.safetensors");
-    let last_path = run_dir.join("last.safetensors");
+    let best_path = run_dir.join("best").with_extension(M::CHECKPOINT_EXTENSION);
+    let last_path = run_dir.join("last").with_extension(M::CHECKPOINT_EXTENSION);
     let mut final_valid = None;
     let mut steps_this_process = 0usize;
     let started = Instant::now();
@@ -593,7 +601,7 @@ fn train_on<B: AutodiffBackend>(
                 s.batch_size,
                 s.seed,
                 device,
-            );
+            )?;
             let vloss = valid["loss"].as_f64().unwrap_or(f64::INFINITY);
             let improved = state.best_valid_loss.is_none_or(|best| vloss < best);
             report(

@@ -37,7 +37,8 @@ fn mean_loss<I: Backend>(
         16,
         0,
         &Default::default(),
-    );
+    )
+    .expect("MolE has a head for the objective");
     metrics["loss"].as_f64().expect("the loss is a number")
 }
 

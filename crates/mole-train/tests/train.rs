@@ -4,7 +4,7 @@
 use burn::backend::{Autodiff, Flex};
 use mole_metrics::TaskKind;
 use mole_model::objective::Objective;
-use mole_model::{config_and_vocab, zoo, Checkpoint, CheckpointInfo, HeadConfig, TaskType};
+use mole_model::{config_and_vocab, zoo, Checkpoint, CheckpointInfo, HeadConfig, MolE, TaskType};
 use mole_train::{train, TrainConfig, TrainData, TrainEvent, TrainJob};
 
 mod common;
@@ -81,7 +81,7 @@ fn library_trainer_fine_tunes_and_reports_every_step() {
         Ok(())
     };
     let device = Default::default();
-    let outcome = train::<B>(job, &[device], None, &mut observer).unwrap();
+    let outcome = train::<B, MolE<B>>(job, &[device], None, &mut observer).unwrap();
 
     // 64 molecules in batches of 16: 4 steps per epoch, 3 epochs
     assert_eq!(planned, Some(12));

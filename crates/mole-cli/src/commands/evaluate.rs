@@ -88,7 +88,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             args.batch_size,
             0,
             &device,
-        ))
+        )?)
     })?;
     let mut report = metrics.clone();
     report["molecules"] = examples.len().into();

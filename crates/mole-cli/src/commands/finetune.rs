@@ -287,7 +287,7 @@ impl TestRun<'_> {
         let mut rejected = 0usize;
         let mut csv = TestPredictionsCsv::create(self.out, self.label_names, self.kind)?;
         let mut add = |part: &[Example]| -> Result<()> {
-            let predictions = evaluator.add(&model, part, self.vocab, self.batch_size, device);
+            let predictions = evaluator.add(&model, part, self.vocab, self.batch_size, device)?;
             if let Some(csv) = csv.as_mut() {
                 csv.add(part, &predictions)?;
             }

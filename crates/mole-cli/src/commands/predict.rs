@@ -1,6 +1,7 @@
 //! `predict` and `embed`.
 
 use super::*;
+use mole_model::Encoder;
 
 pub fn predict(args: PredictArgs) -> Result<()> {
     let mut read: Vec<&Path> = vec![args.run.checkpoint.as_path()];
@@ -288,7 +289,7 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
             options,
             |inputs| {
                 let batch = BatchTensors::<I>::from_batch(&collate(inputs), &device);
-                Ok(rows_of(model.embed(&batch)))
+                Ok(rows_of(model.encode(&batch)))
             },
             |row, out| {
                 let v = out.unwrap_or(&nan_row);

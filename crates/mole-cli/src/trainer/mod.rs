@@ -36,7 +36,7 @@ pub fn train<B: AutodiffBackend>(
         log: MetricsLog::open(&run_dir)?,
         bar: None,
     };
-    Ok(mole_train::train::<B>(
+    Ok(mole_train::train::<B, mole_model::MolE<B>>(
         job,
         devices,
         compute_dtype,
