@@ -8,7 +8,6 @@ mod parquet_out;
 mod report;
 mod settings;
 mod split;
-mod stream;
 mod tdc;
 mod trainer;
 

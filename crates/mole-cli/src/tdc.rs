@@ -144,7 +144,7 @@ fn datasets_of(path: &Path) -> Result<Vec<Dataset>> {
 /// globs, as `data.train` does (`stream::corpus_files`), or of one path.
 fn datasets_of_list(path: &Path) -> Result<Vec<Dataset>> {
     let mut out: Vec<Dataset> = Vec::new();
-    for part in crate::stream::corpus_files(&path.to_string_lossy())? {
+    for part in mole_train::data::stream::corpus_files(&path.to_string_lossy())? {
         for d in datasets_of(&part)? {
             if out.iter().any(|o| o.name == d.name) {
                 bail!(

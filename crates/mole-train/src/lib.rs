@@ -13,7 +13,8 @@
 //! ```
 //!
 //! The objectives (masking, the supervised losses) live in [`mole_model::objective`]; this
-//! crate holds what turns them into a run. The loop is generic over the model contract
+//! crate holds what turns them into a run: [`data`] reads tables, molecule lists and streamed
+//! corpora into examples, and [`train`] runs the loop. The loop is generic over the model contract
 //! [`mole_model::Model`]: `train::<B, MolE<B>>` trains MolE, and a Burn user's own model of
 //! MolE's batches trains the same way. Progress is reported to a [`TrainObserver`], never
 //! printed (diagnostics go to `tracing` at debug level); a run spanning several machines calls
@@ -24,6 +25,7 @@
 
 pub mod batching;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod job;

@@ -52,7 +52,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     }
     let table = data::read_table(&args.data, &args.smiles_column, &labels, "")?;
     let (examples, mut rejects) =
-        data::featurize_rows(table.rows, &vocab, args.max_atoms, false, "featurize");
+        data::featurize_rows_with_bar(table.rows, &vocab, args.max_atoms, false, "featurize");
     rejects.extend(table.rejects);
     data::report_rejects(&args.data, &rejects, None)?;
     if examples.is_empty() {

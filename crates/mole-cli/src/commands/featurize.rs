@@ -197,7 +197,7 @@ pub fn vocab(cmd: VocabCommand) -> Result<()> {
             // kept (memory: the distinct identifiers, whatever the corpus size)
             let mut files = Vec::new();
             for c in &corpus {
-                files.extend(crate::stream::expand(c)?);
+                files.extend(mole_train::data::stream::expand(c)?);
             }
             let bar = data::progress_spinner("{spinner} counted {pos} molecules ({per_sec})");
             let mut counts: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();

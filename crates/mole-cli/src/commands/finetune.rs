@@ -298,17 +298,17 @@ impl TestRun<'_> {
             TestSet::Stream(spec) => {
                 // featurised and evaluated a part at a time: memory stays bounded
                 let bar = data::progress_spinner("{spinner} test: {pos} molecules ({per_sec})");
-                let mut rows = spec.part_rows(crate::stream::Part::Test);
+                let mut rows = spec.part_rows(mole_featurize::split::Part::Test);
                 loop {
                     let part = rows
                         .by_ref()
                         .take(TEST_PART)
-                        .collect::<Result<Vec<data::RawRow>>>()?;
+                        .collect::<Result<Vec<data::RawRow>, _>>()?;
                     if part.is_empty() {
                         break;
                     }
                     let (examples, bad) =
-                        data::featurize_rows_quietly(part, self.vocab, self.max_atoms, false);
+                        data::featurize_rows(part, self.vocab, self.max_atoms, false, &|_| {});
                     rejected += bad.len();
                     add(&examples)?;
                     bar.inc(examples.len() as u64);
@@ -407,7 +407,7 @@ struct LabelledCorpus {
 enum TestSet {
     InMemory(Vec<Example>),
     /// The test part of a streamed corpus, read again after training.
-    Stream(std::sync::Arc<crate::stream::StreamSpec>),
+    Stream(std::sync::Arc<mole_train::data::stream::StreamSpec>),
 }
 
 /// A labelled table read, featurised and split in memory.
@@ -428,7 +428,7 @@ fn labelled_in_memory(
         bail!("{}: no label columns", path.display());
     }
     let mut rejects = table.rejects;
-    let (examples, bad) = data::featurize_rows(
+    let (examples, bad) = data::featurize_rows_with_bar(
         table.rows,
         vocab,
         settings.data.max_atoms,
@@ -511,7 +511,7 @@ fn labelled_stream(
     if label_names.is_empty() {
         bail!("{}: no label columns", files[0].display());
     }
-    let spec = crate::stream::StreamSpec {
+    let spec = mole_train::data::stream::StreamSpec {
         files,
         seed: settings.train.seed,
         window: d.stream_window,
@@ -521,7 +521,7 @@ fn labelled_stream(
         test_fraction: d.test_fraction,
         vocab: vocab.clone(),
         target_vocab: None,
-        table: Some(crate::stream::TableSpec {
+        table: Some(mole_train::data::stream::TableSpec {
             smiles_column: d.smiles_column.clone(),
             label_columns: d.label_columns.clone(),
             split_column: d.split_column.clone(),
@@ -537,10 +537,11 @@ fn labelled_stream(
         label_names.join(", "),
         d.stream_sample
     );
-    let (sample_rows, _, mut rejects) = crate::stream::sample(&spec, d.stream_sample, 0)?;
+    let (sample_rows, _, mut rejects) =
+        mole_train::data::stream::sample(&spec, d.stream_sample, 0)?;
     // the statistics count the molecules training will see: those that featurise
     let mut train_labels: Vec<Vec<f32>> = Vec::with_capacity(sample_rows.len());
-    rejects.extend(data::featurize_in_windows(
+    rejects.extend(data::featurize_in_windows_with_bar(
         sample_rows,
         vocab,
         d.max_atoms,
@@ -552,10 +553,11 @@ fn labelled_stream(
     // the validation rows wherever they are in the corpus (a table sorted by its split
     // column has them after the sample), up to the cap
     let valid_rows = spec
-        .part_rows(crate::stream::Part::Valid)
+        .part_rows(mole_featurize::split::Part::Valid)
         .take(STREAM_VALID_LIMIT)
-        .collect::<Result<Vec<_>>>()?;
-    let (valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, false, "validation");
+        .collect::<Result<Vec<_>, _>>()?;
+    let (valid, bad) =
+        data::featurize_rows_with_bar(valid_rows, vocab, d.max_atoms, false, "validation");
     rejects.extend(bad);
     data::report_rejects(&spec.files[0], &rejects, Some(&out.join("rejects.csv")))?;
     if valid.is_empty() {
@@ -577,7 +579,7 @@ fn labelled_stream(
     let steps_per_epoch = if settings.train.max_steps > 0 {
         None
     } else {
-        let rows = count_stream_rows(&spec, crate::stream::Part::Train)?;
+        let rows = count_stream_rows(&spec, mole_featurize::split::Part::Train)?;
         tracing::info!("corpus: {rows} training molecules");
         Some(stream_steps_per_epoch(
             rows,
@@ -589,7 +591,7 @@ fn labelled_stream(
     Ok(LabelledCorpus {
         label_names,
         train: trainer::TrainData::Stream {
-            batches: std::sync::Arc::new(crate::stream::StreamCorpus(spec.clone())),
+            batches: std::sync::Arc::new(mole_train::data::stream::StreamCorpus(spec.clone())),
             steps_per_epoch,
         },
         valid,

@@ -80,8 +80,8 @@ pub(crate) fn run_dir(args: &TrainArgs, default: &str) -> PathBuf {
 
 /// The rows of a streamed corpus's `part` (one reading pass, counting only).
 pub(crate) fn count_stream_rows(
-    spec: &crate::stream::StreamSpec,
-    part: crate::stream::Part,
+    spec: &mole_train::data::stream::StreamSpec,
+    part: mole_featurize::split::Part,
 ) -> Result<usize> {
     let bar = data::progress_spinner("{spinner} counting the corpus: {pos} molecules ({per_sec})");
     let mut rows = 0usize;
@@ -365,7 +365,7 @@ pub(crate) fn in_memory_corpus(
     vocab: &Vocabulary,
     out: &Path,
 ) -> Result<PretrainCorpus> {
-    let files = crate::stream::corpus_files(&settings.data.train)?;
+    let files = mole_train::data::stream::corpus_files(&settings.data.train)?;
     let mut examples = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, corpus) in files.iter().enumerate() {
@@ -374,7 +374,7 @@ pub(crate) fn in_memory_corpus(
         let (rows, mut rejects) = data::read_smiles(corpus)
             .with_context(|| format!("pretraining corpus {}", corpus.display()))?;
         let (featurized, bad) =
-            data::featurize_rows(rows, vocab, settings.data.max_atoms, true, "featurize");
+            data::featurize_rows_with_bar(rows, vocab, settings.data.max_atoms, true, "featurize");
         rejects.extend(bad);
         // one file keeps the established name; several get one list each
         let rejects_file = if files.len() == 1 {
@@ -458,7 +458,7 @@ pub(crate) fn stream_files(
     if d.stream_window == 0 || d.stream_sample == 0 {
         bail!("data.stream_window and data.stream_sample must be at least 1");
     }
-    let files = crate::stream::corpus_files(&d.train)?;
+    let files = mole_train::data::stream::corpus_files(&d.train)?;
     for f in &files {
         readable(f)?;
     }
@@ -514,7 +514,7 @@ pub(crate) fn streaming_corpus(
         files.len(),
         d.stream_sample
     );
-    let mut spec = crate::stream::StreamSpec {
+    let mut spec = mole_train::data::stream::StreamSpec {
         files,
         seed: settings.train.seed,
         window: d.stream_window,
@@ -527,12 +527,12 @@ pub(crate) fn streaming_corpus(
         table: None,
     };
     let (sample_rows, valid_rows, mut rejects) =
-        crate::stream::sample(&spec, d.stream_sample, STREAM_VALID_LIMIT)?;
+        mole_train::data::stream::sample(&spec, d.stream_sample, STREAM_VALID_LIMIT)?;
     // radius-2 counts over the sample, featurised a window at a time so that only the counts
     // stay in memory
     let mut counts: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
     let mut usable = 0usize;
-    rejects.extend(data::featurize_in_windows(
+    rejects.extend(data::featurize_in_windows_with_bar(
         sample_rows,
         vocab,
         d.max_atoms,
@@ -546,7 +546,8 @@ pub(crate) fn streaming_corpus(
             }
         },
     ));
-    let (mut valid, bad) = data::featurize_rows(valid_rows, vocab, d.max_atoms, true, "validation");
+    let (mut valid, bad) =
+        data::featurize_rows_with_bar(valid_rows, vocab, d.max_atoms, true, "validation");
     rejects.extend(bad);
     data::report_rejects(&spec.files[0], &rejects, Some(&out.join("rejects.csv")))?;
     if usable == 0 {
@@ -578,7 +579,7 @@ pub(crate) fn streaming_corpus(
         None
     } else {
         // without a step limit the epochs need the corpus's size: one pass counting rows
-        let rows = count_stream_rows(&spec, crate::stream::Part::Train)?;
+        let rows = count_stream_rows(&spec, mole_featurize::split::Part::Train)?;
         tracing::info!("corpus: {rows} training molecules");
         Some(stream_steps_per_epoch(
             rows,
@@ -589,7 +590,9 @@ pub(crate) fn streaming_corpus(
     spec.target_vocab = Some(target_vocab.clone());
     Ok((
         trainer::TrainData::Stream {
-            batches: std::sync::Arc::new(crate::stream::StreamCorpus(std::sync::Arc::new(spec))),
+            batches: std::sync::Arc::new(mole_train::data::stream::StreamCorpus(
+                std::sync::Arc::new(spec),
+            )),
             steps_per_epoch,
         },
         valid,

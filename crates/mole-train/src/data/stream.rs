@@ -7,7 +7,7 @@
 //!
 //! Everything is a function of the seed, the epoch and the files: window w of epoch e holds the
 //! same molecules in every run and is shuffled with the same RNG, so batch k of epoch e is the
-//! same batch, and `--resume` continues the stream where the interrupted run stopped (the
+//! same batch, and a resumed run continues the stream where the interrupted one stopped (the
 //! thread reads and featurises up to that point again, without training on it). Validation
 //! molecules are chosen by a hash of their SMILES string, so the split needs no pass over the
 //! corpus: a SMILES is held out in every epoch and every run, wherever it appears (the same
@@ -18,14 +18,18 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use mole_featurize::split::Part;
 use mole_featurize::{read_molecules, Vocabulary};
 use mole_metrics::TaskKind;
+use mole_model::objective::{assign_targets, Example};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::{self, Example, RawRow, Reject};
+use super::{bad_label, featurize_rows, table_rows, DataError, RawRow, Reject};
+use crate::length_bucketed_batches;
+
+type Result<T, E = DataError> = std::result::Result<T, E>;
 
 /// Batches the thread may prepare ahead of the training loop.
 const BATCHES_AHEAD: usize = 8;
@@ -42,7 +46,7 @@ pub fn corpus_files(spec: &str) -> Result<Vec<PathBuf>> {
         files.extend(expand(Path::new(part))?);
     }
     if files.is_empty() {
-        bail!("no corpus file given");
+        return Err(DataError::Invalid("no corpus file given".into()));
     }
     Ok(files)
 }
@@ -61,13 +65,16 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
         _ => PathBuf::from("."),
     };
     let mut matched: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("{}: cannot list", dir.display()))?
+        .map_err(|e| DataError::read(format!("{}: cannot list", dir.display()), e))?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
         .map(|e| e.path())
         .collect();
     if matched.is_empty() {
-        bail!("{}: no file matches", path.display());
+        return Err(DataError::Invalid(format!(
+            "{}: no file matches",
+            path.display()
+        )));
     }
     matched.sort();
     Ok(matched)
@@ -113,14 +120,6 @@ fn hash_position(smiles: &str) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Which part of a streamed corpus a row belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    Train,
-    Valid,
-    Test,
-}
-
 impl StreamSpec {
     /// A row's part: its split cell when the table has a split column, else its SMILES hash
     /// (validation below `valid_fraction`, test in the next `test_fraction`). A split cell
@@ -162,28 +161,28 @@ impl StreamSpec {
                     smiles: String::new(),
                     reason: e.reason(),
                 })),
-                Err(e) => Err(anyhow::Error::from(e)),
+                Err(e) => Err(DataError::from(e)),
             });
             return Ok(Box::new(rows));
         };
-        let (names, rows) = data::table_rows(
+        let (names, rows) = table_rows(
             path,
             &table.smiles_column,
             &table.label_columns,
             &table.split_column,
         )?;
         if names != table.label_names {
-            bail!(
+            return Err(DataError::Invalid(format!(
                 "{}: label columns {} differ from the first file's ({})",
                 path.display(),
                 names.join(", "),
                 table.label_names.join(", ")
-            );
+            )));
         }
         let kind = table.kind;
         Ok(Box::new(rows.map(move |row| {
             row.map(|row| {
-                row.and_then(|r| match data::bad_label(kind, &r.labels) {
+                row.and_then(|r| match bad_label(kind, &r.labels) {
                     Some(reason) => Err(Reject {
                         line: r.line,
                         smiles: r.smiles,
@@ -304,13 +303,12 @@ pub struct StreamSpec {
 /// [`epoch_batches`]' background thread.
 pub struct StreamCorpus(pub Arc<StreamSpec>);
 
-impl mole_train::BatchStream for StreamCorpus {
+impl crate::BatchStream for StreamCorpus {
     fn epoch(
         &self,
         epoch: usize,
         skip: usize,
-    ) -> Box<dyn Iterator<Item = std::result::Result<Vec<Example>, mole_train::BoxError>> + '_>
-    {
+    ) -> Box<dyn Iterator<Item = Result<Vec<Example>, crate::BoxError>> + '_> {
         let batches = epoch_batches(self.0.clone(), epoch, skip);
         // the empty batch that ends the epoch is passed on: it ends the trainer's epoch too
         Box::new(std::iter::from_fn(move || match batches.recv() {
@@ -378,14 +376,11 @@ pub fn epoch_batches(
                         break;
                     }
                     let pretraining = spec.target_vocab.is_some();
-                    let (mut examples, _) = data::featurize_rows_quietly(
-                        part,
-                        &spec.vocab,
-                        spec.max_atoms,
-                        pretraining,
-                    );
+                    // rejects are reported by the sample pass
+                    let (mut examples, _) =
+                        featurize_rows(part, &spec.vocab, spec.max_atoms, pretraining, &|_| {});
                     if let Some(targets) = &spec.target_vocab {
-                        data::assign_targets(&mut examples, targets);
+                        assign_targets(&mut examples, targets);
                     }
                     molecules.extend(examples.into_iter().map(Compact::of));
                 }
@@ -396,7 +391,7 @@ pub fn epoch_batches(
                         .wrapping_mul(0x2545_F491_4F6C_DD1D)
                         ^ window_index,
                 );
-                let batches = data::length_bucketed_batches(&lengths, spec.batch_size, &mut rng);
+                let batches = length_bucketed_batches(&lengths, spec.batch_size, &mut rng);
                 let mut slots: Vec<Option<Compact>> = molecules.into_iter().map(Some).collect();
                 for idx in batches {
                     if sent < skip {

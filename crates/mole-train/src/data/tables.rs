@@ -3,8 +3,9 @@
 
 use super::*;
 
-pub(super) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
-    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+pub(super) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>, DataError> {
+    let file = File::open(path)
+        .map_err(|e| DataError::read(format!("{}: cannot open", path.display()), e))?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     Ok(if gz {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
@@ -14,6 +15,7 @@ pub(super) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
 }
 
 /// Table kinds by file name: CSV, TSV, SD files (optionally gzipped) or parquet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
     Delimited(u8),
     Parquet,
@@ -22,7 +24,7 @@ pub enum TableKind {
     Sdf,
 }
 
-pub fn table_kind(path: &Path) -> Result<TableKind> {
+pub fn table_kind(path: &Path) -> Result<TableKind, DataError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -39,10 +41,10 @@ pub fn table_kind(path: &Path) -> Result<TableKind> {
     } else if name.ends_with(".sdf") || name.ends_with(".sd") || name.ends_with(".mol") {
         Ok(TableKind::Sdf)
     } else {
-        bail!(
+        Err(DataError::Invalid(format!(
             "{}: expected a .csv, .tsv, .sdf (optionally .gz) or .parquet file",
             path.display()
-        )
+        )))
     }
 }
 
@@ -53,18 +55,17 @@ pub fn table_kind(path: &Path) -> Result<TableKind> {
 /// ends the rows.
 pub type Cells = (
     Vec<String>,
-    Box<dyn Iterator<Item = Result<(usize, Result<Vec<String>, String>)>>>,
+    Box<dyn Iterator<Item = Result<(usize, Result<Vec<String>, String>), DataError>>>,
 );
 
-pub fn table_cells(path: &Path) -> Result<Cells> {
+/// A table's header and rows as strings; see [`Cells`].
+pub fn table_cells(path: &Path) -> Result<Cells, DataError> {
     match table_kind(path)? {
         TableKind::Sdf => sdf_cells(path),
         TableKind::Parquet => {
             // a row group at a time (a large labelled corpus streams through here)
             let (headers, rows) = mole_featurize::parquet_string_rows(path)?;
-            let rows = rows
-                .enumerate()
-                .map(|(i, r)| Ok((i + 2, Ok(r.map_err(anyhow::Error::from)?))));
+            let rows = rows.enumerate().map(|(i, r)| Ok((i + 2, Ok(r?))));
             Ok((headers, Box::new(rows)))
         }
         TableKind::Delimited(delimiter) => {
@@ -77,7 +78,9 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
                 .from_reader(open_maybe_gz(path)?);
             let headers = reader
                 .headers()
-                .with_context(|| format!("{}:1: cannot read the header", path.display()))?
+                .map_err(|e| {
+                    DataError::read(format!("{}:1: cannot read the header", path.display()), e)
+                })?
                 .iter()
                 .map(|h| h.strip_suffix('\r').unwrap_or(h).to_string())
                 .collect();
@@ -100,10 +103,10 @@ pub fn table_cells(path: &Path) -> Result<Cells> {
                     Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
                         Ok((line, Err("not UTF-8 text".to_string())))
                     }
-                    Err(e) => Err(anyhow::anyhow!(
+                    Err(e) => Err(DataError::Invalid(format!(
                         "{}:{line}: cannot read: {e}",
                         path.display()
-                    )),
+                    ))),
                 }
             });
             Ok((headers, Box::new(rows)))
@@ -120,14 +123,14 @@ type SdfRow = (usize, Result<String, String>, Vec<(String, String)>);
 /// appear (a record without an item has an empty cell). Items named like the molecule column
 /// (`smiles`, any case) are left out: the connection table is the molecule. Rows are records
 /// (their number as the line); a record that is not a molecule is a bad row with its reason.
-pub(super) fn sdf_cells(path: &Path) -> Result<Cells> {
+pub(super) fn sdf_cells(path: &Path) -> Result<Cells, DataError> {
     let reader = std::io::BufReader::with_capacity(64 * 1024, open_maybe_gz(path)?);
     let mut names: Vec<String> = Vec::new();
     // each record as its SMILES (or why it has none) and data items: the molecules
     // themselves are not kept
     let mut records: Vec<SdfRow> = Vec::new();
     for record in mole_featurize::SdfReader::new(reader) {
-        let record = record.map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+        let record = record.map_err(|e| DataError::Invalid(format!("{}:{e}", path.display())))?;
         for (name, _) in &record.properties {
             if !name.trim().eq_ignore_ascii_case("smiles") && !names.contains(name) {
                 names.push(name.clone());
@@ -160,7 +163,7 @@ pub(super) fn sdf_cells(path: &Path) -> Result<Cells> {
 pub const MAX_LABEL_MAGNITUDE: f32 = 1e15;
 
 /// Parses a label cell: empty, `nan`, `NA` → missing (NaN).
-pub(super) fn parse_label(cell: &str) -> Result<f32, String> {
+pub fn parse_label(cell: &str) -> Result<f32, String> {
     let c = cell.trim();
     if c.is_empty() || c.eq_ignore_ascii_case("nan") || c.eq_ignore_ascii_case("na") || c == "-" {
         return Ok(f32::NAN);
@@ -186,7 +189,7 @@ pub fn read_table(
     smiles_column: &str,
     label_columns: &[String],
     split_column: &str,
-) -> Result<Table> {
+) -> Result<Table, DataError> {
     let (label_names, records) = table_rows(path, smiles_column, label_columns, split_column)?;
     let mut rows = Vec::new();
     let mut rejects = Vec::new();
@@ -208,7 +211,7 @@ pub fn read_table(
 /// skipped. See [`read_table`].
 pub type TableRows = (
     Vec<String>,
-    Box<dyn Iterator<Item = Result<Result<RawRow, Reject>>>>,
+    Box<dyn Iterator<Item = Result<Result<RawRow, Reject>, DataError>>>,
 );
 
 /// [`read_table`] as a stream of rows (CSV/TSV are read lazily; a large labelled corpus).
@@ -217,28 +220,30 @@ pub fn table_rows(
     smiles_column: &str,
     label_columns: &[String],
     split_column: &str,
-) -> Result<TableRows> {
+) -> Result<TableRows, DataError> {
     let (headers, records) = table_cells(path)?;
     let find = |name: &str| {
         headers
             .iter()
             .position(|h| h.trim().eq_ignore_ascii_case(name))
     };
-    let smiles_idx = find(smiles_column).with_context(|| {
-        format!(
+    let smiles_idx = find(smiles_column).ok_or_else(|| {
+        DataError::Invalid(format!(
             "{}:1: no `{smiles_column}` column (columns: {})",
             path.display(),
             headers.join(", ")
-        )
+        ))
     })?;
-    let split_idx =
-        if split_column.is_empty() {
-            None
-        } else {
-            Some(find(split_column).with_context(|| {
-                format!("{}:1: no split column `{split_column}`", path.display())
-            })?)
-        };
+    let split_idx = if split_column.is_empty() {
+        None
+    } else {
+        Some(find(split_column).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "{}:1: no split column `{split_column}`",
+                path.display()
+            ))
+        })?)
+    };
     let label_idx: Vec<usize> = if label_columns.is_empty() {
         (0..headers.len())
             .filter(|&i| i != smiles_idx && Some(i) != split_idx)
@@ -247,9 +252,11 @@ pub fn table_rows(
         label_columns
             .iter()
             .map(|c| {
-                find(c).with_context(|| format!("{}:1: no label column `{c}`", path.display()))
+                find(c).ok_or_else(|| {
+                    DataError::Invalid(format!("{}:1: no label column `{c}`", path.display()))
+                })
             })
-            .collect::<Result<_>>()?
+            .collect::<Result<_, _>>()?
     };
     let label_names = label_idx
         .iter()
@@ -320,7 +327,7 @@ pub fn bad_label(kind: mole_metrics::TaskKind, labels: &[f32]) -> Option<String>
 }
 
 /// Reads an unlabelled molecule list (.smi/.txt/.csv/.tsv/.sdf, optionally gzipped, or parquet).
-pub fn read_smiles(path: &Path) -> Result<(Vec<RawRow>, Vec<Reject>)> {
+pub fn read_smiles(path: &Path) -> Result<(Vec<RawRow>, Vec<Reject>), DataError> {
     let mut rows = Vec::new();
     let mut rejects = Vec::new();
     for record in read_molecules(path)? {
