@@ -3,7 +3,6 @@
 //! the file; a streamed corpus gives the same batches every time and resumes mid-epoch.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ use rand::SeedableRng;
 
 mod common;
 
-use common::scratch_dir;
+use common::{esol, scratch_dir};
 
 fn vocab() -> Vocabulary {
     let name = "mole-tiny-zinc-chembl";
@@ -102,22 +101,10 @@ fn file_level_errors_name_the_file_and_why() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The SMILES of the first `rows` ESOL molecules.
-fn esol_smiles(rows: usize) -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/esol.csv");
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .take(rows)
-        .map(|l| l.split(',').next().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_streamed_corpus_repeats_its_batches_and_resumes_mid_epoch() {
     let dir = scratch_dir("data-stream");
-    let smiles = esol_smiles(80);
+    let smiles: Vec<String> = esol(&vocab(), 80).into_iter().map(|e| e.smiles).collect();
     let (first, second) = smiles.split_at(50);
     let files = vec![dir.join("part-0.smi"), dir.join("part-1.smi")];
     std::fs::write(&files[0], first.join("\n")).unwrap();

@@ -2,30 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-use mole_featurize::{featurize, MoleInput, Vocabulary};
+use mole_featurize::Vocabulary;
 use mole_model::objective::Example;
+use mole_train::data::{featurize_rows, read_table};
 
-/// The first `rows` molecules of `datasets/esol.csv` that featurise, labelled with logS.
+/// The first `rows` molecules of `datasets/esol.csv` that featurise, labelled with logS, read
+/// with the library's readers.
 pub fn esol(vocab: &Vocabulary, rows: usize) -> Vec<Example> {
     let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/esol.csv");
-    let text = std::fs::read_to_string(&table).expect("datasets/esol.csv");
-    text.lines()
-        .enumerate()
-        .skip(1)
-        .filter_map(|(line, row)| {
-            let (smiles, label) = row.split_once(',')?;
-            let molecule = featurize(smiles, vocab).ok()?;
-            Some(Example {
-                line: line + 1,
-                smiles: smiles.to_string(),
-                input: MoleInput::from_featurized(&molecule, vocab),
-                labels: vec![label.trim().parse().ok()?],
-                targets: Vec::new(),
-                split: None,
-            })
-        })
-        .take(rows)
-        .collect()
+    let table = read_table(&table, "smiles", &[], "").expect("datasets/esol.csv");
+    let (mut examples, _) = featurize_rows(table.rows, vocab, usize::MAX, false, &|_| {});
+    examples.truncate(rows);
+    examples
 }
 
 /// An empty directory under the system's temporary folder, unique to this process.
