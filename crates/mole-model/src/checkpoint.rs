@@ -20,7 +20,7 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use mole_featurize::Vocabulary;
-use mole_nn::{StateDict, StateLoader, StateSaver, TorchState};
+use mole_nn::{load_torch_state, to_torch_state, StateDict, TorchNames};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,19 +101,23 @@ impl CheckpointInfo {
     }
 }
 
+/// MolE's original names: the DeBERTa modules' (`mole_nn::TorchNames::deberta`) under the
+/// root `MolE.` (the Burn field `mole`); the heads keep their names.
+pub fn torch_names() -> TorchNames {
+    TorchNames::deberta(&[(r"^MolE\.", "mole.")], &[(r"^mole\.", "MolE.")])
+}
+
 /// The original parameter names of `model` (with the Lightning `model.` prefix removed).
 pub fn to_state_dict<B: Backend>(model: &MolE<B>) -> StateDict {
-    let mut saver = StateSaver::default();
-    model.save_torch_state(&mut saver, "");
-    saver.dict
+    to_torch_state(model, &torch_names())
 }
 
 /// Loads parameters named as in the original into `model`; names may carry Lightning's
-/// `model.` prefix. Every missing, unexpected or mis-shaped tensor is listed in the error.
+/// `model.` prefix. Every missing, unexpected or mis-shaped tensor is listed in the error. The
+/// tensors go to the device of the model's parameters.
 pub fn load_state_dict<B: Backend>(
     model: MolE<B>,
     dict: &StateDict,
-    device: &B::Device,
 ) -> Result<MolE<B>, ModelError> {
     let has_lightning_prefix = dict.tensors.keys().all(|k| k.starts_with("model."));
     let stripped;
@@ -123,11 +127,7 @@ pub fn load_state_dict<B: Backend>(
     } else {
         dict
     };
-    let mut model = model;
-    let mut loader = StateLoader::new(dict, device);
-    model.load_torch_state(&mut loader, "");
-    loader.finish()?;
-    Ok(model)
+    Ok(load_torch_state(model, dict, &torch_names())?)
 }
 
 /// Tensors of a state dict that [`load_matching`] did not use.
@@ -142,7 +142,6 @@ pub struct UnusedTensors(pub Vec<String>);
 pub fn load_matching<B: Backend>(
     model: MolE<B>,
     dict: &StateDict,
-    device: &B::Device,
 ) -> Result<(MolE<B>, UnusedTensors), ModelError> {
     let lightning =
         !dict.tensors.is_empty() && dict.tensors.keys().all(|k| k.starts_with("model."));
@@ -168,10 +167,7 @@ pub fn load_matching<B: Backend>(
         }
     }
     unused.sort();
-    Ok((
-        load_state_dict(model, &full, device)?,
-        UnusedTensors(unused),
-    ))
+    Ok((load_state_dict(model, &full)?, UnusedTensors(unused)))
 }
 
 /// A model with a pretrained encoder and a new head, in one call: the encoder (its
@@ -198,8 +194,8 @@ pub fn pretrained_encoder<B: Backend>(
     };
     let mut encoder_only = dict;
     drop_head_tensors(&mut encoder_only);
-    let (model, _) = load_matching(MolE::new(&config, device), &encoder_only, device)
-        .map_err(|e| bad(e.to_string()))?;
+    let (model, _) =
+        load_matching(MolE::new(&config, device), &encoder_only).map_err(|e| bad(e.to_string()))?;
     Ok((model, vocab))
 }
 
@@ -293,7 +289,7 @@ pub fn import_safetensors<B: Backend>(
     for f in files {
         dict.extend(StateDict::load(f)?);
     }
-    load_state_dict(MolE::new(config, device), &dict, device)
+    load_state_dict(MolE::new(config, device), &dict)
 }
 
 /// Writes the tensors under the original names, without metadata.
@@ -347,8 +343,8 @@ impl<B: Backend> Checkpoint<B> {
         };
         let info = CheckpointInfo::from_metadata(&dict, &source)?;
         // name the file: "weights do not match the model" alone does not say which
-        let model = load_state_dict(MolE::new(&config, device), &dict, device)
-            .map_err(|e| bad(e.to_string()))?;
+        let model =
+            load_state_dict(MolE::new(&config, device), &dict).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             config,
             model,

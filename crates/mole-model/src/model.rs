@@ -8,7 +8,7 @@ use mole_nn::common_init::{layer_norm, linear};
 use mole_nn::precision;
 use mole_nn::{
     AttentionMask, BertEmbeddings, BertEncoder, DebertaConfig, EncoderOutput, EncoderRequest,
-    StateLoader, StateSaver, TaskPredictionHead, TorchState,
+    TaskPredictionHead,
 };
 use serde::{Deserialize, Serialize};
 
@@ -132,22 +132,6 @@ impl<B: Backend> AtomEnvEmbeddings<B> {
     }
 }
 
-impl<B: Backend> TorchState<B> for AtomEnvEmbeddings<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        self.embeddings
-            .load_torch_state(loader, &format!("{prefix}.embeddings"));
-        self.encoder
-            .load_torch_state(loader, &format!("{prefix}.encoder"));
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        self.embeddings
-            .save_torch_state(saver, &format!("{prefix}.embeddings"));
-        self.encoder
-            .save_torch_state(saver, &format!("{prefix}.encoder"));
-    }
-}
-
 /// BERT-style language-model head: dense → GELU → LayerNorm → decoder.
 #[derive(Module, Debug)]
 pub struct AtomEnvHead<B: Backend> {
@@ -176,20 +160,6 @@ impl<B: Backend> AtomEnvHead<B> {
         let x = precision::linear_gelu(&self.dense, states);
         let x = precision::layer_norm(&self.layer_norm, self.layer_norm_eps, x);
         precision::linear(&self.decoder, x)
-    }
-}
-
-impl<B: Backend> TorchState<B> for AtomEnvHead<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        loader.linear(&mut self.dense, &format!("{prefix}.dense"));
-        loader.layer_norm(&mut self.layer_norm, &format!("{prefix}.LayerNorm"));
-        loader.linear(&mut self.decoder, &format!("{prefix}.decoder"));
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        saver.linear(&self.dense, &format!("{prefix}.dense"));
-        saver.layer_norm(&self.layer_norm, &format!("{prefix}.LayerNorm"));
-        saver.linear(&self.decoder, &format!("{prefix}.decoder"));
     }
 }
 
@@ -353,28 +323,4 @@ impl<B: Backend> MolE<B> {
 pub fn cls_state<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
     let [b, _, h] = hidden.dims();
     hidden.slice([0..b, 0..1, 0..h]).reshape([b, h])
-}
-
-impl<B: Backend> TorchState<B> for MolE<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        let p = |s: &str| format!("{prefix}{s}");
-        self.mole.load_torch_state(loader, &p("MolE"));
-        if let Some(head) = self.prediction_head.as_mut() {
-            head.load_torch_state(loader, &p("prediction_head"));
-        }
-        if let Some(head) = self.atom_env_head.as_mut() {
-            head.load_torch_state(loader, &p("atom_env_head"));
-        }
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        let p = |s: &str| format!("{prefix}{s}");
-        self.mole.save_torch_state(saver, &p("MolE"));
-        if let Some(head) = &self.prediction_head {
-            head.save_torch_state(saver, &p("prediction_head"));
-        }
-        if let Some(head) = &self.atom_env_head {
-            head.save_torch_state(saver, &p("atom_env_head"));
-        }
-    }
 }

@@ -210,10 +210,8 @@ impl Variant {
         device: &B::Device,
     ) -> Result<MolE<B>, ModelError> {
         let model = MolE::new(&self.model_config(classification), device);
-        Ok(
-            load_state_dict(model, &self.weights(classification)?, device)?
-                .with_compute_dtype(self.compute_dtype),
-        )
+        Ok(load_state_dict(model, &self.weights(classification)?)?
+            .with_compute_dtype(self.compute_dtype))
     }
 
     fn expected(&self, key: &str) -> Result<&HostTensor, ModelError> {

@@ -158,9 +158,9 @@ impl<B: Backend> Model<B> for MolE<B> {
     fn load_matching(
         self,
         weights: &StateDict,
-        device: &B::Device,
+        _device: &B::Device,
     ) -> Result<(Self, UnusedTensors), ModelError> {
-        crate::checkpoint::load_matching(self, weights, device)
+        crate::checkpoint::load_matching(self, weights)
     }
 
     fn save_checkpoint(

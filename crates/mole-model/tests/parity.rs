@@ -114,7 +114,7 @@ fn a_wrong_weight_is_caught() {
         .unwrap()
         .data[0] += 0.01;
     let model: MolE<B> =
-        load_state_dict(MolE::new(&v.model_config(false), &device), &dict, &device).unwrap();
+        load_state_dict(MolE::new(&v.model_config(false), &device), &dict).unwrap();
     let cls = model.embed(&BatchTensors::from_batch(&fb.batch, &device));
     let expected = &v.expected.tensors["cls_embedding"];
     assert!(parity::max_abs_diff(&HostTensor::from_tensor(cls), expected, |_| true) > 1e-4);
@@ -182,7 +182,6 @@ fn import_checkpoint_export_round_trip_is_byte_identical() {
     load_state_dict(
         MolE::<B>::new(&model_config(&fx, false), &device),
         &prefixed,
-        &device,
     )
     .unwrap();
     std::fs::remove_dir_all(&dir).ok();
@@ -206,16 +205,37 @@ fn unknown_missing_and_misshaped_tensors_are_all_reported() {
         shape: vec![3],
         data: vec![0.0; 3],
     };
-    let err = load_state_dict(
-        MolE::<B>::new(&model_config(&fx, false), &device),
-        &dict,
-        &device,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &dict)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("MolE.encoder.rel_embeddings.weight"), "{err}");
     assert!(err.contains("MolE.encoder.extra.weight"), "{err}");
     assert!(err.contains("prediction_head.dense.bias"), "{err}");
+}
+
+#[test]
+fn misshaped_linear_weights_are_reported_in_pytorch_layout() {
+    let fx = variant("small_l2_h64");
+    let device = Default::default();
+    let mut dict = fx.weights(false).unwrap();
+    // PyTorch `[out, in]`: the regression head's classifier is [1, 64]; Burn holds [64, 1]
+    let weight = dict
+        .tensors
+        .get_mut("prediction_head.classifier.weight")
+        .unwrap();
+    assert_eq!(weight.shape, vec![1, 64]);
+    *weight = HostTensor {
+        shape: vec![2, 64],
+        data: vec![0.0; 128],
+    };
+    let err = load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &dict)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("prediction_head.classifier.weight: expected [1, 64], found [2, 64]"),
+        "{err}"
+    );
+    assert!(err.contains("missing []; unexpected []"), "{err}");
 }
 
 #[test]

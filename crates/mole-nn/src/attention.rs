@@ -16,7 +16,6 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use crate::common_init::linear;
 use crate::precision;
-use crate::state::{StateLoader, StateSaver, TorchState};
 use crate::DebertaConfig;
 
 /// Everything the attention computes besides its output, for inspection and parity tests.
@@ -184,19 +183,5 @@ impl<B: Backend> DisentangledSelfAttention<B> {
             probs: want_probs.then_some(probs),
             terms: want_terms.then_some(AttentionTerms { content, c2p, p2c }),
         }
-    }
-}
-
-impl<B: Backend> TorchState<B> for DisentangledSelfAttention<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        loader.linear(&mut self.query_proj, &format!("{prefix}.query_proj"));
-        loader.linear(&mut self.key_proj, &format!("{prefix}.key_proj"));
-        loader.linear(&mut self.value_proj, &format!("{prefix}.value_proj"));
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        saver.linear(&self.query_proj, &format!("{prefix}.query_proj"));
-        saver.linear(&self.key_proj, &format!("{prefix}.key_proj"));
-        saver.linear(&self.value_proj, &format!("{prefix}.value_proj"));
     }
 }

@@ -5,7 +5,6 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::common_init::{embedding, layer_norm};
-use crate::state::{StateLoader, StateSaver, TorchState};
 use crate::DebertaConfig;
 
 /// DeBERTa's `BertEmbeddings` as MolE configures it: no absolute positions, no token types,
@@ -39,20 +38,5 @@ impl<B: Backend> BertEmbeddings<B> {
             .forward(self.word_embeddings.forward(input_ids));
         let masked = embedded * input_mask.unsqueeze_dim::<3>(2);
         crate::dropout(&self.dropout, masked)
-    }
-}
-
-impl<B: Backend> TorchState<B> for BertEmbeddings<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        loader.embedding(
-            &mut self.word_embeddings,
-            &format!("{prefix}.word_embeddings"),
-        );
-        loader.layer_norm(&mut self.layer_norm, &format!("{prefix}.LayerNorm"));
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        saver.embedding(&self.word_embeddings, &format!("{prefix}.word_embeddings"));
-        saver.layer_norm(&self.layer_norm, &format!("{prefix}.LayerNorm"));
     }
 }

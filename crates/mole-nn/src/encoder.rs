@@ -8,7 +8,6 @@ use crate::attention::AttentionTerms;
 use crate::common_init::{embedding, layer_norm};
 use crate::layer::BertLayer;
 use crate::precision;
-use crate::state::{StateLoader, StateSaver, TorchState};
 use crate::DebertaConfig;
 
 /// Which pairs may attend to each other.
@@ -157,30 +156,5 @@ impl<B: Backend> BertEncoder<B> {
             }
         }
         out
-    }
-}
-
-impl<B: Backend> TorchState<B> for BertEncoder<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        for (l, layer) in self.layers.iter_mut().enumerate() {
-            layer.load_torch_state(loader, &format!("{prefix}.layer.{l}"));
-        }
-        loader.embedding(
-            &mut self.rel_embeddings,
-            &format!("{prefix}.rel_embeddings"),
-        );
-        if let Some(norm) = self.rel_layer_norm.as_mut() {
-            loader.layer_norm(norm, &format!("{prefix}.LayerNorm"));
-        }
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        for (l, layer) in self.layers.iter().enumerate() {
-            layer.save_torch_state(saver, &format!("{prefix}.layer.{l}"));
-        }
-        saver.embedding(&self.rel_embeddings, &format!("{prefix}.rel_embeddings"));
-        if let Some(norm) = &self.rel_layer_norm {
-            saver.layer_norm(norm, &format!("{prefix}.LayerNorm"));
-        }
     }
 }

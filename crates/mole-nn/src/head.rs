@@ -6,7 +6,6 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::common_init::linear;
 use crate::precision;
-use crate::state::{StateLoader, StateSaver, TorchState};
 
 /// The original `TaskPredictionHead`: dropout → dense → GELU → dropout → classifier.
 #[derive(Module, Debug)]
@@ -38,17 +37,5 @@ impl<B: Backend> TaskPredictionHead<B> {
         let x = precision::linear_gelu(&self.dense, x);
         let x = self.dropout.forward(x);
         precision::linear(&self.classifier, x)
-    }
-}
-
-impl<B: Backend> TorchState<B> for TaskPredictionHead<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        loader.linear(&mut self.dense, &format!("{prefix}.dense"));
-        loader.linear(&mut self.classifier, &format!("{prefix}.classifier"));
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        saver.linear(&self.dense, &format!("{prefix}.dense"));
-        saver.linear(&self.classifier, &format!("{prefix}.classifier"));
     }
 }

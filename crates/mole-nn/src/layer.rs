@@ -8,7 +8,6 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 use crate::attention::{AttentionOutput, AttentionTerms, DisentangledSelfAttention};
 use crate::common_init::{layer_norm, linear};
 use crate::precision;
-use crate::state::{StateLoader, StateSaver, TorchState};
 use crate::DebertaConfig;
 
 /// `LayerNorm(dropout(dense(x)) + residual)`; used after attention (`BertSelfOutput`) and
@@ -62,18 +61,6 @@ impl<B: Backend> BertOutputBlock<B> {
         };
         let projected = crate::dropout(&self.dropout, projected);
         precision::layer_norm(&self.layer_norm, self.layer_norm_eps, projected + residual)
-    }
-}
-
-impl<B: Backend> TorchState<B> for BertOutputBlock<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        loader.linear(&mut self.dense, &format!("{prefix}.dense"));
-        loader.layer_norm(&mut self.layer_norm, &format!("{prefix}.LayerNorm"));
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        saver.linear(&self.dense, &format!("{prefix}.dense"));
-        saver.layer_norm(&self.layer_norm, &format!("{prefix}.LayerNorm"));
     }
 }
 
@@ -167,37 +154,5 @@ impl<B: Backend> BertLayer<B> {
             probs,
             terms,
         }
-    }
-}
-
-impl<B: Backend> TorchState<B> for BertLayer<B> {
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str) {
-        self.attention
-            .self_attention
-            .load_torch_state(loader, &format!("{prefix}.attention.self"));
-        self.attention
-            .output
-            .load_torch_state(loader, &format!("{prefix}.attention.output"));
-        loader.linear(
-            &mut self.intermediate.dense,
-            &format!("{prefix}.intermediate.dense"),
-        );
-        self.output
-            .load_torch_state(loader, &format!("{prefix}.output"));
-    }
-
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str) {
-        self.attention
-            .self_attention
-            .save_torch_state(saver, &format!("{prefix}.attention.self"));
-        self.attention
-            .output
-            .save_torch_state(saver, &format!("{prefix}.attention.output"));
-        saver.linear(
-            &self.intermediate.dense,
-            &format!("{prefix}.intermediate.dense"),
-        );
-        self.output
-            .save_torch_state(saver, &format!("{prefix}.output"));
     }
 }

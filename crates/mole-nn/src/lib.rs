@@ -22,7 +22,7 @@ pub use embeddings::BertEmbeddings;
 pub use encoder::{AttentionMask, BertEncoder, EncoderOutput, EncoderRequest};
 pub use head::TaskPredictionHead;
 pub use layer::{BertIntermediate, BertLayer, BertOutput, BertOutputBlock, BertSelfOutput};
-pub use state::{HostTensor, StateDict, StateLoader, StateSaver, TorchState};
+pub use state::{load_torch_state, to_torch_state, HostTensor, StateDict, TorchNames};
 pub use torch_file::TorchFile;
 
 /// `dropout.forward(x)`, with the Flex backend's fast mask (see [`flex_kernels::dropout`]) when

@@ -1,15 +1,23 @@
 //! Parameter import/export in the original PyTorch `state_dict` layout.
 //!
-//! Tensors travel as plain `f32` host buffers keyed by the original names, so weights trained by
-//! the original MolE load here and ours export back. PyTorch stores `Linear` weights as
-//! `[out, in]`; Burn's `Linear` holds `[in, out]`, so both directions transpose.
+//! Tensors travel as plain `f32` host buffers keyed by the original names ([`StateDict`]), so
+//! weights trained by the original MolE load here and ours export back. Moving them in and out
+//! of modules is Burn's `burn-store`: `ModuleSnapshot::collect`/`apply` walk the module, its
+//! `PyTorchToBurnAdapter`/`BurnToPyTorchAdapter` transpose `Linear` weights (PyTorch `[out, in]`,
+//! Burn `[in, out]`) and rename LayerNorm's `weight`/`bias` ↔ `gamma`/`beta`, and a
+//! `KeyRemapper` per direction ([`TorchNames`]) maps the original module names onto Burn's
+//! field paths. What this module adds: every missing, unexpected and mis-shaped tensor reported
+//! at once, under the original names and layouts ([`load_torch_state`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::module::{Module, ParamId};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn_store::{
+    ApplyError, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
+    TensorSnapshot,
+};
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::NnError;
@@ -219,139 +227,173 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Consumes tensors from a [`StateDict`] by name, collecting every problem instead of stopping
-/// at the first, so one error lists all missing, unexpected and mis-shaped tensors.
-pub struct StateLoader<'a, B: Backend> {
-    dict: &'a StateDict,
-    used: BTreeSet<String>,
-    missing: Vec<String>,
-    misshaped: Vec<String>,
-    device: B::Device,
+/// How the original PyTorch names map onto Burn's field paths, one regex rewrite table per
+/// direction (applied in order, each to the result of the previous).
+#[derive(Clone)]
+pub struct TorchNames {
+    to_burn: KeyRemapper,
+    to_torch: KeyRemapper,
 }
 
-impl<'a, B: Backend> StateLoader<'a, B> {
-    pub fn new(dict: &'a StateDict, device: &B::Device) -> Self {
+/// PyTorch → Burn for the DeBERTa modules of this crate. LayerNorm parameters are renamed here
+/// (not through the adapter's alternative names, whose matches burn-store 0.21 also lists as
+/// unused).
+const DEBERTA_TO_BURN: [(&str, &str); 6] = [
+    (r"\.layer\.(\d+)\.", ".layers.$1."),
+    (r"\.attention\.self\.", ".attention.self_attention."),
+    (
+        r"(^|\.)encoder\.LayerNorm\.weight$",
+        "${1}encoder.rel_layer_norm.gamma",
+    ),
+    (
+        r"(^|\.)encoder\.LayerNorm\.bias$",
+        "${1}encoder.rel_layer_norm.beta",
+    ),
+    (r"(^|\.)LayerNorm\.weight$", "${1}layer_norm.gamma"),
+    (r"(^|\.)LayerNorm\.bias$", "${1}layer_norm.beta"),
+];
+
+/// Burn → PyTorch, the inverse of [`DEBERTA_TO_BURN`]. Collected paths have LayerNorm's
+/// `weight`/`bias` already (the adapter renames them); paths reported as missing still say
+/// `gamma`/`beta`.
+const DEBERTA_TO_TORCH: [(&str, &str); 6] = [
+    (r"\.layers\.(\d+)\.", ".layer.$1."),
+    (r"\.attention\.self_attention\.", ".attention.self."),
+    (r"(^|\.)rel_layer_norm\.", "${1}LayerNorm."),
+    (r"(^|\.)layer_norm\.", "${1}LayerNorm."),
+    (r"\.gamma$", ".weight"),
+    (r"\.beta$", ".bias"),
+];
+
+impl TorchNames {
+    /// The names of this crate's modules (`layer.N` ↔ `layers.N`, `attention.self` ↔
+    /// `attention.self_attention`, `LayerNorm.weight`/`bias` ↔ `layer_norm.gamma`/`beta`, and
+    /// the encoder's own `LayerNorm` ↔ `rel_layer_norm`), plus a model's own rewrites:
+    /// `to_burn` applied first on load, `to_torch` last on save (e.g. a root field renamed).
+    pub fn deberta(to_burn: &[(&str, &str)], to_torch: &[(&str, &str)]) -> Self {
+        let table = |first: &[(&str, &str)], deberta: &[(&str, &str)], last: &[(&str, &str)]| {
+            KeyRemapper::from_patterns(first.iter().chain(deberta).chain(last).copied().collect())
+                .expect("the name tables are valid regexes")
+        };
         Self {
-            dict,
-            used: BTreeSet::new(),
-            missing: Vec::new(),
-            misshaped: Vec::new(),
-            device: device.clone(),
+            to_burn: table(to_burn, &DEBERTA_TO_BURN, &[]),
+            to_torch: table(&[], &DEBERTA_TO_TORCH, to_torch),
         }
     }
 
-    /// The tensor `name` with `shape`, or `None` (recorded) when absent or mis-shaped.
-    pub fn tensor<const D: usize>(
-        &mut self,
-        name: &str,
-        shape: [usize; D],
-    ) -> Option<Tensor<B, D>> {
-        match self.dict.tensors.get(name) {
-            None => {
-                self.missing.push(name.to_string());
-                None
-            }
-            Some(t) => {
-                self.used.insert(name.to_string());
-                if t.shape != shape {
-                    self.misshaped
-                        .push(format!("{name}: expected {shape:?}, found {:?}", t.shape));
-                    None
-                } else {
-                    Some(t.to_tensor(&self.device))
+    /// The original name of a Burn parameter path.
+    pub fn torch_name(&self, burn_path: &str) -> String {
+        rename(&self.to_torch, burn_path)
+    }
+
+    /// The Burn parameter path of an original name.
+    pub fn burn_path(&self, torch_name: &str) -> String {
+        rename(&self.to_burn, torch_name)
+    }
+}
+
+fn rename(remapper: &KeyRemapper, path: &str) -> String {
+    remapper
+        .to_regex_pairs()
+        .iter()
+        .fold(path.to_string(), |path, (pattern, replacement)| {
+            pattern
+                .replace_all(&path, replacement.as_str())
+                .into_owned()
+        })
+}
+
+/// `module`'s parameters under their original names and layouts (`Linear` weights `[out, in]`).
+pub fn to_torch_state<B: Backend, M: Module<B>>(module: &M, names: &TorchNames) -> StateDict {
+    let collected = module.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false);
+    let (collected, _) = names.to_torch.remap(collected);
+    let mut dict = StateDict::default();
+    for snapshot in collected {
+        let data = snapshot
+            .to_data()
+            .expect("a module's own parameters read back");
+        let shape = data.shape.to_vec();
+        let data = data
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("float parameters convert to f32");
+        dict.tensors
+            .insert(snapshot.full_path(), HostTensor { shape, data });
+    }
+    dict
+}
+
+/// Loads `dict` (original names and layouts) into `module`, in one pass. Fails with every
+/// missing, unexpected and mis-shaped tensor, under the original names and in PyTorch's layout.
+pub fn load_torch_state<B: Backend, M: Module<B>>(
+    module: M,
+    dict: &StateDict,
+    names: &TorchNames,
+) -> Result<M, NnError> {
+    let snapshots: Vec<TensorSnapshot> = dict
+        .tensors
+        .iter()
+        .map(|(name, t)| {
+            TensorSnapshot::from_data(
+                TensorData::new(t.data.clone(), t.shape.clone()),
+                name.split('.').map(str::to_string).collect(),
+                Vec::new(),
+                ParamId::new(),
+            )
+        })
+        .collect();
+    let (snapshots, renamed) = names.to_burn.remap(snapshots);
+    let original: HashMap<String, String> = renamed.into_iter().collect();
+    let torch_name = |path: &String| original.get(path).cloned().unwrap_or_else(|| path.clone());
+    // Linear weights are transposed on the way in: a mis-shaped one is reported as stored
+    let linear_weights: HashSet<String> = module
+        .collect(None, None, false)
+        .iter()
+        .filter(|s| {
+            s.module_type().as_deref() == Some("Struct:Linear")
+                && s.path_stack
+                    .as_ref()
+                    .and_then(|p| p.last())
+                    .map(String::as_str)
+                    == Some("weight")
+        })
+        .map(TensorSnapshot::full_path)
+        .collect();
+
+    let mut module = module;
+    let result = module.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+    let missing: Vec<String> = result
+        .missing
+        .iter()
+        .map(|(path, _)| names.torch_name(path))
+        .collect();
+    let unexpected: Vec<String> = result.unused.iter().map(torch_name).collect();
+    let misshaped: Vec<String> = result
+        .errors
+        .iter()
+        .map(|error| match error {
+            ApplyError::ShapeMismatch { path, expected, .. } => {
+                let name = torch_name(path);
+                let mut expected = expected.to_vec();
+                if linear_weights.contains(path) {
+                    expected.reverse();
                 }
+                let found = dict
+                    .tensors
+                    .get(&name)
+                    .map_or_else(Vec::new, |t| t.shape.clone());
+                format!("{name}: expected {expected:?}, found {found:?}")
             }
-        }
+            other => other.to_string(),
+        })
+        .collect();
+    if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
+        Ok(module)
+    } else {
+        Err(NnError::StateDict {
+            missing,
+            unexpected,
+            misshaped,
+        })
     }
-
-    /// Replaces `param` by the stored tensor when it is present and well-shaped.
-    pub fn param<const D: usize>(&mut self, param: &mut Param<Tensor<B, D>>, name: &str) {
-        let shape: [usize; D] = param.val().dims();
-        if let Some(t) = self.tensor(name, shape) {
-            // Loaded weights stay trainable: a tensor built from data does not track gradients.
-            *param = Param::initialized(param.id, t.require_grad());
-        }
-    }
-
-    /// A PyTorch `nn.Linear` (`weight [out, in]`, `bias [out]`) into a Burn `Linear`.
-    pub fn linear(&mut self, linear: &mut Linear<B>, prefix: &str) {
-        let [d_in, d_out] = linear.weight.val().dims();
-        if let Some(w) = self.tensor::<2>(&format!("{prefix}.weight"), [d_out, d_in]) {
-            linear.weight = Param::initialized(linear.weight.id, w.transpose().require_grad());
-        }
-        if let Some(bias) = linear.bias.as_mut() {
-            self.param(bias, &format!("{prefix}.bias"));
-        }
-    }
-
-    pub fn layer_norm(&mut self, norm: &mut LayerNorm<B>, prefix: &str) {
-        self.param(&mut norm.gamma, &format!("{prefix}.weight"));
-        if let Some(beta) = norm.beta.as_mut() {
-            self.param(beta, &format!("{prefix}.bias"));
-        }
-    }
-
-    pub fn embedding(&mut self, embedding: &mut Embedding<B>, prefix: &str) {
-        self.param(&mut embedding.weight, &format!("{prefix}.weight"));
-    }
-
-    /// Fails with every missing, unexpected (present but never read) and mis-shaped tensor.
-    pub fn finish(self) -> Result<(), NnError> {
-        let unexpected: Vec<String> = self
-            .dict
-            .tensors
-            .keys()
-            .filter(|k| !self.used.contains(*k))
-            .cloned()
-            .collect();
-        if self.missing.is_empty() && unexpected.is_empty() && self.misshaped.is_empty() {
-            Ok(())
-        } else {
-            Err(NnError::StateDict {
-                missing: self.missing,
-                unexpected,
-                misshaped: self.misshaped,
-            })
-        }
-    }
-}
-
-/// Collects parameters into a [`StateDict`] under the original names.
-#[derive(Default)]
-pub struct StateSaver {
-    pub dict: StateDict,
-}
-
-impl StateSaver {
-    pub fn tensor<B: Backend, const D: usize>(&mut self, name: &str, tensor: Tensor<B, D>) {
-        self.dict
-            .tensors
-            .insert(name.to_string(), HostTensor::from_tensor(tensor));
-    }
-
-    pub fn linear<B: Backend>(&mut self, linear: &Linear<B>, prefix: &str) {
-        self.tensor(&format!("{prefix}.weight"), linear.weight.val().transpose());
-        if let Some(bias) = &linear.bias {
-            self.tensor(&format!("{prefix}.bias"), bias.val());
-        }
-    }
-
-    pub fn layer_norm<B: Backend>(&mut self, norm: &LayerNorm<B>, prefix: &str) {
-        self.tensor(&format!("{prefix}.weight"), norm.gamma.val());
-        if let Some(beta) = &norm.beta {
-            self.tensor(&format!("{prefix}.bias"), beta.val());
-        }
-    }
-
-    pub fn embedding<B: Backend>(&mut self, embedding: &Embedding<B>, prefix: &str) {
-        self.tensor(&format!("{prefix}.weight"), embedding.weight.val());
-    }
-}
-
-/// Modules whose parameters map onto the original PyTorch names.
-pub trait TorchState<B: Backend> {
-    /// Reads this module's parameters from `loader` under `prefix`.
-    fn load_torch_state(&mut self, loader: &mut StateLoader<'_, B>, prefix: &str);
-    /// Writes this module's parameters to `saver` under `prefix`.
-    fn save_torch_state(&self, saver: &mut StateSaver, prefix: &str);
 }

@@ -189,7 +189,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     };
     type I = burn::backend::Flex;
     let device = Default::default();
-    let model = mole_model::load_state_dict(MolE::<I>::new(&config, &device), &dict, &device)?;
+    let model = mole_model::load_state_dict(MolE::<I>::new(&config, &device), &dict)?;
     Checkpoint {
         config,
         model,
