@@ -42,7 +42,7 @@ pub struct DataSettings {
     /// of the atom count).
     #[serde(default = "default_max_atoms")]
     pub max_atoms: usize,
-    /// Read the training data as a stream (`crate::stream`) in memory bounded by the window,
+    /// Read the training data as a stream (`mole_train::data::stream`) in memory bounded by the window,
     /// instead of featurising it all before the first step (default for stage 1; stage 2 and
     /// fine-tuning on large tables turn it on). `train` may then list several files and globs,
     /// comma-separated; the split is by a split column or a SMILES hash, not by scaffold.

@@ -41,4 +41,7 @@ pub enum ModelError {
     /// The model has no head for the objective it was given.
     #[error("{0}")]
     MissingHead(&'static str),
+    /// A model (of the `Model` contract) cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(String),
 }

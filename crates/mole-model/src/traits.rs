@@ -64,8 +64,9 @@ pub trait Model<B: Backend>: Module<B> + Sized {
     /// objective the model has no head for is an error.
     fn loss(&self, batch: HostBatch, device: &B::Device) -> Result<BatchLoss<B>, ModelError>;
 
-    /// The model with those tensors of `weights` that it has (same name and shape) loaded, e.g.
-    /// a pretrained encoder under a new head; returns the names it does not have.
+    /// The model with those tensors of `weights` that it has loaded, e.g. a pretrained encoder
+    /// under a new head; returns the names it does not have. A tensor it has under another
+    /// shape is an error.
     fn load_matching(
         self,
         weights: &StateDict,

@@ -239,6 +239,28 @@ fn misshaped_linear_weights_are_reported_in_pytorch_layout() {
 }
 
 #[test]
+fn only_original_names_load() {
+    let fx = variant("small_l2_h64");
+    let device = Default::default();
+    let mut dict = fx.weights(false).unwrap();
+    // the same tensor under its Burn path is not an original name
+    let norm = dict
+        .tensors
+        .remove("MolE.embeddings.LayerNorm.weight")
+        .unwrap();
+    dict.tensors
+        .insert("mole.embeddings.layer_norm.gamma".into(), norm);
+    let err = load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &dict)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing [\"MolE.embeddings.LayerNorm.weight\"]")
+            && err.contains("unexpected [\"mole.embeddings.layer_norm.gamma\"]"),
+        "{err}"
+    );
+}
+
+#[test]
 fn padding_invariance_single_vs_batched() {
     let fx = variant("small_l2_h64");
     let fb = batch();

@@ -239,8 +239,8 @@ pub struct TorchNames {
 /// (not through the adapter's alternative names, whose matches burn-store 0.21 also lists as
 /// unused).
 const DEBERTA_TO_BURN: [(&str, &str); 6] = [
-    (r"\.layer\.(\d+)\.", ".layers.$1."),
-    (r"\.attention\.self\.", ".attention.self_attention."),
+    (r"(^|\.)layer\.(\d+)\.", "${1}layers.$2."),
+    (r"(^|\.)attention\.self\.", "${1}attention.self_attention."),
     (
         r"(^|\.)encoder\.LayerNorm\.weight$",
         "${1}encoder.rel_layer_norm.gamma",
@@ -257,8 +257,8 @@ const DEBERTA_TO_BURN: [(&str, &str); 6] = [
 /// `weight`/`bias` already (the adapter renames them); paths reported as missing still say
 /// `gamma`/`beta`.
 const DEBERTA_TO_TORCH: [(&str, &str); 6] = [
-    (r"\.layers\.(\d+)\.", ".layer.$1."),
-    (r"\.attention\.self_attention\.", ".attention.self."),
+    (r"(^|\.)layers\.(\d+)\.", "${1}layer.$2."),
+    (r"(^|\.)attention\.self_attention\.", "${1}attention.self."),
     (r"(^|\.)rel_layer_norm\.", "${1}LayerNorm."),
     (r"(^|\.)layer_norm\.", "${1}LayerNorm."),
     (r"\.gamma$", ".weight"),
@@ -343,31 +343,47 @@ pub fn load_torch_state<B: Backend, M: Module<B>>(
         })
         .collect();
     let (snapshots, renamed) = names.to_burn.remap(snapshots);
-    let original: HashMap<String, String> = renamed.into_iter().collect();
+    // Only original names load: a key the tables leave as it is (a Burn path, say) or map onto
+    // a path another key already took is unexpected.
+    let mut original: HashMap<String, String> = HashMap::new();
+    let mut unexpected = Vec::new();
+    let mut accepted = Vec::with_capacity(snapshots.len());
+    for (snapshot, (path, name)) in snapshots.into_iter().zip(renamed) {
+        if names.torch_name(&path) == name && !original.contains_key(&path) {
+            original.insert(path, name);
+            accepted.push(snapshot);
+        } else {
+            unexpected.push(name);
+        }
+    }
     let torch_name = |path: &String| original.get(path).cloned().unwrap_or_else(|| path.clone());
-    // Linear weights are transposed on the way in: a mis-shaped one is reported as stored
-    let linear_weights: HashSet<String> = module
-        .collect(None, None, false)
-        .iter()
-        .filter(|s| {
-            s.module_type().as_deref() == Some("Struct:Linear")
-                && s.path_stack
-                    .as_ref()
-                    .and_then(|p| p.last())
-                    .map(String::as_str)
-                    == Some("weight")
-        })
-        .map(TensorSnapshot::full_path)
-        .collect();
 
     let mut module = module;
-    let result = module.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+    let result = module.apply(accepted, None, Some(Box::new(PyTorchToBurnAdapter)), false);
     let missing: Vec<String> = result
         .missing
         .iter()
         .map(|(path, _)| names.torch_name(path))
         .collect();
-    let unexpected: Vec<String> = result.unused.iter().map(torch_name).collect();
+    unexpected.extend(result.unused.iter().map(torch_name));
+    // Linear weights were transposed on the way in: a mis-shaped one is reported as stored
+    let linear_weights: HashSet<String> = if result.errors.is_empty() {
+        HashSet::new()
+    } else {
+        module
+            .collect(None, None, false)
+            .iter()
+            .filter(|s| {
+                s.module_type().as_deref() == Some("Struct:Linear")
+                    && s.path_stack
+                        .as_ref()
+                        .and_then(|p| p.last())
+                        .map(String::as_str)
+                        == Some("weight")
+            })
+            .map(TensorSnapshot::full_path)
+            .collect()
+    };
     let misshaped: Vec<String> = result
         .errors
         .iter()

@@ -15,7 +15,8 @@ use crate::{BoxError, TrainConfig};
 /// Everything a training run needs; `C` is the model's configuration ([`mole_model::Model::Config`]).
 pub struct TrainJob<C = MolEConfig> {
     pub config: TrainConfig,
-    /// Where `resume/`, `best.safetensors` and `last.safetensors` are written.
+    /// Where `resume/` and the best and last checkpoints (`best.safetensors` and
+    /// `last.safetensors` for MolE; see `mole_model::Model::CHECKPOINT_EXTENSION`) are written.
     pub run_dir: PathBuf,
     pub model_config: C,
     pub vocab: Vocabulary,

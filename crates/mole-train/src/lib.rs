@@ -5,10 +5,11 @@
 //! TrainJob { config, data, objective, … } ─ train::<B, M>(job, devices, dtype, observer)
 //!   epoch: length-bucketed batches (in memory) or a BatchStream's batches
 //!     step: HostBatch::prepare (masking / labels) → loss → backward
-//!           → [all-reduce across devices] → global-norm clipping → Adam (warm-up lr)
+//!           → [all-reduce across devices] → global-norm clipping → Adam (warm-up lr:
+//!             Burn's LinearLrScheduler, then constant)
 //!   every log_every steps   → TrainEvent::Logged
 //!   every checkpoint_every  → <run>/resume/ (exact resume)
-//!   end of epoch            → validation → best.safetensors, early stopping
+//!   end of epoch            → validation → best.safetensors (MolE's), early stopping
 //! → last.safetensors, TrainOutcome
 //! ```
 //!
@@ -33,6 +34,7 @@ pub mod observer;
 pub mod optimizer;
 mod replicas;
 mod run;
+pub mod schedule;
 
 pub use batching::{length_bucketed_batches, sequential_batches, step_seed};
 pub use config::TrainConfig;
@@ -43,3 +45,4 @@ pub use mole_model::objective::{Example, Objective};
 pub use observer::{NoObserver, PlannedData, StepLog, TrainEvent, TrainObserver, TrainPlan};
 pub use optimizer::{AdamOptimizer, AdamRecord, Optimizer};
 pub use run::train;
+pub use schedule::WarmupSchedule;

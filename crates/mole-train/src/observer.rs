@@ -95,7 +95,7 @@ pub enum TrainEvent<'a> {
     /// Every `log_every` steps and at the last step.
     Logged(&'a StepLog),
     /// Validation after epoch `epoch` (1-based): the loss and the objective's metrics;
-    /// `improved` when it is the best so far (and was saved as `best.safetensors`).
+    /// `improved` when it is the best so far (and was saved as the best checkpoint).
     Validated {
         epoch: usize,
         step: usize,

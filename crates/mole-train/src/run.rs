@@ -23,7 +23,7 @@ use crate::replicas::*;
 use crate::{
     evaluate, length_bucketed_batches, step_seed, BoxError, Optimizer, PlannedData, StepLog,
     TrainData, TrainError, TrainEvent, TrainJob, TrainObserver, TrainOutcome, TrainPlan,
-    TrainState,
+    TrainState, WarmupSchedule,
 };
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
@@ -220,14 +220,6 @@ where
             "a streaming corpus whose size was not counted needs train.max_steps".into(),
         ));
     }
-    let warmup = s.warmup_steps(total_steps);
-    let lr_at = |step: usize| -> f64 {
-        if step < warmup {
-            s.lr * (step + 1) as f64 / warmup as f64
-        } else {
-            s.lr
-        }
-    };
 
     // Initial weights come from the backend RNG: seed it so the same seed gives the same model.
     B::seed(device, s.seed);
@@ -285,6 +277,7 @@ where
     if state.finished {
         report(observer, TrainEvent::AlreadyFinished)?;
     }
+    let mut schedule = WarmupSchedule::new(s.lr, s.warmup_steps(total_steps), state.global_step)?;
     let peers = group.peers();
     model = model.with_compute_dtype(compute_dtype);
     // f16 needs loss scaling (bf16 has f32's range and does not).
@@ -452,7 +445,7 @@ where
             window_tokens += examples.iter().map(|e| e.input.len()).sum::<usize>();
             let seed = step_seed(s.seed, state.global_step);
             let mut rng = StdRng::seed_from_u64(seed);
-            let lr = lr_at(state.global_step);
+            let lr = schedule.next_lr();
             // This device's share of the step; the other replicas get theirs over their channels.
             let lockstep = lockstep.then_some(Lockstep {
                 step: state.global_step,

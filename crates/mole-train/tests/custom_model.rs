@@ -1,7 +1,7 @@
 //! The trainer is generic over the model contract (`mole_model::Model`): a Burn user's own
 //! model of MolE's batches — here a bag of atom tokens, mean-pooled into a linear regressor —
-//! trains through `mole_train::train` with the same warm-up, validation, checkpoints and resume
-//! as MolE, and its checkpoints are whatever its `save_checkpoint` writes.
+//! trains through `mole_train::train` with the same warm-up, validation and checkpoints as
+//! MolE, and its checkpoints are whatever its `save_checkpoint` writes.
 
 use std::path::Path;
 
@@ -65,7 +65,9 @@ impl<B: Backend> Model<B> for BagOfAtoms<B> {
     fn loss(&self, batch: HostBatch, device: &B::Device) -> Result<BatchLoss<B>, ModelError> {
         let count = batch.loss_count();
         let HostBatch::Supervised { batch, labels, .. } = batch else {
-            return Err(ModelError::MissingHead("BagOfAtoms predicts labels only"));
+            return Err(ModelError::Unsupported(
+                "BagOfAtoms predicts labels only".into(),
+            ));
         };
         let rows = batch.batch_size;
         let predictions = self.forward(&BatchTensors::from_batch(&batch, device));
@@ -84,7 +86,9 @@ impl<B: Backend> Model<B> for BagOfAtoms<B> {
         _weights: &StateDict,
         _device: &B::Device,
     ) -> Result<(Self, UnusedTensors), ModelError> {
-        Err(ModelError::MissingHead("BagOfAtoms starts from scratch"))
+        Err(ModelError::Unsupported(
+            "BagOfAtoms starts from scratch".into(),
+        ))
     }
 
     /// The checkpoints are `best.mpk` and `last.mpk`: this model's Burn record.

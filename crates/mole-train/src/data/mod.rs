@@ -156,6 +156,17 @@ pub fn featurize_in_windows(
     rejects
 }
 
+/// The part a split column's cell names: `train`, `valid` (`val`, `validation`) or `test`, in
+/// any case.
+pub fn split_part(cell: &str) -> Result<Part, String> {
+    match cell.to_ascii_lowercase().as_str() {
+        "train" => Ok(Part::Train),
+        "valid" | "val" | "validation" => Ok(Part::Valid),
+        "test" => Ok(Part::Test),
+        other => Err(format!("split value `{other}` is not train, valid or test")),
+    }
+}
+
 /// Indices of the train, valid and test parts.
 pub type SplitIndices = (Vec<usize>, Vec<usize>, Vec<usize>);
 
@@ -174,17 +185,12 @@ pub fn split_indices(
     if examples.iter().any(|e| e.split.is_some()) {
         let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
         for (i, e) in examples.iter().enumerate() {
-            match e.split.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                Some("train") => tr.push(i),
-                Some("valid" | "val" | "validation") => va.push(i),
-                Some("test") => te.push(i),
-                other => {
-                    return Err(DataError::Invalid(format!(
-                        "line {}: split value `{}` is not train, valid or test",
-                        e.line,
-                        other.unwrap_or("")
-                    )))
-                }
+            let part = split_part(e.split.as_deref().unwrap_or(""))
+                .map_err(|why| DataError::Invalid(format!("line {}: {why}", e.line)))?;
+            match part {
+                Part::Train => tr.push(i),
+                Part::Valid => va.push(i),
+                Part::Test => te.push(i),
             }
         }
         return Ok((tr, va, te));

@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::{bad_label, featurize_rows, table_rows, DataError, RawRow, Reject};
+use super::{bad_label, featurize_rows, split_part, table_rows, DataError, RawRow, Reject};
 use crate::length_bucketed_batches;
 
 type Result<T, E = DataError> = std::result::Result<T, E>;
@@ -126,12 +126,7 @@ impl StreamSpec {
     /// that is no part is the row's rejection reason.
     pub fn part_of(&self, row: &RawRow) -> Result<Part, String> {
         if let Some(cell) = &row.split {
-            return match cell.to_ascii_lowercase().as_str() {
-                "train" => Ok(Part::Train),
-                "valid" | "val" | "validation" => Ok(Part::Valid),
-                "test" => Ok(Part::Test),
-                other => Err(format!("split value `{other}` is not train, valid or test")),
-            };
+            return split_part(cell);
         }
         if is_validation(&row.smiles, self.valid_fraction) {
             Ok(Part::Valid)
