@@ -187,10 +187,17 @@ fn import_checkpoint_export_round_trip_is_byte_identical() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The error of loading `dict` into a fresh regression model of `fx`'s architecture.
+fn load_error(fx: &Variant, dict: &StateDict) -> String {
+    let device = Default::default();
+    load_state_dict(MolE::<B>::new(&model_config(fx, false), &device), dict)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn unknown_missing_and_misshaped_tensors_are_all_reported() {
     let fx = variant("small_l2_h64");
-    let device = Default::default();
     let mut dict = fx.weights(false).unwrap();
     dict.tensors.remove("MolE.encoder.rel_embeddings.weight");
     dict.tensors.insert(
@@ -205,9 +212,7 @@ fn unknown_missing_and_misshaped_tensors_are_all_reported() {
         shape: vec![3],
         data: vec![0.0; 3],
     };
-    let err = load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &dict)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(&fx, &dict);
     assert!(err.contains("MolE.encoder.rel_embeddings.weight"), "{err}");
     assert!(err.contains("MolE.encoder.extra.weight"), "{err}");
     assert!(err.contains("prediction_head.dense.bias"), "{err}");
@@ -216,7 +221,6 @@ fn unknown_missing_and_misshaped_tensors_are_all_reported() {
 #[test]
 fn misshaped_linear_weights_are_reported_in_pytorch_layout() {
     let fx = variant("small_l2_h64");
-    let device = Default::default();
     let mut dict = fx.weights(false).unwrap();
     // PyTorch `[out, in]`: the regression head's classifier is [1, 64]; Burn holds [64, 1]
     let weight = dict
@@ -228,9 +232,7 @@ fn misshaped_linear_weights_are_reported_in_pytorch_layout() {
         shape: vec![2, 64],
         data: vec![0.0; 128],
     };
-    let err = load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &dict)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(&fx, &dict);
     assert!(
         err.contains("prediction_head.classifier.weight: expected [1, 64], found [2, 64]"),
         "{err}"
@@ -241,7 +243,6 @@ fn misshaped_linear_weights_are_reported_in_pytorch_layout() {
 #[test]
 fn only_original_names_load() {
     let fx = variant("small_l2_h64");
-    let device = Default::default();
     let mut dict = fx.weights(false).unwrap();
     // the same tensor under its Burn path is not an original name
     let norm = dict
@@ -250,9 +251,7 @@ fn only_original_names_load() {
         .unwrap();
     dict.tensors
         .insert("mole.embeddings.layer_norm.gamma".into(), norm);
-    let err = load_state_dict(MolE::<B>::new(&model_config(&fx, false), &device), &dict)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(&fx, &dict);
     assert!(
         err.contains("missing [\"MolE.embeddings.LayerNorm.weight\"]")
             && err.contains("unexpected [\"mole.embeddings.layer_norm.gamma\"]"),

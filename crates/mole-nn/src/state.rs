@@ -285,11 +285,6 @@ impl TorchNames {
     pub fn torch_name(&self, burn_path: &str) -> String {
         rename(&self.to_torch, burn_path)
     }
-
-    /// The Burn parameter path of an original name.
-    pub fn burn_path(&self, torch_name: &str) -> String {
-        rename(&self.to_burn, torch_name)
-    }
 }
 
 fn rename(remapper: &KeyRemapper, path: &str) -> String {

@@ -15,8 +15,7 @@ use mole_metrics::TaskKind;
 use mole_model::loss::masked_mse;
 use mole_model::objective::{BatchLoss, HostBatch, Objective};
 use mole_model::{
-    config_and_vocab, zoo, BatchTensors, CheckpointContents, CheckpointInfo, Model, ModelError,
-    UnusedTensors,
+    BatchTensors, CheckpointContents, CheckpointInfo, Model, ModelError, UnusedTensors,
 };
 use mole_nn::StateDict;
 use mole_train::{train, TrainConfig, TrainData, TrainEvent, TrainJob};
@@ -24,7 +23,7 @@ use serde::Serialize;
 
 mod common;
 
-use common::{esol, scratch_dir};
+use common::{bundled_encoder, esol, scratch_dir};
 
 /// The regressor's architecture.
 #[derive(Debug, Clone, Serialize)]
@@ -119,9 +118,7 @@ type B = Autodiff<Flex>;
 #[test]
 fn a_users_own_model_trains_through_the_library_trainer() {
     let run_dir = scratch_dir("custom-model");
-    let name = "mole-tiny-zinc-chembl";
-    let encoder = zoo::bundled_model(name).unwrap().state_dict().unwrap();
-    let (_, vocab) = config_and_vocab(&encoder, name).unwrap();
+    let (_, _, vocab) = bundled_encoder();
     let examples = esol(&vocab, 160);
     let (train_part, valid) = examples.split_at(128);
     let config = TrainConfig {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use mole_featurize::split::SplitMethod;
 use mole_featurize::Vocabulary;
-use mole_model::{config_and_vocab, zoo};
 use mole_train::data::stream::{is_validation, sample, StreamCorpus, StreamSpec};
 use mole_train::data::{featurize_rows, read_table, split_indices, DataError};
 use mole_train::BatchStream;
@@ -17,12 +16,10 @@ use rand::SeedableRng;
 
 mod common;
 
-use common::{esol, scratch_dir};
+use common::{bundled_encoder, esol, scratch_dir};
 
 fn vocab() -> Vocabulary {
-    let name = "mole-tiny-zinc-chembl";
-    let encoder = zoo::bundled_model(name).unwrap().state_dict().unwrap();
-    config_and_vocab(&encoder, name).unwrap().1
+    bundled_encoder().2
 }
 
 #[test]

@@ -4,21 +4,19 @@
 use burn::backend::{Autodiff, Flex};
 use mole_metrics::TaskKind;
 use mole_model::objective::Objective;
-use mole_model::{config_and_vocab, zoo, Checkpoint, CheckpointInfo, HeadConfig, MolE, TaskType};
+use mole_model::{Checkpoint, CheckpointInfo, HeadConfig, MolE, TaskType};
 use mole_train::{train, TrainConfig, TrainData, TrainEvent, TrainJob};
 
 mod common;
 
-use common::{esol, scratch_dir};
+use common::{bundled_encoder, esol, scratch_dir};
 
 type B = Autodiff<Flex>;
 
 #[test]
 fn library_trainer_fine_tunes_and_reports_every_step() {
     let run_dir = scratch_dir("library");
-    let name = "mole-tiny-zinc-chembl";
-    let encoder = zoo::bundled_model(name).unwrap().state_dict().unwrap();
-    let (mut model_config, vocab) = config_and_vocab(&encoder, name).unwrap();
+    let (encoder, mut model_config, vocab) = bundled_encoder();
     model_config.head = Some(HeadConfig {
         task: TaskType::Regression,
         num_tasks: 1,

@@ -1,10 +1,23 @@
-//! What the tests share: ESOL molecules as examples, and a scratch directory.
+//! What the tests share: the bundled pretrained encoder, ESOL molecules as examples, and a
+//! scratch directory. Each test binary uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use mole_featurize::Vocabulary;
 use mole_model::objective::Example;
+use mole_model::{config_and_vocab, zoo, MolEConfig};
+use mole_nn::StateDict;
 use mole_train::data::{featurize_rows, read_table};
+
+/// The bundled pretrained encoder (`mole-tiny-zinc-chembl`): its weights, configuration and
+/// vocabulary.
+pub fn bundled_encoder() -> (StateDict, MolEConfig, Vocabulary) {
+    let name = "mole-tiny-zinc-chembl";
+    let encoder = zoo::bundled_model(name).unwrap().state_dict().unwrap();
+    let (config, vocab) = config_and_vocab(&encoder, name).unwrap();
+    (encoder, config, vocab)
+}
 
 /// The first `rows` molecules of `datasets/esol.csv` that featurise, labelled with logS, read
 /// with the library's readers.
